@@ -1,0 +1,268 @@
+//! Configuration: a YAML file read into [`raw`] serde types, then checked
+//! into the typed [`Config`] the rest of guise uses.
+//!
+//! Every problem found is collected with its YAML path and line so one run of
+//! `guise check-config` shows them all; a file with any problem is refused
+//! whole (the gateway never starts on half a configuration).
+
+mod lines;
+pub mod raw;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use raw::{LogFormat, StoreKind};
+
+/// A checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listeners: Listeners,
+    pub operations_address: SocketAddr,
+    pub server: ServerSettings,
+    pub upstream: Upstream,
+    pub identity: Identity,
+    pub sessions: Sessions,
+    pub routes: Vec<RouteSpec>,
+    pub logging: Logging,
+    /// SHA-256 of the file's bytes (hex, first 16 chars): names the live
+    /// configuration in metrics and logs.
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listeners {
+    pub http: Option<SocketAddr>,
+    pub https: Option<Https>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Https {
+    pub address: SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub http2: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    pub threads: usize,
+    pub grace_period: Duration,
+    pub shutdown_timeout: Duration,
+    pub upstream_keepalive_pool_size: usize,
+    pub keepalive_request_limit: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub address: SocketAddr,
+    /// As written, for the `Host`-less cases and messages.
+    pub authority: String,
+    pub tls: bool,
+    pub sni: String,
+    pub verify_certificate: bool,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// How identity reaches the upstream.
+#[derive(Clone)]
+pub struct Identity {
+    /// Lower-case prefix; every client header starting with it is removed.
+    pub header_prefix: String,
+    pub signing_key_env: String,
+    /// The key itself, read from the environment. Never printed: `Debug`
+    /// shows only its length.
+    pub signing_key: Vec<u8>,
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("header_prefix", &self.header_prefix)
+            .field("signing_key_env", &self.signing_key_env)
+            .field("signing_key", &format_args!("<{} bytes>", self.signing_key.len()))
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sessions {
+    pub store: SessionStoreConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionStoreConfig {
+    Memory,
+    Redis(RedisConfig),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisConfig {
+    Single { url: String },
+    Sentinel { master_name: String, urls: Vec<String> },
+    Cluster { urls: Vec<String> },
+}
+
+/// Whether a route reads or changes data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Read,
+    Write,
+}
+
+/// One entry of the route table, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    pub name: String,
+    pub path: String,
+    /// Upper-case methods; empty means every method.
+    pub methods: Vec<String>,
+    pub area: Option<String>,
+    pub resource: Option<String>,
+    /// `None`: decided by the request method (GET/HEAD/OPTIONS read).
+    pub action: Option<Action>,
+    pub export: bool,
+    pub personal_data: bool,
+    pub public: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logging {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// One thing wrong with a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// YAML path such as `routes[2].path`; empty for the whole file.
+    pub path: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.line, self.path.is_empty()) {
+            (Some(l), false) => write!(f, "line {l}: {}: {}", self.path, self.message),
+            (Some(l), true) => write!(f, "line {l}: {}", self.message),
+            (None, false) => write!(f, "{}: {}", self.path, self.message),
+            (None, true) => write!(f, "{}", self.message),
+        }
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {file}: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file} has {} problem(s):\n{}", issues.len(), render(file, issues))]
+    Invalid {
+        file: String,
+        issues: Vec<ConfigIssue>,
+    },
+}
+
+fn render(file: &str, issues: &[ConfigIssue]) -> String {
+    issues
+        .iter()
+        .map(|i| format!("  {file}: {i}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl ConfigError {
+    /// The individual problems (empty for a read error).
+    pub fn issues(&self) -> &[ConfigIssue] {
+        match self {
+            ConfigError::Invalid { issues, .. } => issues,
+            ConfigError::Read { .. } => &[],
+        }
+    }
+}
+
+/// Where secrets named in the file are looked up. A trait so tests can pass
+/// a map instead of changing the process environment.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Env for F {
+    fn var(&self, name: &str) -> Option<String> {
+        self(name)
+    }
+}
+
+impl Config {
+    /// Read and check a file. Relative certificate paths are taken relative
+    /// to the file's folder, so a config works from any working directory.
+    pub fn load(path: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let source = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&source, &file, base, env)
+    }
+
+    /// Check `source`; `file` names it in messages, `base` anchors relative paths.
+    pub fn parse(
+        source: &str,
+        file: &str,
+        base: &Path,
+        env: &dyn Env,
+    ) -> Result<Config, ConfigError> {
+        validate::parse(source, base, env).map_err(|issues| ConfigError::Invalid {
+            file: file.to_string(),
+            issues,
+        })
+    }
+
+    /// Settings that only take effect at start-up; a reload that changes
+    /// them is refused and names them.
+    pub fn fixed_settings_changed(&self, new: &Config) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        if self.listeners.http != new.listeners.http {
+            changed.push("listeners.http");
+        }
+        if self.listeners.https != new.listeners.https {
+            changed.push("listeners.https");
+        }
+        if self.operations_address != new.operations_address {
+            changed.push("operations.address");
+        }
+        if self.server != new.server {
+            changed.push("server");
+        }
+        if self.sessions != new.sessions {
+            changed.push("sessions");
+        }
+        if self.logging != new.logging {
+            changed.push("logging");
+        }
+        changed
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,293 @@
+//! The YAML format, as serde reads it.
+//!
+//! These types mirror the file one to one and refuse unknown keys, so a typo
+//! is an error rather than a silently ignored setting. They are never used
+//! past `validate`: the rest of guise sees only the checked [`super::Config`].
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Where the gateway accepts client traffic.
+    pub listeners: RawListeners,
+    /// The operations listener: metrics and health.
+    #[serde(default)]
+    pub operations: RawOperations,
+    /// Process-level settings of the data plane.
+    #[serde(default)]
+    pub server: RawServer,
+    /// The application guise stands in front of.
+    pub upstream: RawUpstream,
+    /// Identity headers sent to the upstream.
+    #[serde(default)]
+    pub identity: RawIdentity,
+    /// Where sessions live.
+    #[serde(default)]
+    pub sessions: RawSessions,
+    /// Path patterns with tags that later stages (bundles, permissions,
+    /// privacy) act on.
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    /// Log format and level.
+    #[serde(default)]
+    pub logging: RawLogging,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListeners {
+    /// Plain HTTP listener, `host:port`.
+    pub http: Option<String>,
+    /// HTTPS listener on rustls.
+    pub https: Option<RawHttps>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttps {
+    /// `host:port` to listen on.
+    pub address: String,
+    /// PEM certificate chain.
+    pub cert: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
+    /// Offer HTTP/2 by ALPN.
+    #[serde(default = "yes")]
+    pub http2: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOperations {
+    /// `host:port` of `/metrics`, `/healthz`, `/readyz`.
+    #[serde(default = "default_operations_address")]
+    pub address: String,
+}
+
+impl Default for RawOperations {
+    fn default() -> Self {
+        RawOperations {
+            address: default_operations_address(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Worker threads of the proxy service.
+    #[serde(default = "one")]
+    pub threads: usize,
+    /// Seconds between SIGTERM and the start of shutdown.
+    #[serde(default = "one_u64")]
+    pub grace_period_seconds: u64,
+    /// Seconds that in-flight requests get to finish during shutdown.
+    #[serde(default = "five")]
+    pub shutdown_timeout_seconds: u64,
+    /// Idle upstream connections kept for reuse.
+    #[serde(default = "pool")]
+    pub upstream_keepalive_pool_size: usize,
+    /// Requests served on one client connection before it is closed
+    /// (none: unlimited).
+    #[serde(default)]
+    pub keepalive_request_limit: Option<u32>,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            threads: one(),
+            grace_period_seconds: one_u64(),
+            shutdown_timeout_seconds: five(),
+            upstream_keepalive_pool_size: pool(),
+            keepalive_request_limit: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    /// `host:port` of the application.
+    pub address: String,
+    /// Speak TLS to the application.
+    #[serde(default)]
+    pub tls: bool,
+    /// Server name for TLS (defaults to the host part of `address`).
+    pub sni: Option<String>,
+    /// Check the application's certificate (only turn off for local tests).
+    #[serde(default = "yes")]
+    pub verify_certificate: bool,
+    /// Milliseconds to establish a TCP (and TLS) connection.
+    #[serde(default = "connect_ms")]
+    pub connect_timeout_ms: u64,
+    /// Milliseconds to wait for each read from the application.
+    #[serde(default = "io_ms")]
+    pub read_timeout_ms: u64,
+    /// Milliseconds to wait for each write to the application.
+    #[serde(default = "io_ms")]
+    pub write_timeout_ms: u64,
+    /// Seconds an idle pooled connection is kept.
+    #[serde(default = "idle_s")]
+    pub idle_timeout_seconds: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentity {
+    /// Prefix of every identity header; client headers with it are removed.
+    #[serde(default = "default_prefix")]
+    pub header_prefix: String,
+    /// Name of the environment variable that holds the signing key.
+    #[serde(default = "default_key_env")]
+    pub signing_key_env: String,
+}
+
+impl Default for RawIdentity {
+    fn default() -> Self {
+        RawIdentity {
+            header_prefix: default_prefix(),
+            signing_key_env: default_key_env(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSessions {
+    /// `memory` (one node) or `redis`.
+    #[serde(default)]
+    pub store: StoreKind,
+    /// Redis connection, required when `store: redis`.
+    pub redis: Option<RawRedis>,
+}
+
+#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    #[default]
+    Memory,
+    Redis,
+}
+
+/// Exactly one of `url`, `sentinel` or `cluster`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    /// `redis://host:port/db` of a standalone server.
+    pub url: Option<String>,
+    /// A Sentinel-managed primary.
+    pub sentinel: Option<RawSentinel>,
+    /// Seed nodes of a Redis Cluster.
+    pub cluster: Option<RawCluster>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSentinel {
+    /// Name of the monitored primary.
+    pub master_name: String,
+    /// `redis://host:port` of each sentinel.
+    pub urls: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    /// `redis://host:port` of some cluster nodes.
+    pub urls: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Label in metrics and logs (defaults to the path pattern).
+    pub name: Option<String>,
+    /// Path pattern: literal segments, `{param}` and a trailing `{*rest}`.
+    pub path: String,
+    /// Methods this route applies to (all when empty).
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Area of the app (what permission bundles grant).
+    pub area: Option<String>,
+    /// Resource the route reads or writes (what data permissions govern).
+    pub resource: Option<String>,
+    /// `read` or `write` (defaults by method).
+    pub action: Option<String>,
+    /// The route exports data (CSV and the like).
+    #[serde(default)]
+    pub export: bool,
+    /// The route returns personal data (contacts, leads).
+    #[serde(default)]
+    pub personal_data: bool,
+    /// Reachable without a session.
+    #[serde(default)]
+    pub public: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogging {
+    /// `text` or `json`.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `guise=debug,info`.
+    #[serde(default = "default_level")]
+    pub level: String,
+}
+
+impl Default for RawLogging {
+    fn default() -> Self {
+        RawLogging {
+            format: LogFormat::Text,
+            level: default_level(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+fn yes() -> bool {
+    true
+}
+fn one() -> usize {
+    1
+}
+fn one_u64() -> u64 {
+    1
+}
+fn five() -> u64 {
+    5
+}
+fn pool() -> usize {
+    128
+}
+fn connect_ms() -> u64 {
+    2_000
+}
+fn io_ms() -> u64 {
+    30_000
+}
+fn idle_s() -> u64 {
+    60
+}
+fn default_prefix() -> String {
+    "x-guise-".to_string()
+}
+fn default_key_env() -> String {
+    "GUISE_SIGNING_KEY".to_string()
+}
+fn default_level() -> String {
+    "info".to_string()
+}
+fn default_operations_address() -> String {
+    "127.0.0.1:9090".to_string()
+}

@@ -1,0 +1,156 @@
+use std::path::Path;
+
+use super::*;
+
+const KEY: &str = "0123456789abcdef0123456789abcdef";
+
+fn env_with_key(name: &str) -> Option<String> {
+    (name == "GUISE_SIGNING_KEY").then(|| KEY.to_string())
+}
+
+fn parse(src: &str) -> Result<Config, ConfigError> {
+    Config::parse(src, "test.yaml", Path::new("/etc/guise"), &env_with_key)
+}
+
+const GOOD: &str = "\
+listeners:
+  http: 127.0.0.1:8080
+upstream:
+  address: 127.0.0.1:8081
+routes:
+  - path: /api/companies/{id}
+    area: companies
+";
+
+#[test]
+fn a_minimal_file_gets_documented_defaults() {
+    let c = parse(GOOD).unwrap();
+    assert_eq!(c.operations_address.to_string(), "127.0.0.1:9090");
+    assert_eq!(c.identity.header_prefix, "x-guise-");
+    assert_eq!(c.identity.signing_key, KEY.as_bytes());
+    assert_eq!(c.sessions.store, SessionStoreConfig::Memory);
+    assert_eq!(c.server.threads, 1);
+    assert_eq!(c.routes[0].name, "/api/companies/{id}");
+    assert_eq!(c.hash.len(), 16);
+}
+
+#[test]
+fn an_unknown_key_is_refused_with_its_path_and_line() {
+    let src = GOOD.replace("  address: 127.0.0.1:8081", "  address: 127.0.0.1:8081\n  adress: typo");
+    let err = parse(&src).unwrap_err();
+    let issue = &err.issues()[0];
+    assert_eq!(issue.path, "upstream.adress");
+    assert_eq!(issue.line, Some(5));
+    assert!(issue.message.contains("unknown field `adress`"), "{}", issue.message);
+}
+
+#[test]
+fn a_wrong_type_names_the_nested_path_and_line() {
+    let src = GOOD.replace("    area: companies", "    area: companies\n    export: maybe");
+    let err = parse(&src).unwrap_err();
+    let issue = &err.issues()[0];
+    assert_eq!(issue.path, "routes[0].export");
+    assert_eq!(issue.line, Some(8));
+}
+
+#[test]
+fn every_semantic_problem_is_reported_in_one_run_with_lines() {
+    let src = "\
+listeners:
+  http: not-an-address
+upstream:
+  address: 127.0.0.1:8081
+  connect_timeout_ms: 0
+routes:
+  - path: no-slash
+  - path: /ok
+    methods: [GET, \"BAD METHOD\"]
+    action: delete
+";
+    let err = parse(src).unwrap_err();
+    let got: Vec<(String, Option<usize>)> = err
+        .issues()
+        .iter()
+        .map(|i| (i.path.clone(), i.line))
+        .collect();
+    for want in [
+        ("listeners.http", 2),
+        ("upstream.connect_timeout_ms", 5),
+        ("routes[0].path", 7),
+        ("routes[1].methods[1]", 9),
+        ("routes[1].action", 10),
+    ] {
+        assert!(
+            got.contains(&(want.0.to_string(), Some(want.1))),
+            "missing {want:?} in {got:?}"
+        );
+    }
+    let text = err.to_string();
+    assert!(text.contains("test.yaml: line 2: listeners.http:"), "{text}");
+}
+
+#[test]
+fn a_missing_signing_key_names_the_variable_and_never_a_value() {
+    let none = |_: &str| None;
+    let err = Config::parse(GOOD, "t.yaml", Path::new("."), &none).unwrap_err();
+    assert!(err.to_string().contains("$GUISE_SIGNING_KEY is not set"));
+
+    let short = |_: &str| Some("short-secret".to_string());
+    let err = Config::parse(GOOD, "t.yaml", Path::new("."), &short).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("shorter than 32 bytes"));
+    assert!(!text.contains("short-secret"));
+}
+
+#[test]
+fn the_signing_key_never_shows_in_debug_output() {
+    let c = parse(GOOD).unwrap();
+    let dbg = format!("{c:?}");
+    assert!(!dbg.contains(KEY));
+    assert!(dbg.contains("<32 bytes>"));
+}
+
+#[test]
+fn redis_needs_exactly_one_connection_kind() {
+    let src = format!("{GOOD}sessions:\n  store: redis\n");
+    assert_eq!(parse(&src).unwrap_err().issues()[0].path, "sessions.redis");
+
+    let both = format!("{GOOD}sessions:\n  store: redis\n  redis:\n    url: redis://127.0.0.1:1\n    cluster:\n      urls: [redis://127.0.0.1:2]\n");
+    assert!(parse(&both).unwrap_err().issues()[0].message.contains("exactly one"));
+
+    let cluster = format!("{GOOD}sessions:\n  store: redis\n  redis:\n    cluster:\n      urls: [redis://127.0.0.1:7000, \"http://x\"]\n");
+    let err = parse(&cluster).unwrap_err();
+    assert_eq!(err.issues()[0].path, "sessions.redis.cluster.urls[1]");
+}
+
+#[test]
+fn certificate_paths_are_relative_to_the_file() {
+    let src = GOOD.replace(
+        "  http: 127.0.0.1:8080",
+        "  https:\n    address: 127.0.0.1:8443\n    cert: certs/c.pem\n    key: /abs/k.pem",
+    );
+    let c = parse(&src).unwrap();
+    let https = c.listeners.https.unwrap();
+    assert_eq!(https.cert, Path::new("/etc/guise/certs/c.pem"));
+    assert_eq!(https.key, Path::new("/abs/k.pem"));
+    assert!(https.http2);
+}
+
+#[test]
+fn reload_names_settings_that_need_a_restart() {
+    let a = parse(GOOD).unwrap();
+    let b = parse(&GOOD.replace("8080", "8090").replace("area: companies", "area: other")).unwrap();
+    assert_eq!(a.fixed_settings_changed(&b), vec!["listeners.http"]);
+    let c = parse(&GOOD.replace("area: companies", "area: other")).unwrap();
+    assert!(a.fixed_settings_changed(&c).is_empty());
+}
+
+#[test]
+fn the_shipped_example_files_are_valid() {
+    for f in ["config/guise.yaml", "config/demo.yaml"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
+        if let Err(e) = Config::load(&path, &env_with_key) {
+            panic!("{f}: {e}");
+        }
+    }
+}

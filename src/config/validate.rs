@@ -1,0 +1,345 @@
+//! From raw serde types to a checked [`Config`], collecting every problem.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use super::lines::LineMap;
+use super::raw::{RawConfig, RawRedis, RawRoute, StoreKind};
+use super::*;
+
+/// The smallest signing key accepted: HMAC-SHA256 wants at least 32 bytes.
+const MIN_KEY_LEN: usize = 32;
+
+pub(super) fn parse(source: &str, base: &Path, env: &dyn Env) -> Result<Config, Vec<ConfigIssue>> {
+    let lines = LineMap::build(source);
+    let de = serde_yaml::Deserializer::from_str(source);
+    let raw: RawConfig = match serde_path_to_error::deserialize(de) {
+        Ok(raw) => raw,
+        Err(err) => {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            let line = inner
+                .location()
+                .map(|l| l.line())
+                .or_else(|| lines.line_of(&path));
+            let path = if path == "." { String::new() } else { path };
+            return Err(vec![ConfigIssue {
+                path,
+                line,
+                message: strip_location(&inner.to_string()),
+            }]);
+        }
+    };
+    let mut c = Checker {
+        lines: &lines,
+        issues: Vec::new(),
+    };
+    let config = c.check(raw, source, base, env);
+    match config {
+        Some(config) if c.issues.is_empty() => Ok(config),
+        _ => Err(c.issues),
+    }
+}
+
+/// serde_yaml appends " at line L column C"; we print the line ourselves.
+fn strip_location(msg: &str) -> String {
+    match msg.find(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+struct Checker<'a> {
+    lines: &'a LineMap,
+    issues: Vec<ConfigIssue>,
+}
+
+impl Checker<'_> {
+    fn issue(&mut self, path: &str, message: impl Into<String>) {
+        self.issues.push(ConfigIssue {
+            path: path.to_string(),
+            line: self.lines.line_of(path),
+            message: message.into(),
+        });
+    }
+
+    fn addr(&mut self, path: &str, value: &str) -> Option<SocketAddr> {
+        if let Ok(a) = value.parse::<SocketAddr>() {
+            return Some(a);
+        }
+        // `localhost:8080` and the like: resolve once, at load time.
+        match value.to_socket_addrs().map(|mut it| it.next()) {
+            Ok(Some(a)) => Some(a),
+            _ => {
+                self.issue(
+                    path,
+                    format!("`{value}` is not a host:port address (e.g. 127.0.0.1:8080)"),
+                );
+                None
+            }
+        }
+    }
+
+    fn check(
+        &mut self,
+        raw: RawConfig,
+        source: &str,
+        base: &Path,
+        env: &dyn Env,
+    ) -> Option<Config> {
+        let http = raw
+            .listeners
+            .http
+            .as_deref()
+            .and_then(|a| self.addr("listeners.http", a));
+        let https = raw.listeners.https.as_ref().and_then(|h| {
+            let address = self.addr("listeners.https.address", &h.address)?;
+            Some(Https {
+                address,
+                cert: base.join(&h.cert),
+                key: base.join(&h.key),
+                http2: h.http2,
+            })
+        });
+        if raw.listeners.http.is_none() && raw.listeners.https.is_none() {
+            self.issue("listeners", "at least one of `http` or `https` is needed");
+        }
+        let operations_address = self.addr("operations.address", &raw.operations.address);
+        let mut bound = Vec::new();
+        for (p, a) in [
+            ("listeners.http", http),
+            ("listeners.https.address", https.as_ref().map(|h| h.address)),
+            ("operations.address", operations_address),
+        ] {
+            if let Some(a) = a {
+                if bound.iter().any(|(_, b)| *b == a) {
+                    self.issue(p, format!("{a} is already used by another listener"));
+                }
+                bound.push((p, a));
+            }
+        }
+
+        if raw.server.threads == 0 || raw.server.threads > 256 {
+            self.issue("server.threads", "must be between 1 and 256");
+        }
+        let server = ServerSettings {
+            threads: raw.server.threads,
+            grace_period: Duration::from_secs(raw.server.grace_period_seconds),
+            shutdown_timeout: Duration::from_secs(raw.server.shutdown_timeout_seconds),
+            upstream_keepalive_pool_size: raw.server.upstream_keepalive_pool_size,
+            keepalive_request_limit: raw.server.keepalive_request_limit,
+        };
+
+        let up = &raw.upstream;
+        let upstream_addr = self.addr("upstream.address", &up.address);
+        for (p, v) in [
+            ("upstream.connect_timeout_ms", up.connect_timeout_ms),
+            ("upstream.read_timeout_ms", up.read_timeout_ms),
+            ("upstream.write_timeout_ms", up.write_timeout_ms),
+        ] {
+            if v == 0 {
+                self.issue(p, "must be greater than 0");
+            }
+        }
+        let host = up
+            .address
+            .rsplit_once(':')
+            .map(|(h, _)| h.trim_matches(['[', ']']))
+            .unwrap_or(&up.address);
+        let upstream = upstream_addr.map(|address| Upstream {
+            address,
+            authority: up.address.clone(),
+            tls: up.tls,
+            sni: up.sni.clone().unwrap_or_else(|| host.to_string()),
+            verify_certificate: up.verify_certificate,
+            connect_timeout: Duration::from_millis(up.connect_timeout_ms),
+            read_timeout: Duration::from_millis(up.read_timeout_ms),
+            write_timeout: Duration::from_millis(up.write_timeout_ms),
+            idle_timeout: Duration::from_secs(up.idle_timeout_seconds),
+        });
+
+        let identity = self.identity(&raw, env);
+        let sessions = self.sessions(&raw);
+        let routes = self.routes(&raw.routes);
+
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&raw.logging.level) {
+            self.issue("logging.level", format!("not a log filter: {e}"));
+        }
+        let logging = Logging {
+            format: raw.logging.format,
+            level: raw.logging.level.clone(),
+        };
+
+        let hash = hex::encode(Sha256::digest(source.as_bytes()))[..16].to_string();
+        Some(Config {
+            listeners: Listeners { http, https },
+            operations_address: operations_address?,
+            server,
+            upstream: upstream?,
+            identity: identity?,
+            sessions: sessions?,
+            routes,
+            logging,
+            hash,
+        })
+    }
+
+    fn identity(&mut self, raw: &RawConfig, env: &dyn Env) -> Option<Identity> {
+        let prefix = raw.identity.header_prefix.to_ascii_lowercase();
+        let valid_token = !prefix.is_empty()
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid_token || prefix.len() < 3 {
+            self.issue(
+                "identity.header_prefix",
+                "must be a header-name prefix of at least 3 letters, digits or dashes, such as `x-guise-`",
+            );
+        }
+        let name = &raw.identity.signing_key_env;
+        let key = match env.var(name) {
+            Some(k) if k.len() >= MIN_KEY_LEN => Some(k.into_bytes()),
+            Some(_) => {
+                self.issue(
+                    "identity.signing_key_env",
+                    format!("the key in ${name} is shorter than {MIN_KEY_LEN} bytes"),
+                );
+                None
+            }
+            None => {
+                self.issue(
+                    "identity.signing_key_env",
+                    format!("environment variable ${name} is not set (it must hold the identity signing key, {MIN_KEY_LEN}+ bytes)"),
+                );
+                None
+            }
+        };
+        Some(Identity {
+            header_prefix: prefix,
+            signing_key_env: name.clone(),
+            signing_key: key?,
+        })
+    }
+
+    fn sessions(&mut self, raw: &RawConfig) -> Option<Sessions> {
+        let s = &raw.sessions;
+        let store = match (s.store, &s.redis) {
+            (StoreKind::Memory, _) => SessionStoreConfig::Memory,
+            (StoreKind::Redis, None) => {
+                self.issue("sessions.redis", "`store: redis` needs a `redis:` section");
+                return None;
+            }
+            (StoreKind::Redis, Some(r)) => SessionStoreConfig::Redis(self.redis(r)?),
+        };
+        Some(Sessions { store })
+    }
+
+    fn redis(&mut self, r: &RawRedis) -> Option<RedisConfig> {
+        let given = [r.url.is_some(), r.sentinel.is_some(), r.cluster.is_some()]
+            .iter()
+            .filter(|x| **x)
+            .count();
+        if given != 1 {
+            self.issue(
+                "sessions.redis",
+                "give exactly one of `url`, `sentinel` or `cluster`",
+            );
+            return None;
+        }
+        let urls_ok = |this: &mut Self, path: &str, urls: &[String]| {
+            if urls.is_empty() {
+                this.issue(path, "needs at least one URL");
+            }
+            let mut ok = !urls.is_empty();
+            for (i, u) in urls.iter().enumerate() {
+                if let Err(e) = check_redis_url(u) {
+                    this.issue(&format!("{path}[{i}]"), e);
+                    ok = false;
+                }
+            }
+            ok
+        };
+        if let Some(url) = &r.url {
+            if let Err(e) = check_redis_url(url) {
+                self.issue("sessions.redis.url", e);
+                return None;
+            }
+            return Some(RedisConfig::Single { url: url.clone() });
+        }
+        if let Some(s) = &r.sentinel {
+            if s.master_name.is_empty() {
+                self.issue("sessions.redis.sentinel.master_name", "must not be empty");
+            }
+            return urls_ok(self, "sessions.redis.sentinel.urls", &s.urls).then(|| {
+                RedisConfig::Sentinel {
+                    master_name: s.master_name.clone(),
+                    urls: s.urls.clone(),
+                }
+            });
+        }
+        let c = r.cluster.as_ref()?;
+        urls_ok(self, "sessions.redis.cluster.urls", &c.urls).then(|| RedisConfig::Cluster {
+            urls: c.urls.clone(),
+        })
+    }
+
+    fn routes(&mut self, raw: &[RawRoute]) -> Vec<RouteSpec> {
+        let mut out = Vec::with_capacity(raw.len());
+        for (i, r) in raw.iter().enumerate() {
+            let at = |k: &str| format!("routes[{i}].{k}");
+            if let Err(e) = crate::routes::check_pattern(&r.path) {
+                self.issue(&at("path"), e);
+            }
+            let mut methods = Vec::new();
+            for (j, m) in r.methods.iter().enumerate() {
+                let up = m.to_ascii_uppercase();
+                if http::Method::from_bytes(up.as_bytes()).is_err() || up.is_empty() {
+                    self.issue(&format!("routes[{i}].methods[{j}]"), format!("`{m}` is not an HTTP method"));
+                }
+                methods.push(up);
+            }
+            let action = match r.action.as_deref() {
+                None => None,
+                Some("read") => Some(Action::Read),
+                Some("write") => Some(Action::Write),
+                Some(other) => {
+                    self.issue(&at("action"), format!("`{other}` is not `read` or `write`"));
+                    None
+                }
+            };
+            for (k, v) in [("area", &r.area), ("resource", &r.resource), ("name", &r.name)] {
+                if let Some(v) = v {
+                    if v.is_empty() || v.chars().any(|c| c.is_control()) {
+                        self.issue(&at(k), "must be a non-empty name without control characters");
+                    }
+                }
+            }
+            out.push(RouteSpec {
+                name: r.name.clone().unwrap_or_else(|| r.path.clone()),
+                path: r.path.clone(),
+                methods,
+                area: r.area.clone(),
+                resource: r.resource.clone(),
+                action,
+                export: r.export,
+                personal_data: r.personal_data,
+                public: r.public,
+            });
+        }
+        if let Err((i, e)) = crate::routes::RouteTable::compile(&out) {
+            self.issue(&format!("routes[{i}].path"), e);
+        }
+        out
+    }
+}
+
+fn check_redis_url(url: &str) -> Result<(), String> {
+    match url::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host_str().is_some() => Ok(()),
+        Ok(_) => Err(format!("`{url}` is not a redis:// or rediss:// URL with a host")),
+        Err(e) => Err(format!("`{url}` is not a URL: {e}")),
+    }
+}

@@ -1,0 +1,33 @@
+//! guise: a reverse-proxy gateway that gives a legacy web application
+//! logins, sessions, impersonation, partners and data permissions without
+//! changing it.
+//!
+//! Layout, in the order a request meets it:
+//! - [`server`] builds and runs the pingora server: proxy, operations and
+//!   reload services, with start-up checks pingora itself lacks.
+//! - [`proxy`] is the `ProxyHttp` wiring: each hook calls the module that
+//!   owns the concern and keeps results in its per-request context.
+//! - [`identity`] strips client-sent identity headers.
+//! - [`routes`] compiles the route table and matches requests to it.
+//! - [`respond`] turns refusals into HTML or JSON answers.
+//! - [`live`] holds what a reload swaps: config and compiled routes.
+//! - [`config`] reads and checks the YAML file; [`reload`] re-reads it.
+//! - [`ops`] serves `/metrics`, `/healthz`, `/readyz`; [`metrics`] owns
+//!   the gateway's Prometheus registry.
+//! - [`tls`] checks certificate files and makes development ones.
+//! - [`demo_upstream`] is the bundled legacy app used by the demo, the
+//!   tests and the benchmarks.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod demo_upstream;
+pub mod identity;
+pub mod live;
+pub mod metrics;
+pub mod ops;
+pub mod proxy;
+pub mod reload;
+pub mod respond;
+pub mod routes;
+pub mod server;
+pub mod tls;

@@ -1,0 +1,199 @@
+//! The `guise` command line.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use guise::config::{Config, LogFormat, ProcessEnv};
+use guise::demo_upstream::DemoHandle;
+use guise::server::{BuildOptions, Gateway};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The demo's configuration, built in so `guise demo` runs from anywhere.
+const DEMO_CONFIG: &str = include_str!("../config/demo.yaml");
+
+#[derive(Parser)]
+#[command(name = "guise", version, about = "A reverse-proxy gateway for legacy web apps")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway from a YAML file (SIGHUP reloads it).
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the bundled demo app behind the gateway, with the in-memory store.
+    Demo {
+        /// Gateway address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Demo upstream address.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        upstream: SocketAddr,
+        /// Operations (metrics, health) address.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        operations: SocketAddr,
+    },
+    /// Check a configuration file: exit 0 if good, else print every problem and exit 2.
+    CheckConfig { file: PathBuf },
+    /// Write a development CA, certificate and key (for localhost) into a folder.
+    GenCert {
+        #[arg(long, default_value = "certs")]
+        out: PathBuf,
+        /// Names the certificate is valid for.
+        #[arg(long = "name", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()])]
+        names: Vec<String>,
+    },
+    /// Run only the bundled demo app (for benchmarks and experiments).
+    DemoUpstream {
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config } => run(&config),
+        Command::Demo {
+            listen,
+            upstream,
+            operations,
+        } => demo(listen, upstream, operations),
+        Command::CheckConfig { file } => return check_config(&file),
+        Command::GenCert { out, names } => gen_cert(&out, &names),
+        Command::DemoUpstream { listen } => demo_upstream(listen),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("guise: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(path: &Path) -> anyhow::Result<()> {
+    let config = match Config::load(path, &ProcessEnv) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("guise: refusing to start: {e}");
+            std::process::exit(2);
+        }
+    };
+    init_logging(config.logging.format, &config.logging.level);
+    tracing::info!(config = %path.display(), hash = %config.hash, "configuration loaded");
+    let gateway = Gateway::build(
+        config,
+        BuildOptions {
+            config_path: Some(path.to_path_buf()),
+            reload_on_sighup: true,
+            env: Arc::new(ProcessEnv),
+        },
+    )
+    .context("refusing to start")?;
+    gateway.run_forever()
+}
+
+fn demo(listen: SocketAddr, upstream: SocketAddr, operations: SocketAddr) -> anyhow::Result<()> {
+    // The demo needs no secrets from the operator: a fresh signing key per
+    // run unless one is given.
+    let key = std::env::var("GUISE_SIGNING_KEY").unwrap_or_else(|_| random_key());
+    let env = move |name: &str| (name == "GUISE_SIGNING_KEY").then(|| key.clone());
+    let mut config = Config::parse(DEMO_CONFIG, "config/demo.yaml", Path::new("."), &env)
+        .context("the built-in demo configuration is invalid")?;
+    config.listeners.http = Some(listen);
+    config.upstream.address = upstream;
+    config.upstream.authority = upstream.to_string();
+    config.operations_address = operations;
+    init_logging(config.logging.format, &config.logging.level);
+
+    let app = DemoHandle::start(upstream)
+        .with_context(|| format!("cannot start the demo upstream on {upstream}"))?;
+    let gateway = Gateway::build(
+        config,
+        BuildOptions {
+            config_path: None,
+            reload_on_sighup: false,
+            env: Arc::new(env),
+        },
+    )
+    .context("refusing to start")?;
+    println!(
+        "guise demo\n  gateway:     http://{listen}/\n  demo app:    http://{} (direct, no gateway)\n  operations:  http://{operations}/metrics  /healthz  /readyz\nPress Ctrl-C to stop.",
+        app.addr
+    );
+    gateway.run_forever()
+}
+
+fn check_config(file: &Path) -> ExitCode {
+    match Config::load(file, &ProcessEnv) {
+        Ok(c) => {
+            println!("{}: ok (hash {})", file.display(), c.hash);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn gen_cert(out: &Path, names: &[String]) -> anyhow::Result<()> {
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let certs = guise::tls::DevCerts::generate(&names)?;
+    let [ca, cert, key] = certs.write_to(out)?;
+    println!(
+        "wrote {} (trust this in your client), {} and {} (use these in listeners.https)",
+        ca.display(),
+        cert.display(),
+        key.display()
+    );
+    Ok(())
+}
+
+fn demo_upstream(listen: SocketAddr) -> anyhow::Result<()> {
+    init_logging(LogFormat::Text, "warn");
+    let app = DemoHandle::start(listen).with_context(|| format!("cannot listen on {listen}"))?;
+    println!("demo upstream on http://{}", app.addr);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        anyhow::Ok(())
+    })?;
+    app.stop();
+    Ok(())
+}
+
+fn random_key() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+

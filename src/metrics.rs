@@ -1,0 +1,196 @@
+//! The gateway's Prometheus metrics.
+//!
+//! Each gateway owns its own `Registry` (never the process-global one), so
+//! several gateways can run in one test process and every name is ours:
+//! `guise_` prefix, units in the name, `_total` on counters.
+
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+/// Latency buckets from 0.5 ms to 30 s: a gateway hop is sub-millisecond,
+/// a slow legacy page can take seconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Handles to every metric; cheap to clone (each is an `Arc` inside).
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub upstream_response_duration: Histogram,
+    pub upstream_errors: IntCounterVec,
+    pub open_connections: IntGauge,
+    pub upstream_up: IntGauge,
+    pub config_info: IntGaugeVec,
+    pub config_reloads: IntCounterVec,
+    pub config_loaded: Gauge,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("guise_http_requests_total", "Requests answered, by route, method and status class."),
+            &["route", "method", "status_class"],
+        )
+        .expect("valid metric");
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "guise_http_request_duration_seconds",
+                "Time from request start to the end of the response, by route.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route"],
+        )
+        .expect("valid metric");
+        let upstream_response_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "guise_upstream_response_duration_seconds",
+                "Time from sending the request upstream to its response header.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
+        let upstream_errors = IntCounterVec::new(
+            Opts::new("guise_upstream_errors_total", "Requests that failed at the upstream, by kind."),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let open_connections = IntGauge::new(
+            "guise_open_connections",
+            "Client connections currently open.",
+        )
+        .expect("valid metric");
+        let upstream_up = IntGauge::new(
+            "guise_upstream_up",
+            "1 when the last readiness probe reached the upstream.",
+        )
+        .expect("valid metric");
+        let build_info = IntGaugeVec::new(
+            Opts::new("guise_build_info", "Always 1; the labels name the build."),
+            &["version"],
+        )
+        .expect("valid metric");
+        let config_info = IntGaugeVec::new(
+            Opts::new("guise_config_info", "1 for the live configuration, by file hash."),
+            &["hash"],
+        )
+        .expect("valid metric");
+        let config_reloads = IntCounterVec::new(
+            Opts::new("guise_config_reloads_total", "Configuration reloads, by result."),
+            &["result"],
+        )
+        .expect("valid metric");
+        let config_loaded = Gauge::new(
+            "guise_config_loaded_timestamp_seconds",
+            "Unix time the live configuration was loaded.",
+        )
+        .expect("valid metric");
+
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        for result in ["ok", "error"] {
+            config_reloads.with_label_values(&[result]);
+        }
+        for kind in ["connect", "timeout", "other"] {
+            upstream_errors.with_label_values(&[kind]);
+        }
+
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(requests.clone()),
+            Box::new(request_duration.clone()),
+            Box::new(upstream_response_duration.clone()),
+            Box::new(upstream_errors.clone()),
+            Box::new(open_connections.clone()),
+            Box::new(upstream_up.clone()),
+            Box::new(build_info),
+            Box::new(config_info.clone()),
+            Box::new(config_reloads.clone()),
+            Box::new(config_loaded.clone()),
+        ];
+        for c in collectors {
+            registry.register(c).expect("metric names are unique");
+        }
+        Metrics {
+            registry,
+            requests,
+            request_duration,
+            upstream_response_duration,
+            upstream_errors,
+            open_connections,
+            upstream_up,
+            config_info,
+            config_reloads,
+            config_loaded,
+        }
+    }
+
+    /// Register a further collector (used by the session and login stages).
+    pub fn register(&self, c: Box<dyn prometheus::core::Collector>) -> prometheus::Result<()> {
+        self.registry.register(c)
+    }
+
+    /// Mark `hash` as the live configuration, loaded now.
+    pub fn set_live_config(&self, hash: &str) {
+        self.config_info.reset();
+        self.config_info.with_label_values(&[hash]).set(1);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        self.config_loaded.set(now);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(8 * 1024);
+        let encoder = TextEncoder::new();
+        // Encoding into a Vec cannot fail for well-formed metrics.
+        let _ = encoder.encode(&self.registry.gather(), &mut buf);
+        buf
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// `2xx`, `4xx`, ...; `0` (no response written) is reported as `none`.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "none",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_exposed_name_is_prefixed_and_counters_end_in_total() {
+        let m = Metrics::new();
+        m.requests.with_label_values(&["r", "GET", "2xx"]).inc();
+        let text = String::from_utf8(m.render()).unwrap();
+        for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
+            let mut parts = line.split_whitespace().skip(2);
+            let (name, kind) = (parts.next().unwrap(), parts.next().unwrap());
+            assert!(name.starts_with("guise_"), "{name}");
+            if kind == "counter" {
+                assert!(name.ends_with("_total"), "{name}");
+            }
+        }
+        assert!(text.contains("guise_build_info{version="));
+    }
+}

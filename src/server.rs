@@ -1,0 +1,250 @@
+//! Assembling and running a gateway: the pingora server with its proxy,
+//! operations and reload services.
+//!
+//! Everything pingora would only discover late (a busy port, a bad
+//! certificate) is checked here first, so start-up fails with a clear error
+//! and a non-zero exit instead of a panic inside a service.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use pingora::apps::HttpServerOptions;
+use pingora::listeners::tls::TlsSettings;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+use tokio::sync::oneshot;
+
+use crate::config::{Config, Env};
+use crate::live::{Live, SharedLive};
+use crate::metrics::Metrics;
+use crate::ops::{OpsApp, ReadyCheck, UpstreamReachable};
+use crate::proxy::{CountConnections, GatewayProxy};
+use crate::reload::{Reloader, SighupService};
+use crate::tls::{check_pair, TlsError};
+
+/// Why the gateway did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr} ({role}): {source}")]
+    Bind {
+        role: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("listeners.https: {0}")]
+    Certificate(#[from] TlsError),
+    #[error("listeners.https: cannot set up TLS: {0}")]
+    Tls(String),
+    #[error("{0}")]
+    Compile(String),
+}
+
+/// How the gateway was configured, for reloads.
+pub struct BuildOptions {
+    /// The file to re-read on reload; none disables reloading.
+    pub config_path: Option<PathBuf>,
+    /// Reload on SIGHUP (the binary); tests call [`Reloader::reload`].
+    pub reload_on_sighup: bool,
+    pub env: Arc<dyn Env + Send + Sync>,
+}
+
+/// A built, not yet running gateway.
+pub struct Gateway {
+    server: Server,
+    pub live: SharedLive,
+    pub metrics: Metrics,
+    pub reloader: Option<Reloader>,
+}
+
+impl Gateway {
+    pub fn build(config: Config, opts: BuildOptions) -> Result<Gateway, StartError> {
+        preflight(&config)?;
+        let metrics = Metrics::new();
+        metrics.set_live_config(&config.hash);
+
+        let mut conf = ServerConf {
+            threads: config.server.threads,
+            grace_period_seconds: Some(config.server.grace_period.as_secs()),
+            graceful_shutdown_timeout_seconds: Some(config.server.shutdown_timeout.as_secs()),
+            upstream_keepalive_pool_size: config.server.upstream_keepalive_pool_size,
+            ..ServerConf::default()
+        };
+        // One connect attempt per request: a down upstream should answer
+        // 502 at once rather than after a retry storm.
+        conf.max_retries = 1;
+        let mut server = Server::new_with_opt_and_conf(None, conf);
+        server.bootstrap();
+
+        let listeners = config.listeners.clone();
+        let ops_addr = config.operations_address;
+        let keepalive_limit = config.server.keepalive_request_limit;
+        let live = Live::build(config).map_err(StartError::Compile)?.shared();
+
+        let mut proxy = pingora::proxy::http_proxy(
+            &server.configuration,
+            GatewayProxy {
+                live: live.clone(),
+                metrics: metrics.clone(),
+            },
+        );
+        let mut server_options = HttpServerOptions::default();
+        server_options.keepalive_request_limit = keepalive_limit;
+        proxy.server_options = Some(server_options);
+        let mut proxy_service = Service::new(
+            "guise proxy".to_string(),
+            CountConnections::new(proxy, metrics.open_connections.clone()),
+        );
+        if let Some(addr) = listeners.http {
+            proxy_service.add_tcp(&addr.to_string());
+        }
+        if let Some(https) = &listeners.https {
+            let mut tls = TlsSettings::intermediate(
+                &https.cert.to_string_lossy(),
+                &https.key.to_string_lossy(),
+            )
+            .map_err(|e| StartError::Tls(e.to_string()))?;
+            if https.http2 {
+                tls.enable_h2();
+            }
+            proxy_service.add_tls_with_settings(&https.address.to_string(), None, tls);
+        }
+        server.add_service(proxy_service);
+
+        let checks: Vec<Arc<dyn ReadyCheck>> = vec![Arc::new(UpstreamReachable {
+            live: live.clone(),
+            metrics: metrics.clone(),
+        })];
+        let mut ops = Service::new(
+            "guise operations".to_string(),
+            OpsApp::new(metrics.clone(), checks),
+        );
+        ops.add_tcp(&ops_addr.to_string());
+        server.add_service(ops);
+
+        let reloader = opts.config_path.map(|path| Reloader {
+            path,
+            live: live.clone(),
+            metrics: metrics.clone(),
+            env: opts.env.clone(),
+        });
+        if let (Some(r), true) = (&reloader, opts.reload_on_sighup) {
+            server.add_service(background_service("config reload", SighupService(r.clone())));
+        }
+
+        Ok(Gateway {
+            server,
+            live,
+            metrics,
+            reloader,
+        })
+    }
+
+    /// Serve until SIGTERM (graceful) or SIGINT (fast); exits the process.
+    pub fn run_forever(self) -> ! {
+        self.server.run_forever()
+    }
+
+    /// Serve on a thread of its own until [`Running::stop`]: for the demo
+    /// and tests, where the process must outlive the gateway.
+    pub fn spawn(self) -> Running {
+        let (tx, rx) = oneshot::channel();
+        let server = self.server;
+        let thread = std::thread::Builder::new()
+            .name("guise-gateway".into())
+            .spawn(move || {
+                server.run(RunArgs {
+                    shutdown_signal: Box::new(StopSignal(tokio::sync::Mutex::new(Some(rx)))),
+                })
+            })
+            .expect("spawn gateway thread");
+        Running {
+            live: self.live,
+            metrics: self.metrics,
+            reloader: self.reloader,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+/// A gateway serving on its own thread.
+pub struct Running {
+    pub live: SharedLive,
+    pub metrics: Metrics,
+    pub reloader: Option<Reloader>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Shut down and wait for the server thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+struct StopSignal(tokio::sync::Mutex<Option<oneshot::Receiver<()>>>);
+
+#[async_trait]
+impl ShutdownSignalWatch for StopSignal {
+    async fn recv(&self) -> ShutdownSignal {
+        let rx = self.0.lock().await.take();
+        match rx {
+            Some(rx) => {
+                let _ = rx.await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+        ShutdownSignal::FastShutdown
+    }
+}
+
+/// Fail early on what pingora would only find out when a service starts.
+fn preflight(config: &Config) -> Result<(), StartError> {
+    if let Some(https) = &config.listeners.https {
+        check_pair(&https.cert, &https.key)?;
+    }
+    let mut addrs = vec![("operations", config.operations_address)];
+    if let Some(a) = config.listeners.http {
+        addrs.push(("http listener", a));
+    }
+    if let Some(h) = &config.listeners.https {
+        addrs.push(("https listener", h.address));
+    }
+    for (role, addr) in addrs {
+        probe_bind(addr).map_err(|source| StartError::Bind { role, addr, source })?;
+    }
+    Ok(())
+}
+
+/// Bind and listen like pingora does (SO_REUSEADDR, so sockets in TIME_WAIT
+/// from a previous run do not count as busy), then let go.
+fn probe_bind(addr: SocketAddr) -> std::io::Result<()> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1)?;
+    Ok(())
+}
