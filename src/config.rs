@@ -85,7 +85,10 @@ impl fmt::Debug for Identity {
         f.debug_struct("Identity")
             .field("header_prefix", &self.header_prefix)
             .field("signing_key_env", &self.signing_key_env)
-            .field("signing_key", &format_args!("<{} bytes>", self.signing_key.len()))
+            .field(
+                "signing_key",
+                &format_args!("<{} bytes>", self.signing_key.len()),
+            )
             .finish()
     }
 }
@@ -103,9 +106,16 @@ pub enum SessionStoreConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RedisConfig {
-    Single { url: String },
-    Sentinel { master_name: String, urls: Vec<String> },
-    Cluster { urls: Vec<String> },
+    Single {
+        url: String,
+    },
+    Sentinel {
+        master_name: String,
+        urls: Vec<String>,
+    },
+    Cluster {
+        urls: Vec<String>,
+    },
 }
 
 /// Whether a route reads or changes data.

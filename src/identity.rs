@@ -30,7 +30,8 @@ mod tests {
         r.append_header("X-Guise-User", "admin").unwrap();
         r.append_header("x-guise-user", "second").unwrap();
         r.append_header("X-GUISE-ROLES", "super_admin").unwrap();
-        r.append_header("x-guisex", "kept: no dash after prefix").unwrap();
+        r.append_header("x-guisex", "kept: no dash after prefix")
+            .unwrap();
         r.append_header("accept", "*/*").unwrap();
         strip_client_headers(&mut r, "x-guise-");
         assert!(r.headers.get("x-guise-user").is_none());

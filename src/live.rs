@@ -28,8 +28,8 @@ impl Live {
     /// Compile `config`. The config was validated, so route compilation
     /// cannot fail here; if it somehow does, the error says why.
     pub fn build(config: Config) -> Result<Live, String> {
-        let routes = RouteTable::compile(&config.routes)
-            .map_err(|(i, e)| format!("routes[{i}]: {e}"))?;
+        let routes =
+            RouteTable::compile(&config.routes).map_err(|(i, e)| format!("routes[{i}]: {e}"))?;
         let up = &config.upstream;
         let mut peer = HttpPeer::new(up.address, up.tls, up.sni.clone());
         peer.options.connection_timeout = Some(up.connect_timeout);

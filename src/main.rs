@@ -18,7 +18,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const DEMO_CONFIG: &str = include_str!("../config/demo.yaml");
 
 #[derive(Parser)]
-#[command(name = "guise", version, about = "A reverse-proxy gateway for legacy web apps")]
+#[command(
+    name = "guise",
+    version,
+    about = "A reverse-proxy gateway for legacy web apps"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -196,4 +200,3 @@ fn init_logging(format: LogFormat, level: &str) {
         LogFormat::Text => builder.init(),
     }
 }
-

@@ -34,7 +34,10 @@ impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("guise_http_requests_total", "Requests answered, by route, method and status class."),
+            Opts::new(
+                "guise_http_requests_total",
+                "Requests answered, by route, method and status class.",
+            ),
             &["route", "method", "status_class"],
         )
         .expect("valid metric");
@@ -56,7 +59,10 @@ impl Metrics {
         )
         .expect("valid metric");
         let upstream_errors = IntCounterVec::new(
-            Opts::new("guise_upstream_errors_total", "Requests that failed at the upstream, by kind."),
+            Opts::new(
+                "guise_upstream_errors_total",
+                "Requests that failed at the upstream, by kind.",
+            ),
             &["kind"],
         )
         .expect("valid metric");
@@ -76,12 +82,18 @@ impl Metrics {
         )
         .expect("valid metric");
         let config_info = IntGaugeVec::new(
-            Opts::new("guise_config_info", "1 for the live configuration, by file hash."),
+            Opts::new(
+                "guise_config_info",
+                "1 for the live configuration, by file hash.",
+            ),
             &["hash"],
         )
         .expect("valid metric");
         let config_reloads = IntCounterVec::new(
-            Opts::new("guise_config_reloads_total", "Configuration reloads, by result."),
+            Opts::new(
+                "guise_config_reloads_total",
+                "Configuration reloads, by result.",
+            ),
             &["result"],
         )
         .expect("valid metric");

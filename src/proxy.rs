@@ -138,12 +138,17 @@ impl ProxyHttp for GatewayProxy {
             _ => match e.esource() {
                 pingora::ErrorSource::Upstream => {
                     let (kind, refusal) = upstream_failure(e.etype());
-                    self.metrics.upstream_errors.with_label_values(&[kind]).inc();
+                    self.metrics
+                        .upstream_errors
+                        .with_label_values(&[kind])
+                        .inc();
                     tracing::warn!(route = ctx.route_label(), kind, error = %e, "upstream request failed");
                     Some(refusal)
                 }
                 pingora::ErrorSource::Downstream => match e.etype() {
-                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => None,
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => {
+                        None
+                    }
                     _ => Some(Refusal::new(
                         400,
                         "bad_request",

@@ -46,7 +46,10 @@ impl Reloader {
                 tracing::info!(config = %self.path.display(), hash = %hash, "configuration reloaded");
             }
             Err(e) => {
-                self.metrics.config_reloads.with_label_values(&["error"]).inc();
+                self.metrics
+                    .config_reloads
+                    .with_label_values(&["error"])
+                    .inc();
                 let live_hash = self.live.load().config.hash.clone();
                 tracing::error!(config = %self.path.display(), live_hash = %live_hash, error = %e, "configuration reload refused; the previous configuration stays live");
             }

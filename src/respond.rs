@@ -30,7 +30,12 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    pub fn new(status: u16, error: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(
+        status: u16,
+        error: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
         Refusal {
             status,
             error,
@@ -114,10 +119,16 @@ pub async fn send_refusal(session: &mut Session, r: &Refusal) -> pingora::Result
 }
 
 /// Write a whole response the gateway built itself.
-pub async fn send(session: &mut Session, mut h: ResponseHeader, body: Bytes) -> pingora::Result<()> {
+pub async fn send(
+    session: &mut Session,
+    mut h: ResponseHeader,
+    body: Bytes,
+) -> pingora::Result<()> {
     h.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     let head_only = session.req_header().method == http::Method::HEAD;
-    session.write_response_header(Box::new(h), head_only).await?;
+    session
+        .write_response_header(Box::new(h), head_only)
+        .await?;
     if !head_only {
         session.write_response_body(Some(body), true).await?;
     }
@@ -136,7 +147,10 @@ mod tests {
 
     #[test]
     fn browsers_get_html_and_everyone_else_json() {
-        assert_eq!(Format::of(&req("text/html,application/xhtml+xml,*/*;q=0.8")), Format::Html);
+        assert_eq!(
+            Format::of(&req("text/html,application/xhtml+xml,*/*;q=0.8")),
+            Format::Html
+        );
         assert_eq!(Format::of(&req("application/json")), Format::Json);
         assert_eq!(Format::of(&req("*/*")), Format::Json);
     }

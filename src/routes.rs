@@ -157,8 +157,14 @@ mod tests {
             spec("/api/companies/{id}", &[], "company"),
         ])
         .unwrap();
-        assert_eq!(t.find("GET", "/api/companies/7").unwrap().route.name, "company");
-        assert_eq!(t.find("GET", "/api/companies/7/x").unwrap().route.name, "api");
+        assert_eq!(
+            t.find("GET", "/api/companies/7").unwrap().route.name,
+            "company"
+        );
+        assert_eq!(
+            t.find("GET", "/api/companies/7/x").unwrap().route.name,
+            "api"
+        );
         assert!(t.find("GET", "/other").is_none());
     }
 
@@ -178,11 +184,8 @@ mod tests {
 
     #[test]
     fn conflicting_patterns_name_the_route() {
-        let err = RouteTable::compile(&[
-            spec("/a/{x}", &[], "x"),
-            spec("/a/{y}", &[], "y"),
-        ])
-        .unwrap_err();
+        let err =
+            RouteTable::compile(&[spec("/a/{x}", &[], "x"), spec("/a/{y}", &[], "y")]).unwrap_err();
         assert_eq!(err.0, 1);
     }
 
@@ -195,7 +198,14 @@ mod tests {
 
     #[test]
     fn paths_that_normalise_differently_are_refused() {
-        for p in ["/public/../api", "/a//b", "/a/%2e%2e/b", "/a%2Fb", "/./a", "/a\\b"] {
+        for p in [
+            "/public/../api",
+            "/a//b",
+            "/a/%2e%2e/b",
+            "/a%2Fb",
+            "/./a",
+            "/a\\b",
+        ] {
             assert!(check_request_path(p).is_err(), "{p}");
         }
         for p in ["/", "/api/companies/1", "/a%20b", "/files/v1.2/x"] {

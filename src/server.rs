@@ -134,7 +134,10 @@ impl Gateway {
             env: opts.env.clone(),
         });
         if let (Some(r), true) = (&reloader, opts.reload_on_sighup) {
-            server.add_service(background_service("config reload", SighupService(r.clone())));
+            server.add_service(background_service(
+                "config reload",
+                SighupService(r.clone()),
+            ));
         }
 
         Ok(Gateway {

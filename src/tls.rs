@@ -36,10 +36,8 @@ pub fn check_pair(cert: &Path, key: &Path) -> Result<(), TlsError> {
             source,
         })?;
     }
-    let loaded = pingora::tls::load_certs_and_key_files(
-        &cert.to_string_lossy(),
-        &key.to_string_lossy(),
-    );
+    let loaded =
+        pingora::tls::load_certs_and_key_files(&cert.to_string_lossy(), &key.to_string_lossy());
     match loaded {
         Ok(Some(_)) => Ok(()),
         _ => Err(TlsError::NoPem {

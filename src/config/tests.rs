@@ -36,17 +36,27 @@ fn a_minimal_file_gets_documented_defaults() {
 
 #[test]
 fn an_unknown_key_is_refused_with_its_path_and_line() {
-    let src = GOOD.replace("  address: 127.0.0.1:8081", "  address: 127.0.0.1:8081\n  adress: typo");
+    let src = GOOD.replace(
+        "  address: 127.0.0.1:8081",
+        "  address: 127.0.0.1:8081\n  adress: typo",
+    );
     let err = parse(&src).unwrap_err();
     let issue = &err.issues()[0];
     assert_eq!(issue.path, "upstream.adress");
     assert_eq!(issue.line, Some(5));
-    assert!(issue.message.contains("unknown field `adress`"), "{}", issue.message);
+    assert!(
+        issue.message.contains("unknown field `adress`"),
+        "{}",
+        issue.message
+    );
 }
 
 #[test]
 fn a_wrong_type_names_the_nested_path_and_line() {
-    let src = GOOD.replace("    area: companies", "    area: companies\n    export: maybe");
+    let src = GOOD.replace(
+        "    area: companies",
+        "    area: companies\n    export: maybe",
+    );
     let err = parse(&src).unwrap_err();
     let issue = &err.issues()[0];
     assert_eq!(issue.path, "routes[0].export");
@@ -86,7 +96,10 @@ routes:
         );
     }
     let text = err.to_string();
-    assert!(text.contains("test.yaml: line 2: listeners.http:"), "{text}");
+    assert!(
+        text.contains("test.yaml: line 2: listeners.http:"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -116,7 +129,9 @@ fn redis_needs_exactly_one_connection_kind() {
     assert_eq!(parse(&src).unwrap_err().issues()[0].path, "sessions.redis");
 
     let both = format!("{GOOD}sessions:\n  store: redis\n  redis:\n    url: redis://127.0.0.1:1\n    cluster:\n      urls: [redis://127.0.0.1:2]\n");
-    assert!(parse(&both).unwrap_err().issues()[0].message.contains("exactly one"));
+    assert!(parse(&both).unwrap_err().issues()[0]
+        .message
+        .contains("exactly one"));
 
     let cluster = format!("{GOOD}sessions:\n  store: redis\n  redis:\n    cluster:\n      urls: [redis://127.0.0.1:7000, \"http://x\"]\n");
     let err = parse(&cluster).unwrap_err();
@@ -139,7 +154,12 @@ fn certificate_paths_are_relative_to_the_file() {
 #[test]
 fn reload_names_settings_that_need_a_restart() {
     let a = parse(GOOD).unwrap();
-    let b = parse(&GOOD.replace("8080", "8090").replace("area: companies", "area: other")).unwrap();
+    let b = parse(
+        &GOOD
+            .replace("8080", "8090")
+            .replace("area: companies", "area: other"),
+    )
+    .unwrap();
     assert_eq!(a.fixed_settings_changed(&b), vec!["listeners.http"]);
     let c = parse(&GOOD.replace("area: companies", "area: other")).unwrap();
     assert!(a.fixed_settings_changed(&c).is_empty());

@@ -297,7 +297,10 @@ impl Checker<'_> {
             for (j, m) in r.methods.iter().enumerate() {
                 let up = m.to_ascii_uppercase();
                 if http::Method::from_bytes(up.as_bytes()).is_err() || up.is_empty() {
-                    self.issue(&format!("routes[{i}].methods[{j}]"), format!("`{m}` is not an HTTP method"));
+                    self.issue(
+                        &format!("routes[{i}].methods[{j}]"),
+                        format!("`{m}` is not an HTTP method"),
+                    );
                 }
                 methods.push(up);
             }
@@ -310,10 +313,17 @@ impl Checker<'_> {
                     None
                 }
             };
-            for (k, v) in [("area", &r.area), ("resource", &r.resource), ("name", &r.name)] {
+            for (k, v) in [
+                ("area", &r.area),
+                ("resource", &r.resource),
+                ("name", &r.name),
+            ] {
                 if let Some(v) = v {
                     if v.is_empty() || v.chars().any(|c| c.is_control()) {
-                        self.issue(&at(k), "must be a non-empty name without control characters");
+                        self.issue(
+                            &at(k),
+                            "must be a non-empty name without control characters",
+                        );
                     }
                 }
             }
@@ -339,7 +349,9 @@ impl Checker<'_> {
 fn check_redis_url(url: &str) -> Result<(), String> {
     match url::Url::parse(url) {
         Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host_str().is_some() => Ok(()),
-        Ok(_) => Err(format!("`{url}` is not a redis:// or rediss:// URL with a host")),
+        Ok(_) => Err(format!(
+            "`{url}` is not a redis:// or rediss:// URL with a host"
+        )),
         Err(e) => Err(format!("`{url}` is not a URL: {e}")),
     }
 }

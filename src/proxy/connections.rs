@@ -38,7 +38,11 @@ impl Drop for Open {
 
 #[async_trait]
 impl<A: ServerApp + Send + Sync + 'static> ServerApp for CountConnections<A> {
-    async fn process_new(self: &Arc<Self>, session: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+    async fn process_new(
+        self: &Arc<Self>,
+        session: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
         self.gauge.inc();
         let _open = Open(self.gauge.clone());
         self.inner.process_new(session, shutdown).await

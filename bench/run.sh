@@ -1,0 +1,423 @@
+#!/usr/bin/env bash
+# Load benchmark: guise side by side with its peers.
+#
+#   bench/run.sh [--rounds N] [--duration SECONDS] [--connections C]
+#                [--warmup SECONDS] [--targets a,b,...] [--upstream demo|static]
+#                [--no-build] [--no-install]
+#
+# Targets (run interleaved each round, medians reported):
+#   direct        wrk -> upstream, no proxy
+#   nginx         nginx plain reverse proxy (1 worker, keepalive upstream)
+#   nginx-auth    nginx + auth_request to a trivial auth server (answers 204)
+#   haproxy       haproxy (nbthread 1, http mode, http-reuse always)
+#   bare-pingora  examples/bare_pingora.rs (pingora 0.9, default settings)
+#   guise         target/release/guise run --config bench/guise-bench.yaml
+#
+# Every proxy is pinned to core 0; upstream, auth server and wrk to core 1
+# (see notes/testing.md: only ratios measured side by side in one run mean
+# anything on these shared 2-core machines).
+#
+# Environment:
+#   BENCH_PATH  request path (default /api/companies/1, a small JSON GET; if it
+#               is not 200 on the upstream and was not set explicitly, the
+#               script falls back to /healthz with a warning)
+#
+# Adding a case: one `add_target` line in the "Targets" section below, e.g.
+#   add_target guise-logged-in guise "$GUISE_URL" -H "Cookie: guise_session=$SID"
+set -euo pipefail
+
+ROUNDS=3
+DURATION=5
+CONNS=50
+WARMUP=2
+ONLY=""
+UPSTREAM_KIND=demo
+DO_BUILD=1
+DO_INSTALL=1
+BENCH_PATH_SET=${BENCH_PATH+x}
+BENCH_PATH=${BENCH_PATH:-/api/companies/1}
+READY_DEADLINE=60   # seconds per server
+
+usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --rounds)      ROUNDS=$2; shift 2 ;;
+        --duration)    DURATION=$2; shift 2 ;;
+        --connections) CONNS=$2; shift 2 ;;
+        --warmup)      WARMUP=$2; shift 2 ;;
+        --targets)     ONLY=$2; shift 2 ;;
+        --upstream)    UPSTREAM_KIND=$2; shift 2 ;;
+        --no-build)    DO_BUILD=0; shift ;;
+        --no-install)  DO_INSTALL=0; shift ;;
+        -h|--help)     usage; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    esac
+done
+for v in ROUNDS DURATION CONNS WARMUP; do
+    [[ ${!v} =~ ^[0-9]+$ ]] || { echo "--${v,,} must be a whole number" >&2; exit 2; }
+done
+[[ $ROUNDS -ge 1 && $DURATION -ge 1 && $CONNS -ge 1 ]] || { echo "rounds, duration, connections must be >= 1" >&2; exit 2; }
+case "$UPSTREAM_KIND" in demo|static) ;; *) echo "--upstream must be demo or static" >&2; exit 2 ;; esac
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH=$ROOT/bench
+RELEASE=${CARGO_TARGET_DIR:-$ROOT/target}/release
+TMP=$(mktemp -d /tmp/guise-bench.XXXXXX)
+chmod 755 "$TMP"
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# ---------------------------------------------------------------- cleanup
+PIDS=()
+PNAMES=()
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [[ ${#PIDS[@]} -gt 0 ]]; then
+        log "stopping ${#PIDS[@]} processes"
+        local pid
+        # SIGINT is a fast shutdown for pingora (SIGTERM waits out its grace
+        # period), nginx and haproxy alike.
+        for pid in "${PIDS[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
+        local deadline=$((SECONDS + 10))
+        for pid in "${PIDS[@]}"; do
+            while kill -0 "$pid" 2>/dev/null && [[ $SECONDS -lt $deadline ]]; do sleep 0.1; done
+            kill -KILL "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        done
+    fi
+    if [[ $rc -ne 0 && -d $TMP ]]; then
+        log "failed (exit $rc); server logs:"
+        local f
+        for f in "$TMP"/*.log; do
+            [[ -s $f ]] || continue
+            echo "--- $f" >&2
+            tail -n 20 "$f" >&2
+        done
+    fi
+    rm -rf "$TMP"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# start NAME CORE CMD...   (background, pinned; output to $TMP/NAME.log)
+start() {
+    local name=$1 core=$2; shift 2
+    taskset -c "$core" "$@" >"$TMP/$name.log" 2>&1 &
+    PIDS+=($!)
+    PNAMES+=("$name")
+    log "started $name (pid $!, core $core): $*"
+}
+
+# ---------------------------------------------------------------- tools
+install_missing() {
+    local -a pkgs=()
+    command -v wrk     >/dev/null || pkgs+=(wrk)
+    command -v nginx   >/dev/null || pkgs+=(nginx-light)
+    command -v haproxy >/dev/null || pkgs+=(haproxy)
+    command -v cmake   >/dev/null || pkgs+=(cmake)
+    command -v curl    >/dev/null || pkgs+=(curl)
+    command -v taskset >/dev/null || pkgs+=(util-linux)
+    [[ ${#pkgs[@]} -eq 0 ]] && return 0
+    local sudo=""
+    [[ $(id -u) -eq 0 ]] || sudo=sudo
+    log "installing: ${pkgs[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${pkgs[@]}" >/dev/null
+}
+[[ $DO_INSTALL -eq 1 ]] && install_missing
+# nginx-light lives in /usr/sbin, which is not always on PATH.
+export PATH=$PATH:/usr/sbin:/sbin
+for t in wrk nginx haproxy curl taskset; do command -v "$t" >/dev/null || die "$t not found"; done
+[[ $(nproc) -ge 2 ]] || log "WARNING: fewer than 2 cores; pinning to cores 0 and 1 will fail"
+
+# ---------------------------------------------------------------- ports
+# Bind N sockets to port 0 at once, read the ports, release them.
+read -r -a PORTS <<<"$(python3 - <<'EOF'
+import socket
+socks = []
+for _ in range(9):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+)"
+P_UPSTREAM=${PORTS[0]}
+P_NGINX=${PORTS[1]}
+P_NGINX_AUTH=${PORTS[2]}
+P_AUTH=${PORTS[3]}
+P_HAPROXY=${PORTS[4]}
+P_BARE=${PORTS[5]}
+P_GUISE=${PORTS[6]}
+P_GUISE_OPS=${PORTS[7]}
+
+URL_BASE=http://127.0.0.1
+
+# ---------------------------------------------------------------- targets
+# add_target NAME SERVER URL [EXTRA WRK ARGS...]
+#   SERVER names the start_server_<SERVER> function that brings up what the
+#   target needs (started once, even if several targets share it).
+T_NAMES=(); T_SERVERS=(); T_URLS=(); T_ARGS=()
+add_target() {
+    local name=$1 server=$2 url=$3; shift 3
+    if [[ -n $ONLY && ",$ONLY," != *",$name,"* ]]; then return 0; fi
+    T_NAMES+=("$name"); T_SERVERS+=("$server"); T_URLS+=("$url")
+    if [[ $# -gt 0 ]]; then T_ARGS+=("$(printf '%q ' "$@")"); else T_ARGS+=(""); fi
+}
+define_targets() {
+    add_target direct       upstream   "$URL_BASE:$P_UPSTREAM$BENCH_PATH"
+    add_target nginx        nginx      "$URL_BASE:$P_NGINX$BENCH_PATH"
+    add_target nginx-auth   nginx_auth "$URL_BASE:$P_NGINX_AUTH$BENCH_PATH"
+    add_target haproxy      haproxy    "$URL_BASE:$P_HAPROXY$BENCH_PATH"
+    add_target bare-pingora bare       "$URL_BASE:$P_BARE$BENCH_PATH"
+    add_target guise        guise      "$URL_BASE:$P_GUISE$BENCH_PATH"
+}
+
+# ---------------------------------------------------------------- readiness
+# wait_http NAME URL [EXPECT]: poll until the server answers (any HTTP status,
+# or exactly EXPECT), with a deadline. Fails early if the process died.
+wait_http() {
+    local name=$1 url=$2 expect=${3:-} pid=${PIDS[-1]}
+    local deadline=$((SECONDS + READY_DEADLINE)) code
+    while :; do
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" 2>/dev/null || true)
+        if [[ -n $code && $code != 000 ]]; then
+            if [[ -z $expect || $code == "$expect" ]]; then return 0; fi
+        fi
+        kill -0 "$pid" 2>/dev/null || die "$name exited before answering on $url (see log above)"
+        [[ $SECONDS -lt $deadline ]] || die "$name did not answer ${expect:-any status} on $url within ${READY_DEADLINE}s (last: ${code:-none})"
+        sleep 0.05
+    done
+}
+
+render() { # render TEMPLATE OUT KEY=VALUE...
+    local tmpl=$1 out=$2; shift 2
+    local -a sedargs=()
+    local kv
+    for kv in "$@"; do sedargs+=(-e "s|@${kv%%=*}@|${kv#*=}|g"); done
+    sed "${sedargs[@]}" "$tmpl" >"$out"
+    if grep -q '@[A-Z_]*@' "$out"; then die "unfilled placeholder in $out"; fi
+}
+USER_LINE=""
+[[ $(id -u) -eq 0 ]] && USER_LINE="user root;"
+
+start_nginx() { # start_nginx NAME CORE TEMPLATE LISTEN_PORT
+    local name=$1 core=$2 tmpl=$3 port=$4
+    render "$BENCH/$tmpl" "$TMP/$name.conf" "TMP=$TMP" "NAME=$name" "USER_LINE=$USER_LINE" \
+        "LISTEN_PORT=$port" "UPSTREAM_PORT=$P_UPSTREAM" "AUTH_PORT=$P_AUTH"
+    nginx -t -q -p "$TMP" -c "$TMP/$name.conf" -g 'daemon off;' >"$TMP/$name-check.log" 2>&1 \
+        || { cat "$TMP/$name-check.log" >&2; die "nginx config $name invalid"; }
+    start "$name" "$core" nginx -p "$TMP" -c "$TMP/$name.conf" -g 'daemon off;'
+}
+
+start_server_upstream() {
+    case "$UPSTREAM_KIND" in
+        demo)
+            start upstream 1 "$RELEASE/guise" demo-upstream --listen "127.0.0.1:$P_UPSTREAM"
+            ;;
+        static)
+            start_nginx upstream 1 nginx-static.conf.tmpl "$P_UPSTREAM"
+            ;;
+    esac
+    wait_http upstream "$URL_BASE:$P_UPSTREAM/"
+    local code
+    code=$(curl -s -o /dev/null -w '%{http_code}' "$URL_BASE:$P_UPSTREAM$BENCH_PATH" || true)
+    if [[ $code != 200 ]]; then
+        if [[ -z $BENCH_PATH_SET ]]; then
+            log "WARNING: upstream answers $code on $BENCH_PATH; falling back to /healthz"
+            BENCH_PATH=/healthz
+            code=$(curl -s -o /dev/null -w '%{http_code}' "$URL_BASE:$P_UPSTREAM$BENCH_PATH" || true)
+        fi
+        [[ $code == 200 ]] || die "upstream answers $code on $BENCH_PATH (want 200)"
+    fi
+    log "upstream OK: GET $BENCH_PATH -> 200 ($(curl -s "$URL_BASE:$P_UPSTREAM$BENCH_PATH" | wc -c) bytes)"
+}
+start_server_nginx() {
+    start_nginx nginx 0 nginx-proxy.conf.tmpl "$P_NGINX"
+    wait_http nginx "$URL_BASE:$P_NGINX$BENCH_PATH"
+}
+start_server_auth() {
+    start_nginx authsrv 1 nginx-static.conf.tmpl "$P_AUTH"
+    wait_http authsrv "$URL_BASE:$P_AUTH/auth-check" 204
+}
+start_server_nginx_auth() {
+    start_server_auth
+    start_nginx nginx-auth 0 nginx-auth.conf.tmpl "$P_NGINX_AUTH"
+    wait_http nginx-auth "$URL_BASE:$P_NGINX_AUTH$BENCH_PATH"
+}
+start_server_haproxy() {
+    render "$BENCH/haproxy.cfg.tmpl" "$TMP/haproxy.cfg" "LISTEN_PORT=$P_HAPROXY" "UPSTREAM_PORT=$P_UPSTREAM"
+    haproxy -c -q -f "$TMP/haproxy.cfg" || die "haproxy config invalid"
+    start haproxy 0 haproxy -db -f "$TMP/haproxy.cfg"
+    wait_http haproxy "$URL_BASE:$P_HAPROXY$BENCH_PATH"
+}
+start_server_bare() {
+    start bare-pingora 0 "$RELEASE/examples/bare_pingora" "127.0.0.1:$P_BARE" "127.0.0.1:$P_UPSTREAM"
+    wait_http bare-pingora "$URL_BASE:$P_BARE$BENCH_PATH"
+}
+start_server_guise() {
+    sed -e "s|127\.0\.0\.1:18080|127.0.0.1:$P_GUISE|" \
+        -e "s|127\.0\.0\.1:19090|127.0.0.1:$P_GUISE_OPS|" \
+        -e "s|127\.0\.0\.1:18081|127.0.0.1:$P_UPSTREAM|" \
+        "$BENCH/guise-bench.yaml" >"$TMP/guise-bench.yaml"
+    GUISE_SIGNING_KEY=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+    export GUISE_SIGNING_KEY
+    start guise 0 "$RELEASE/guise" run --config "$TMP/guise-bench.yaml"
+    wait_http guise "$URL_BASE:$P_GUISE$BENCH_PATH"
+    local deadline=$((SECONDS + 15)) code=""
+    while [[ $SECONDS -lt $deadline ]]; do
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$URL_BASE:$P_GUISE_OPS/readyz" || true)
+        [[ $code == 200 ]] && break
+        sleep 0.1
+    done
+    [[ $code == 200 ]] || log "WARNING: guise /readyz answers ${code:-nothing} (measuring anyway)"
+}
+
+# ---------------------------------------------------------------- wrk
+# run_wrk INDEX SECONDS -> raw wrk output on stdout
+run_wrk() {
+    local i=$1 secs=$2
+    local -a extra=()
+    eval "extra=(${T_ARGS[$i]})"
+    taskset -c 1 wrk -t1 -c"$CONNS" -d"${secs}s" --latency "${extra[@]}" "${T_URLS[$i]}"
+}
+# to_ms VALUE_WITH_UNIT (wrk prints us, ms, s, m)
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000
+        printf "%.3f", n }'
+}
+# parse_wrk FILE -> "rps p50_ms p99_ms non2xx socket_errors"
+parse_wrk() {
+    local f=$1 rps p50 p99 non2xx errs
+    rps=$(awk '/^Requests\/sec:/ {print $2}' "$f")
+    p50=$(awk '$1 == "50%" {print $2}' "$f")
+    p99=$(awk '$1 == "99%" {print $2}' "$f")
+    non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$f")
+    errs=$(awk '/Socket errors:/ {s=0; for (i=3;i<=NF;i++) if ($i ~ /^[0-9]+,?$/) s += $i + 0; print s}' "$f")
+    [[ -n $rps && -n $p50 && -n $p99 ]] || { cat "$f" >&2; die "could not parse wrk output $f"; }
+    echo "$rps $(to_ms "$p50") $(to_ms "$p99") ${non2xx:-0} ${errs:-0}"
+}
+median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2}'; }
+
+# ---------------------------------------------------------------- build
+define_targets
+[[ ${#T_NAMES[@]} -gt 0 ]] || die "no targets selected (--targets $ONLY)"
+declare -A NEED=()
+for s in "${T_SERVERS[@]}"; do NEED[$s]=1; done
+NEED[upstream]=1
+
+if [[ $DO_BUILD -eq 1 ]]; then
+    build=(cargo build --release)
+    if [[ -n ${NEED[guise]:-} || $UPSTREAM_KIND == demo ]]; then build+=(--bin guise); fi
+    if [[ -n ${NEED[bare]:-} ]]; then build+=(--example bare_pingora); fi
+    if [[ ${#build[@]} -gt 3 ]]; then
+        log "building: ${build[*]}"
+        (cd "$ROOT" && "${build[@]}")
+    fi
+fi
+if [[ -n ${NEED[guise]:-} || $UPSTREAM_KIND == demo ]]; then [[ -x $RELEASE/guise ]] || die "$RELEASE/guise missing"; fi
+if [[ -n ${NEED[bare]:-} ]]; then [[ -x $RELEASE/examples/bare_pingora ]] || die "$RELEASE/examples/bare_pingora missing"; fi
+
+# ---------------------------------------------------------------- start
+start_server_upstream
+# The upstream check may have changed BENCH_PATH: rebuild the URLs.
+T_NAMES=(); T_SERVERS=(); T_URLS=(); T_ARGS=()
+define_targets
+declare -A STARTED=([upstream]=1)
+for s in "${T_SERVERS[@]}"; do
+    [[ -n ${STARTED[$s]:-} ]] && continue
+    "start_server_$s"
+    STARTED[$s]=1
+done
+
+declare -A STATUS=()
+for i in "${!T_NAMES[@]}"; do
+    eval "extra=(${T_ARGS[$i]})"
+    hdrs=()
+    for ((k = 0; k < ${#extra[@]}; k++)); do
+        [[ ${extra[$k]} == -H ]] && hdrs+=(-H "${extra[$((k + 1))]}")
+    done
+    STATUS[${T_NAMES[$i]}]=$(curl -s -o /dev/null -w '%{http_code}' "${hdrs[@]}" "${T_URLS[$i]}" || true)
+    log "target ${T_NAMES[$i]}: ${T_URLS[$i]} -> ${STATUS[${T_NAMES[$i]}]}"
+    [[ ${STATUS[${T_NAMES[$i]}]} == 200 ]] || log "WARNING: ${T_NAMES[$i]} does not answer 200; its figures are not comparable"
+done
+
+# ---------------------------------------------------------------- measure
+mkdir -p "$BENCH/results"
+STAMP=$(date +%Y%m%d-%H%M%S)
+RESULT=$BENCH/results/$STAMP.txt
+RAW=$TMP/raw.txt
+: >"$RAW"
+
+if [[ $WARMUP -gt 0 ]]; then
+    log "warm-up: ${WARMUP}s per target"
+    for i in "${!T_NAMES[@]}"; do run_wrk "$i" "$WARMUP" >/dev/null; done
+fi
+
+ROWS=$TMP/rows.txt
+: >"$ROWS"
+for ((r = 1; r <= ROUNDS; r++)); do
+    for i in "${!T_NAMES[@]}"; do
+        name=${T_NAMES[$i]}
+        out=$TMP/wrk-$r-$name.txt
+        run_wrk "$i" "$DURATION" >"$out"
+        parsed=$(parse_wrk "$out")
+        read -r rps p50 p99 non2xx errs <<<"$parsed"
+        echo "$r $name $rps $p50 $p99 $non2xx $errs" >>"$ROWS"
+        log "round $r/$ROUNDS  $(printf '%-14s %10s req/s  p50 %7s ms  p99 %7s ms' "$name" "$rps" "$p50" "$p99")$([[ $non2xx != 0 || $errs != 0 ]] && echo "  non-2xx/3xx $non2xx, socket errors $errs")"
+        { echo "===== round $r  $name  ${T_URLS[$i]}  ${T_ARGS[$i]}"; cat "$out"; } >>"$RAW"
+    done
+done
+
+# ---------------------------------------------------------------- report
+declare -A MED_RPS=()
+table() {
+    printf '%-16s %12s %10s %10s %8s %10s\n' target "req/s" "p50 ms" "p99 ms" status "errors"
+    local name
+    for name in "${T_NAMES[@]}"; do
+        local rps p50 p99 errs
+        rps=$(awk -v n="$name" '$2 == n {print $3}' "$ROWS" | median)
+        p50=$(awk -v n="$name" '$2 == n {print $4}' "$ROWS" | median)
+        p99=$(awk -v n="$name" '$2 == n {print $5}' "$ROWS" | median)
+        errs=$(awk -v n="$name" '$2 == n {s += $6 + $7} END {print s + 0}' "$ROWS")
+        MED_RPS[$name]=$rps
+        printf '%-16s %12.0f %10.2f %10.2f %8s %10s\n' "$name" "$rps" "$p50" "$p99" "${STATUS[$name]}" "$errs"
+    done
+    echo
+    for name in "${T_NAMES[@]}"; do
+        [[ $name == guise* ]] || continue
+        local peer
+        for peer in bare-pingora nginx; do
+            [[ -n ${MED_RPS[$peer]:-} ]] || continue
+            awk -v a="${MED_RPS[$name]}" -v b="${MED_RPS[$peer]}" -v n="$name" -v p="$peer" \
+                'BEGIN {printf "%s/%s (req/s): %.2f\n", n, p, a / b}'
+        done
+    done
+}
+
+{
+    echo "guise load benchmark  $(date -Is)"
+    echo "host: $(uname -n)  kernel: $(uname -r)  cores: $(nproc)"
+    echo "command: bench/run.sh --rounds $ROUNDS --duration $DURATION --connections $CONNS --warmup $WARMUP${ONLY:+ --targets $ONLY} --upstream $UPSTREAM_KIND"
+    echo "path: $BENCH_PATH  wrk: taskset -c 1 wrk -t1 -c$CONNS -d${DURATION}s --latency URL"
+    echo "pinning: proxies on core 0; upstream ($UPSTREAM_KIND), auth server, wrk on core 1"
+    echo "versions: $(nginx -v 2>&1 | tr -d '\n'); $(haproxy -v 2>/dev/null | head -1)"
+    echo
+    echo "medians over $ROUNDS interleaved rounds (errors = non-2xx/3xx + socket errors, summed):"
+    table
+    echo
+    echo "per round: round target req/s p50_ms p99_ms non2xx socket_errors"
+    cat "$ROWS"
+    echo
+    echo "raw wrk output:"
+    cat "$RAW"
+} >"$RESULT"
+
+echo
+sed -n '/^medians over/,/^per round:/p' "$RESULT" | sed '$d'
+echo "raw results: $RESULT"

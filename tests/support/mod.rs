@@ -1,0 +1,198 @@
+//! Shared fixtures for end-to-end tests: free ports, the demo upstream, a
+//! gateway built from YAML and run in-process, and polling with deadlines.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use guise::config::Config;
+use guise::demo_upstream::DemoHandle;
+use guise::server::{BuildOptions, Gateway, Running};
+
+pub const KEY: &str = "test-signing-key-0123456789abcdef0123456789";
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+pub fn free_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+/// Poll `f` until it returns `Some` or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Wait until something accepts TCP connections on `addr`.
+pub async fn wait_listening(addr: SocketAddr) {
+    eventually(
+        Duration::from_secs(20),
+        &format!("{addr} to listen"),
+        || async move { tokio::net::TcpStream::connect(addr).await.ok().map(|_| ()) },
+    )
+    .await
+}
+
+/// The env the fixtures' configs read the signing key from.
+pub fn test_env(name: &str) -> Option<String> {
+    (name == "GUISE_SIGNING_KEY").then(|| KEY.to_string())
+}
+
+/// A gateway in front of the demo app, each on free loopback ports.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub http: SocketAddr,
+    pub ops: SocketAddr,
+    pub upstream_addr: SocketAddr,
+    pub upstream: Option<DemoHandle>,
+    pub gateway: Option<Running>,
+}
+
+/// What the fixture fills in: `{HTTP}`, `{OPS}`, `{UPSTREAM}`, `{DIR}`.
+pub const BASE_YAML: &str = "\
+listeners:
+  http: {HTTP}
+operations:
+  address: {OPS}
+server:
+  grace_period_seconds: 0
+  shutdown_timeout_seconds: 1
+upstream:
+  address: {UPSTREAM}
+  connect_timeout_ms: 500
+  read_timeout_ms: 5000
+routes:
+  - { name: company, path: \"/api/companies/{id}\", area: companies, resource: company }
+  - { name: echo, path: \"/api/echo/{*rest}\" }
+";
+
+impl Fixture {
+    pub async fn start() -> Fixture {
+        Fixture::start_with(BASE_YAML).await
+    }
+
+    /// Start the demo upstream and a gateway configured by `yaml`.
+    pub async fn start_with(yaml: &str) -> Fixture {
+        let upstream = DemoHandle::start(free_addr()).expect("demo upstream starts");
+        let upstream_addr = upstream.addr;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let http = free_addr();
+        let ops = free_addr();
+        let config_path = dir.path().join("guise.yaml");
+        let mut f = Fixture {
+            dir,
+            config_path,
+            http,
+            ops,
+            upstream_addr,
+            upstream: Some(upstream),
+            gateway: None,
+        };
+        f.write_config(yaml);
+        let config = Config::load(&f.config_path, &test_env).expect("fixture config is valid");
+        let gw = Gateway::build(
+            config,
+            BuildOptions {
+                config_path: Some(f.config_path.clone()),
+                reload_on_sighup: false,
+                env: Arc::new(test_env),
+            },
+        )
+        .expect("gateway builds");
+        f.gateway = Some(gw.spawn());
+        wait_listening(http).await;
+        wait_listening(ops).await;
+        f
+    }
+
+    /// Write `yaml` (with placeholders filled) as the config file.
+    pub fn write_config(&self, yaml: &str) {
+        std::fs::write(&self.config_path, self.fill(yaml)).expect("write config");
+    }
+
+    pub fn fill(&self, yaml: &str) -> String {
+        yaml.replace("{HTTP}", &self.http.to_string())
+            .replace("{OPS}", &self.ops.to_string())
+            .replace("{UPSTREAM}", &self.upstream_addr.to_string())
+            .replace("{DIR}", &self.dir.path().display().to_string())
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    pub fn ops_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.ops, path)
+    }
+
+    pub fn running(&self) -> &Running {
+        self.gateway.as_ref().expect("gateway running")
+    }
+
+    /// The value of one sample line of /metrics (`name{labels}`), 0 if absent.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let text = client()
+            .get(self.ops_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metric_value(&text, sample)
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Some(g) = self.gateway.take() {
+            g.stop();
+        }
+        if let Some(u) = self.upstream.take() {
+            u.stop();
+        }
+    }
+}
+
+pub fn metric_value(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(sample)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A plain HTTP client that never follows redirects.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+/// Path of the built `guise` binary.
+pub fn guise_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_guise"))
+}
