@@ -5,6 +5,13 @@
 #                [--warmup SECONDS] [--targets a,b,...] [--upstream demo|static]
 #                [--no-build] [--no-install]
 #
+#   defaults: 3 rounds of 5 s per target, 50 connections, 2 s warm-up each.
+#   --targets     comma-separated subset of the targets below
+#   --upstream    demo (default: guise demo-upstream) or static (an nginx
+#                 answering a fixed small JSON; isolates the proxies' cost)
+#   --no-build    use the binaries already in target/release
+#   --no-install  do not apt-get install missing tools
+#
 # Targets (run interleaved each round, medians reported):
 #   direct        wrk -> upstream, no proxy
 #   nginx         nginx plain reverse proxy (1 worker, keepalive upstream)
@@ -20,10 +27,11 @@
 # Environment:
 #   BENCH_PATH  request path (default /api/companies/1, a small JSON GET; if it
 #               is not 200 on the upstream and was not set explicitly, the
-#               script falls back to /healthz with a warning)
+#               script falls back, with a warning, to the first of
+#               /api/companies/co-101, /api/status/200, /healthz that is 200)
 #
-# Adding a case: one `add_target` line in the "Targets" section below, e.g.
-#   add_target guise-logged-in guise "$GUISE_URL" -H "Cookie: guise_session=$SID"
+# Adding a case: one `add_target` line in define_targets (section "targets"),
+# plus a start_server_<name> function if it needs a server or setup step.
 set -euo pipefail
 
 ROUNDS=3
@@ -36,9 +44,12 @@ DO_BUILD=1
 DO_INSTALL=1
 BENCH_PATH_SET=${BENCH_PATH+x}
 BENCH_PATH=${BENCH_PATH:-/api/companies/1}
+# Tried in order when BENCH_PATH is not set and the default is not 200
+# (the demo app's company ids look like co-101).
+FALLBACK_PATHS=(/api/companies/co-101 /api/status/200 /healthz)
 READY_DEADLINE=60   # seconds per server
 
-usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR == 1 {next} /^#/ {sub(/^# ?/, ""); print; next} {exit}' "$0"; }
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -71,16 +82,14 @@ die() { log "ERROR: $*"; exit 1; }
 
 # ---------------------------------------------------------------- cleanup
 PIDS=()
-PNAMES=()
+STOPSIGS=()
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     if [[ ${#PIDS[@]} -gt 0 ]]; then
         log "stopping ${#PIDS[@]} processes"
-        local pid
-        # SIGINT is a fast shutdown for pingora (SIGTERM waits out its grace
-        # period), nginx and haproxy alike.
-        for pid in "${PIDS[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
+        local pid i
+        for i in "${!PIDS[@]}"; do kill -"${STOPSIGS[$i]}" "${PIDS[$i]}" 2>/dev/null || true; done
         local deadline=$((SECONDS + 10))
         for pid in "${PIDS[@]}"; do
             while kill -0 "$pid" 2>/dev/null && [[ $SECONDS -lt $deadline ]]; do sleep 0.1; done
@@ -105,11 +114,13 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # start NAME CORE CMD...   (background, pinned; output to $TMP/NAME.log)
+# STOPSIG (default TERM) is the signal cleanup sends it; pingora-based servers
+# want INT (fast shutdown: TERM waits out pingora's grace period).
 start() {
     local name=$1 core=$2; shift 2
     taskset -c "$core" "$@" >"$TMP/$name.log" 2>&1 &
     PIDS+=($!)
-    PNAMES+=("$name")
+    STOPSIGS+=("${STOPSIG:-TERM}")
     log "started $name (pid $!, core $core): $*"
 }
 
@@ -122,6 +133,7 @@ install_missing() {
     command -v cmake   >/dev/null || pkgs+=(cmake)
     command -v curl    >/dev/null || pkgs+=(curl)
     command -v taskset >/dev/null || pkgs+=(util-linux)
+    command -v python3 >/dev/null || pkgs+=(python3)
     [[ ${#pkgs[@]} -eq 0 ]] && return 0
     local sudo=""
     [[ $(id -u) -eq 0 ]] || sudo=sudo
@@ -129,10 +141,10 @@ install_missing() {
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${pkgs[@]}" >/dev/null
 }
-[[ $DO_INSTALL -eq 1 ]] && install_missing
-# nginx-light lives in /usr/sbin, which is not always on PATH.
+# nginx-light and haproxy live in /usr/sbin, which is not always on PATH.
 export PATH=$PATH:/usr/sbin:/sbin
-for t in wrk nginx haproxy curl taskset; do command -v "$t" >/dev/null || die "$t not found"; done
+if [[ $DO_INSTALL -eq 1 ]]; then install_missing; fi
+for t in wrk nginx haproxy curl taskset python3; do command -v "$t" >/dev/null || die "$t not found"; done
 [[ $(nproc) -ge 2 ]] || log "WARNING: fewer than 2 cores; pinning to cores 0 and 1 will fail"
 
 # ---------------------------------------------------------------- ports
@@ -159,7 +171,14 @@ URL_BASE=http://127.0.0.1
 # ---------------------------------------------------------------- targets
 # add_target NAME SERVER URL [EXTRA WRK ARGS...]
 #   SERVER names the start_server_<SERVER> function that brings up what the
-#   target needs (started once, even if several targets share it).
+#   target needs (started once, in order of first use, even if several
+#   targets share it). define_targets runs twice: first to learn which
+#   servers to start, then again once they are all up, so URL and arguments
+#   may use variables a start function sets (write them as ${VAR:-}), e.g.
+#     add_target guise-logged-in guise_login "$URL_BASE:$P_GUISE$BENCH_PATH" \
+#         -H "Cookie: ${GUISE_COOKIE:-}"
+#   with a start_server_guise_login that logs in through guise and sets
+#   GUISE_COOKIE (put it after the plain guise target so guise starts first).
 T_NAMES=(); T_SERVERS=(); T_URLS=(); T_ARGS=()
 add_target() {
     local name=$1 server=$2 url=$3; shift 3
@@ -216,7 +235,7 @@ start_nginx() { # start_nginx NAME CORE TEMPLATE LISTEN_PORT
 start_server_upstream() {
     case "$UPSTREAM_KIND" in
         demo)
-            start upstream 1 "$RELEASE/guise" demo-upstream --listen "127.0.0.1:$P_UPSTREAM"
+            STOPSIG=INT start upstream 1 "$RELEASE/guise" demo-upstream --listen "127.0.0.1:$P_UPSTREAM"
             ;;
         static)
             start_nginx upstream 1 nginx-static.conf.tmpl "$P_UPSTREAM"
@@ -226,12 +245,15 @@ start_server_upstream() {
     local code
     code=$(curl -s -o /dev/null -w '%{http_code}' "$URL_BASE:$P_UPSTREAM$BENCH_PATH" || true)
     if [[ $code != 200 ]]; then
-        if [[ -z $BENCH_PATH_SET ]]; then
-            log "WARNING: upstream answers $code on $BENCH_PATH; falling back to /healthz"
-            BENCH_PATH=/healthz
-            code=$(curl -s -o /dev/null -w '%{http_code}' "$URL_BASE:$P_UPSTREAM$BENCH_PATH" || true)
-        fi
-        [[ $code == 200 ]] || die "upstream answers $code on $BENCH_PATH (want 200)"
+        [[ -z $BENCH_PATH_SET ]] || die "upstream answers $code on BENCH_PATH=$BENCH_PATH (want 200)"
+        # Not set explicitly: take the first fallback that answers 200, JSON first.
+        local first=$BENCH_PATH p
+        for p in "${FALLBACK_PATHS[@]}"; do
+            code=$(curl -s -o /dev/null -w '%{http_code}' "$URL_BASE:$P_UPSTREAM$p" || true)
+            if [[ $code == 200 ]]; then BENCH_PATH=$p; break; fi
+        done
+        [[ $code == 200 ]] || die "upstream answers 200 on none of $first ${FALLBACK_PATHS[*]}"
+        log "WARNING: upstream does not answer 200 on $first; using $BENCH_PATH"
     fi
     log "upstream OK: GET $BENCH_PATH -> 200 ($(curl -s "$URL_BASE:$P_UPSTREAM$BENCH_PATH" | wc -c) bytes)"
 }
@@ -255,7 +277,7 @@ start_server_haproxy() {
     wait_http haproxy "$URL_BASE:$P_HAPROXY$BENCH_PATH"
 }
 start_server_bare() {
-    start bare-pingora 0 "$RELEASE/examples/bare_pingora" "127.0.0.1:$P_BARE" "127.0.0.1:$P_UPSTREAM"
+    STOPSIG=INT start bare-pingora 0 "$RELEASE/examples/bare_pingora" "127.0.0.1:$P_BARE" "127.0.0.1:$P_UPSTREAM"
     wait_http bare-pingora "$URL_BASE:$P_BARE$BENCH_PATH"
 }
 start_server_guise() {
@@ -265,7 +287,7 @@ start_server_guise() {
         "$BENCH/guise-bench.yaml" >"$TMP/guise-bench.yaml"
     GUISE_SIGNING_KEY=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
     export GUISE_SIGNING_KEY
-    start guise 0 "$RELEASE/guise" run --config "$TMP/guise-bench.yaml"
+    STOPSIG=INT start guise 0 "$RELEASE/guise" run --config "$TMP/guise-bench.yaml"
     wait_http guise "$URL_BASE:$P_GUISE$BENCH_PATH"
     local deadline=$((SECONDS + 15)) code=""
     while [[ $SECONDS -lt $deadline ]]; do
@@ -325,15 +347,17 @@ if [[ -n ${NEED[bare]:-} ]]; then [[ -x $RELEASE/examples/bare_pingora ]] || die
 
 # ---------------------------------------------------------------- start
 start_server_upstream
-# The upstream check may have changed BENCH_PATH: rebuild the URLs.
-T_NAMES=(); T_SERVERS=(); T_URLS=(); T_ARGS=()
-define_targets
 declare -A STARTED=([upstream]=1)
 for s in "${T_SERVERS[@]}"; do
     [[ -n ${STARTED[$s]:-} ]] && continue
     "start_server_$s"
     STARTED[$s]=1
 done
+# Define the targets again now that every server is up: the upstream check
+# may have changed BENCH_PATH, and a start function may have set variables a
+# target uses (a session cookie, say).
+T_NAMES=(); T_SERVERS=(); T_URLS=(); T_ARGS=()
+define_targets
 
 declare -A STATUS=()
 for i in "${!T_NAMES[@]}"; do
@@ -392,7 +416,7 @@ table() {
     for name in "${T_NAMES[@]}"; do
         [[ $name == guise* ]] || continue
         local peer
-        for peer in bare-pingora nginx; do
+        for peer in bare-pingora nginx nginx-auth; do
             [[ -n ${MED_RPS[$peer]:-} ]] || continue
             awk -v a="${MED_RPS[$name]}" -v b="${MED_RPS[$peer]}" -v n="$name" -v p="$peer" \
                 'BEGIN {printf "%s/%s (req/s): %.2f\n", n, p, a / b}'

@@ -14,7 +14,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use raw::{LogFormat, StoreKind};
+pub use raw::{AppCookies, LogFormat, StoreKind};
+
+use crate::users::User;
 
 /// A checked configuration.
 #[derive(Debug, Clone)]
@@ -27,6 +29,9 @@ pub struct Config {
     pub sessions: Sessions,
     pub routes: Vec<RouteSpec>,
     pub logging: Logging,
+    pub auth: Auth,
+    /// Users from the file (inline and `users_file`), in file order.
+    pub users: Vec<User>,
     /// SHA-256 of the file's bytes (hex, first 16 chars): names the live
     /// configuration in metrics and logs.
     pub hash: String,
@@ -96,6 +101,51 @@ impl fmt::Debug for Identity {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sessions {
     pub store: SessionStoreConfig,
+    /// Name on plain HTTP; `__Host-` is prefixed on HTTPS.
+    pub cookie_name: String,
+    pub idle_timeout: Duration,
+    pub absolute_lifetime: Duration,
+    pub refresh_interval: Duration,
+    pub cache_ttl: Duration,
+    pub stale_grace: Duration,
+    pub cache_capacity: u64,
+    pub redis_connect_timeout: Duration,
+    pub redis_response_timeout: Duration,
+}
+
+/// Login interception and its limits.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    pub require_login: bool,
+    pub login_path: String,
+    pub after_login: String,
+    pub mode: LoginMode,
+    pub max_attempts_per_user: u64,
+    pub max_attempts_per_client: u64,
+    pub attempt_window: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum LoginMode {
+    /// guise answers the login page and checks passwords itself.
+    Gateway,
+    /// The app checks passwords; guise reads its answer.
+    Upstream(UpstreamLogin),
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamLogin {
+    pub success_status: Vec<u16>,
+    pub user_id: UserIdSource,
+    pub app_cookies: AppCookies,
+}
+
+/// Where the app's login answer names the user.
+#[derive(Debug, Clone)]
+pub enum UserIdSource {
+    Header(http::HeaderName),
+    JsonPointer(String),
+    RedirectRegex(regex::Regex),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,10 +1,323 @@
-//! Identity headers: what the gateway tells the upstream about the user.
+//! Identity headers: what the gateway tells the upstream about the user,
+//! and the signature that lets the upstream believe it.
 //!
-//! The upstream trusts these headers only because no client can send them:
-//! every client header whose name starts with the configured prefix is
-//! removed before any other stage runs.
+//! The module owns three things:
+//! - stripping: every client header whose name starts with the configured
+//!   prefix is removed before any other stage runs, so no client can assert
+//!   an identity ([`strip_client_headers`]);
+//! - building and signing: [`IdentityHeaders`] collects the identity of a
+//!   logged-in user, refuses any value that is not safe in an HTTP header,
+//!   and [`IdentityHeaders::sign_request`] puts the headers and an
+//!   HMAC-SHA256 signature (`{prefix}signature`) on the upstream request;
+//! - verifying: [`verify`] is what an upstream runs (in Rust; see
+//!   `docs/identity-headers.md` for other languages), and [`UpstreamVerifier`]
+//!   plugs it into the demo app.
+//!
+//! The signature covers a canonical string (see [`canonical_string`]):
+//!
+//! ```text
+//! guise-identity-v1\n
+//! {unix seconds}\n
+//! {method}\n
+//! {path, without the query string}\n
+//! {header name}:{value}\n      one line per identity header, names lower
+//!                              case and sorted, the signature header left out
+//! ```
+//!
+//! and travels as `{prefix}signature: t={unix seconds},v1={64 lower-case hex}`.
+//! The query string is not signed: the upstream may see it rewritten by
+//! proxies between the gateway and itself, and identity does not depend on it.
 
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hmac::{Hmac, Mac};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
+use sha2::{Digest, Sha256};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// First line of the canonical string. It names the scheme so that a key
+/// shared with another use can never produce a MAC that passes here, and so a
+/// later scheme can change the format without ambiguity.
+pub const CANONICAL_VERSION: &str = "guise-identity-v1";
+
+/// How far a signature's timestamp may lie from the verifier's clock, either
+/// way, unless the verifier says otherwise.
+pub const DEFAULT_MAX_SKEW: Duration = Duration::from_secs(30);
+
+/// Longest identity header value accepted. Far above any real id, email or
+/// role list, far below the header limits of common servers (8 KiB).
+pub const MAX_VALUE_LEN: usize = 2048;
+
+/// Header name suffixes; the full name is the configured prefix plus these.
+pub mod names {
+    /// Effective user id (the impersonated user while impersonating).
+    pub const USER: &str = "user";
+    /// Effective user's email address.
+    pub const USER_EMAIL: &str = "user-email";
+    /// Effective user's roles, comma-separated, no spaces.
+    pub const ROLES: &str = "roles";
+    /// Short, non-secret reference to the session (see
+    /// [`super::session_reference`]).
+    pub const SESSION: &str = "session";
+    /// The real actor's user id while impersonating.
+    pub const IMPERSONATOR: &str = "impersonator";
+    /// Partner organisation of the effective user.
+    pub const PARTNER: &str = "partner";
+    /// Client tenant the request acts in.
+    pub const TENANT: &str = "tenant";
+    /// Marks a paired (ghost) user.
+    pub const PAIRED: &str = "paired";
+    /// The signature itself; never an identity header.
+    pub const SIGNATURE: &str = "signature";
+}
+
+/// Why an identity header could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    /// The value would be unsafe or altered on the way to the upstream. The
+    /// value itself is not repeated: it may carry CR/LF meant for a log.
+    #[error("identity header `{header}` refused: {reason}")]
+    UnsafeValue {
+        header: String,
+        reason: UnsafeReason,
+    },
+    /// The name suffix is not lower-case letters, digits and dashes, or is
+    /// the signature header's.
+    #[error("identity header name `{name}` refused: {reason}")]
+    BadName { name: String, reason: &'static str },
+    /// The same header was given twice; the upstream would see two values.
+    #[error("identity header `{header}` given twice")]
+    Duplicate { header: String },
+    /// The request's method or path holds bytes that would make the
+    /// canonical string ambiguous.
+    #[error("request line refused for signing: {reason}")]
+    UnsafeRequestLine { reason: &'static str },
+    /// pingora refused the header (should not happen after the checks).
+    #[error("identity header `{header}` not accepted by the request: {reason}")]
+    Rejected { header: String, reason: String },
+}
+
+/// Why a header value is unsafe. Positions are byte offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnsafeReason {
+    /// CR, LF, NUL, DEL or another control character (tab excepted).
+    ControlCharacter { at: usize },
+    /// A byte outside ASCII. HTTP treats such bytes as opaque and servers
+    /// decode them differently, so the upstream might not see what was signed.
+    NonAscii { at: usize },
+    /// Leading or trailing space or tab: HTTP parsers strip it, so the
+    /// upstream would see a different value than the one signed.
+    EdgeWhitespace,
+    /// Longer than [`MAX_VALUE_LEN`].
+    TooLong { len: usize },
+    /// An item of a comma-separated list is empty or contains a comma.
+    ListItem,
+}
+
+impl fmt::Display for UnsafeReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UnsafeReason::ControlCharacter { at } => {
+                write!(f, "control character (CR, LF, NUL, DEL, ...) at byte {at}")
+            }
+            UnsafeReason::NonAscii { at } => write!(
+                f,
+                "non-ASCII byte at {at}; only visible ASCII, space and tab are allowed"
+            ),
+            UnsafeReason::EdgeWhitespace => {
+                f.write_str("leading or trailing whitespace would be stripped in transit")
+            }
+            UnsafeReason::TooLong { len } => {
+                write!(f, "{len} bytes, more than the {MAX_VALUE_LEN} allowed")
+            }
+            UnsafeReason::ListItem => f.write_str("a list item is empty or contains a comma"),
+        }
+    }
+}
+
+/// Why a request's identity headers were not believed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// Identity headers arrived without a signature.
+    #[error("identity headers without a signature")]
+    MissingSignature,
+    /// The signature header is not `t=<digits>,v1=<64 hex>`.
+    #[error("malformed signature header: {reason}")]
+    MalformedSignature { reason: &'static str },
+    /// The signature does not match method, path and identity headers.
+    #[error("identity signature does not match")]
+    BadSignature,
+    /// Authentic, but older than the allowed skew: a replay or a slow clock.
+    #[error("identity signature is {age_secs} s old, more than the {max_skew_secs} s allowed")]
+    Stale { age_secs: u64, max_skew_secs: u64 },
+    /// Authentic, but dated in the future beyond the allowed skew.
+    #[error(
+        "identity signature is dated {ahead_secs} s ahead, more than the {max_skew_secs} s allowed"
+    )]
+    Future { ahead_secs: u64, max_skew_secs: u64 },
+    /// An identity header or the signature arrived more than once.
+    #[error("header `{header}` arrived more than once")]
+    Duplicate { header: String },
+    /// An identity header's value is not visible ASCII.
+    #[error("identity header `{header}` refused: {reason}")]
+    UnsafeValue {
+        header: String,
+        reason: UnsafeReason,
+    },
+    /// The method or path holds control characters or spaces.
+    #[error("request line refused: {reason}")]
+    UnsafeRequestLine { reason: &'static str },
+}
+
+// === impl IdentityHeaders ===
+
+/// The identity of one request, as ordered (name suffix, value) pairs, every
+/// value already checked safe for an HTTP header.
+///
+/// Suffixes are the part after the prefix (`user`, `roles`, see [`names`]),
+/// so the same identity can be signed under any configured prefix.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdentityHeaders {
+    pairs: Vec<(String, String)>,
+}
+
+impl IdentityHeaders {
+    /// No headers yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The headers every logged-in request carries: user id, email, roles
+    /// (joined with `,`) and session reference.
+    pub fn for_user<R: AsRef<str>>(
+        user: &str,
+        email: &str,
+        roles: &[R],
+        session: &str,
+    ) -> Result<Self, IdentityError> {
+        let mut h = Self::new();
+        h.push(names::USER, user)?;
+        h.push(names::USER_EMAIL, email)?;
+        h.push_list(names::ROLES, roles)?;
+        h.push(names::SESSION, session)?;
+        Ok(h)
+    }
+
+    /// Add one header. Refuses a bad suffix, a repeated suffix and any value
+    /// that is not visible ASCII plus inner spaces and tabs.
+    pub fn push(&mut self, suffix: &str, value: &str) -> Result<&mut Self, IdentityError> {
+        check_suffix(suffix)?;
+        if self.pairs.iter().any(|(n, _)| n == suffix) {
+            return Err(IdentityError::Duplicate {
+                header: suffix.to_string(),
+            });
+        }
+        check_value(value).map_err(|reason| IdentityError::UnsafeValue {
+            header: suffix.to_string(),
+            reason,
+        })?;
+        self.pairs.push((suffix.to_string(), value.to_string()));
+        Ok(self)
+    }
+
+    /// Add a comma-separated list header; an item that is empty or holds a
+    /// comma is refused, since the upstream could not split it back.
+    pub fn push_list<R: AsRef<str>>(
+        &mut self,
+        suffix: &str,
+        items: &[R],
+    ) -> Result<&mut Self, IdentityError> {
+        if items
+            .iter()
+            .any(|i| i.as_ref().is_empty() || i.as_ref().contains(','))
+        {
+            return Err(IdentityError::UnsafeValue {
+                header: suffix.to_string(),
+                reason: UnsafeReason::ListItem,
+            });
+        }
+        let joined = items
+            .iter()
+            .map(AsRef::as_ref)
+            .collect::<Vec<_>>()
+            .join(",");
+        self.push(suffix, &joined)
+    }
+
+    /// The (suffix, value) pairs, in the order they were added.
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.pairs
+    }
+
+    /// The value under `suffix`, if any.
+    pub fn get(&self, suffix: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(n, _)| n == suffix)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The headers to put on the upstream request, signature last, for a
+    /// request with this `method` and `path` (no query string).
+    pub fn signed_headers(
+        &self,
+        key: &[u8],
+        prefix: &str,
+        method: &str,
+        path: &str,
+        unix_now: u64,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, IdentityError> {
+        check_request_line(method, path)
+            .map_err(|reason| IdentityError::UnsafeRequestLine { reason })?;
+        let prefix = prefix.to_ascii_lowercase();
+        let mut out = Vec::with_capacity(self.pairs.len() + 1);
+        let signature = sign(key, &prefix, method, path, &self.pairs, unix_now);
+        let all = self
+            .pairs
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .chain(std::iter::once((names::SIGNATURE, signature.as_str())));
+        for (suffix, value) in all {
+            let full = format!("{prefix}{suffix}");
+            let rejected = |reason: String| IdentityError::Rejected {
+                header: full.clone(),
+                reason,
+            };
+            let name =
+                HeaderName::from_bytes(full.as_bytes()).map_err(|e| rejected(e.to_string()))?;
+            let value = HeaderValue::from_str(value).map_err(|e| rejected(e.to_string()))?;
+            out.push((name, value));
+        }
+        Ok(out)
+    }
+
+    /// Replace every `prefix` header of `req` with these headers and their
+    /// signature. Signs the method and path `req` carries now, so call it
+    /// after any stage that rewrites the path.
+    pub fn sign_request(
+        &self,
+        req: &mut RequestHeader,
+        key: &[u8],
+        prefix: &str,
+        unix_now: u64,
+    ) -> Result<(), IdentityError> {
+        let headers =
+            self.signed_headers(key, prefix, req.method.as_str(), req.uri.path(), unix_now)?;
+        strip_client_headers(req, &prefix.to_ascii_lowercase());
+        for (name, value) in headers {
+            let header = name.as_str().to_string();
+            req.insert_header(name, value)
+                .map_err(|e| IdentityError::Rejected {
+                    header,
+                    reason: e.to_string(),
+                })?;
+        }
+        Ok(())
+    }
+}
 
 /// Remove every header whose name starts with `prefix` (lower case). Header
 /// names are stored lower-cased, so the comparison is case-blind.
@@ -20,23 +333,383 @@ pub fn strip_client_headers(req: &mut RequestHeader, prefix: &str) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A short, non-secret reference to a session for the `session` header and
+/// logs: the first 16 hex digits of SHA-256 over the session id. The id is
+/// the cookie's secret; the reference lets the upstream and the audit tell
+/// sessions apart without being able to use one.
+pub fn session_reference(session_id: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update(b"guise-session-ref\0")
+        .chain_update(session_id.as_bytes())
+        .finalize();
+    hex::encode(&digest[..8])
+}
 
-    #[test]
-    fn every_prefixed_header_is_removed_whatever_its_case() {
-        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
-        r.append_header("X-Guise-User", "admin").unwrap();
-        r.append_header("x-guise-user", "second").unwrap();
-        r.append_header("X-GUISE-ROLES", "super_admin").unwrap();
-        r.append_header("x-guisex", "kept: no dash after prefix")
-            .unwrap();
-        r.append_header("accept", "*/*").unwrap();
-        strip_client_headers(&mut r, "x-guise-");
-        assert!(r.headers.get("x-guise-user").is_none());
-        assert!(r.headers.get("x-guise-roles").is_none());
-        assert!(r.headers.get("x-guisex").is_some());
-        assert!(r.headers.get("accept").is_some());
+/// Seconds since the Unix epoch by the system clock (0 if the clock is set
+/// before 1970, which makes every signature look stale rather than panic).
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+// === signing ===
+
+/// The exact string the signature covers (see the module docs).
+///
+/// `headers` are (suffix, value) pairs; each line's name is `prefix` +
+/// suffix, lower-cased; lines are sorted by name then value (byte order); a
+/// pair whose suffix is `signature` is left out. `method` is as sent
+/// (case-sensitive) and `path` is the request target's path without `?` and
+/// the query. Callers must pass a method and path free of control
+/// characters and values already checked (as [`IdentityHeaders`] and
+/// [`verify`] do); otherwise two inputs could share one string.
+pub fn canonical_string(
+    prefix: &str,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    unix_now: u64,
+) -> String {
+    let prefix = prefix.to_ascii_lowercase();
+    let mut lines: Vec<(String, &str)> = headers
+        .iter()
+        .filter(|(suffix, _)| !suffix.eq_ignore_ascii_case(names::SIGNATURE))
+        .map(|(suffix, value)| {
+            (
+                format!("{prefix}{}", suffix.to_ascii_lowercase()),
+                value.as_str(),
+            )
+        })
+        .collect();
+    lines.sort();
+    let mut s = format!("{CANONICAL_VERSION}\n{unix_now}\n{method}\n{path}\n");
+    for (name, value) in lines {
+        s.push_str(&name);
+        s.push(':');
+        s.push_str(value);
+        s.push('\n');
+    }
+    s
+}
+
+/// The signature header's value, `t={unix_now},v1={hex HMAC-SHA256}`, over
+/// [`canonical_string`] of the same arguments, keyed by `key`.
+pub fn sign(
+    key: &[u8],
+    prefix: &str,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    unix_now: u64,
+) -> String {
+    let canonical = canonical_string(prefix, method, path, headers, unix_now);
+    let tag = mac(key, &canonical).finalize().into_bytes();
+    format!("t={unix_now},v1={}", hex::encode(tag))
+}
+
+fn mac(key: &[u8], canonical: &str) -> HmacSha256 {
+    // HMAC hashes long keys and pads short ones, so `new_from_slice` never
+    // returns `InvalidLength` for it (hmac 0.12 always answers `Ok`).
+    #[allow(clippy::expect_used)]
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC accepts keys of any length");
+    mac.update(canonical.as_bytes());
+    mac
+}
+
+/// Compare a received tag with the expected MAC in constant time. This is
+/// the only place tags are compared: `==` on bytes stops at the first
+/// difference and tells an attacker, byte by byte, how close a guess is.
+fn tags_match(mac: HmacSha256, tag: &[u8]) -> bool {
+    mac.verify_slice(tag).is_ok()
+}
+
+// === verifying ===
+
+/// What a verified request asserts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verified {
+    /// No identity headers and no signature: an anonymous request.
+    Anonymous,
+    /// Identity headers whose signature matched within the allowed skew.
+    Signed(SignedIdentity),
+}
+
+/// The identity headers of a request whose signature verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedIdentity {
+    /// The signature's timestamp (Unix seconds).
+    pub timestamp: u64,
+    /// (suffix, value), sorted by suffix.
+    headers: Vec<(String, String)>,
+}
+
+impl SignedIdentity {
+    /// The value under `suffix` (such as [`names::USER`]).
+    pub fn get(&self, suffix: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == suffix)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The effective user id, if the request carries one.
+    pub fn user(&self) -> Option<&str> {
+        self.get(names::USER)
+    }
+
+    /// Every identity header as (suffix, value), sorted by suffix.
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
     }
 }
+
+/// Check the identity headers of a request as an upstream would.
+///
+/// Every header whose name starts with `prefix` (case-blind) other than
+/// `{prefix}signature` is an identity header, and all of them must be
+/// covered by the signature: an extra one fails it as surely as a changed
+/// one. No identity headers and no signature is [`Verified::Anonymous`]; a
+/// signature is checked whenever present. `path` is without the query.
+pub fn verify(
+    key: &[u8],
+    prefix: &str,
+    method: &str,
+    path: &str,
+    headers: &HeaderMap,
+    unix_now: u64,
+    max_skew: Duration,
+) -> Result<Verified, VerifyError> {
+    let mut identity: Vec<(String, String)> = Vec::new();
+    let mut signature: Option<&HeaderValue> = None;
+    for name in headers.keys() {
+        let full = name.as_str();
+        let Some(suffix) = strip_prefix_ignore_case(full, prefix) else {
+            continue;
+        };
+        let mut values = headers.get_all(name).iter();
+        let Some(value) = values.next() else {
+            continue;
+        };
+        if values.next().is_some() {
+            return Err(VerifyError::Duplicate {
+                header: full.to_string(),
+            });
+        }
+        if suffix == names::SIGNATURE {
+            signature = Some(value);
+            continue;
+        }
+        let unsafe_value = |reason| VerifyError::UnsafeValue {
+            header: full.to_string(),
+            reason,
+        };
+        let text = header_text(value).map_err(unsafe_value)?;
+        check_value(text).map_err(unsafe_value)?;
+        identity.push((suffix.to_string(), text.to_string()));
+    }
+    let Some(signature) = signature else {
+        return if identity.is_empty() {
+            Ok(Verified::Anonymous)
+        } else {
+            Err(VerifyError::MissingSignature)
+        };
+    };
+    check_request_line(method, path).map_err(|reason| VerifyError::UnsafeRequestLine { reason })?;
+    let (timestamp, tag) = parse_signature(signature)?;
+    let canonical = canonical_string(prefix, method, path, &identity, timestamp);
+    if !tags_match(mac(key, &canonical), &tag) {
+        return Err(VerifyError::BadSignature);
+    }
+    let max_skew_secs = max_skew.as_secs();
+    if timestamp < unix_now && unix_now - timestamp > max_skew_secs {
+        return Err(VerifyError::Stale {
+            age_secs: unix_now - timestamp,
+            max_skew_secs,
+        });
+    }
+    if timestamp > unix_now && timestamp - unix_now > max_skew_secs {
+        return Err(VerifyError::Future {
+            ahead_secs: timestamp - unix_now,
+            max_skew_secs,
+        });
+    }
+    identity.sort();
+    Ok(Verified::Signed(SignedIdentity {
+        timestamp,
+        headers: identity,
+    }))
+}
+
+/// `t=<decimal>,v1=<64 hex>` into (timestamp, tag bytes).
+fn parse_signature(value: &HeaderValue) -> Result<(u64, Vec<u8>), VerifyError> {
+    let malformed = |reason| VerifyError::MalformedSignature { reason };
+    let text = value.to_str().map_err(|_| malformed("not visible ASCII"))?;
+    let (t, v1) = text
+        .split_once(',')
+        .ok_or(malformed("expected `t=<unix seconds>,v1=<hex>`"))?;
+    let t = t
+        .strip_prefix("t=")
+        .ok_or(malformed("expected `t=` first"))?;
+    let v1 = v1
+        .strip_prefix("v1=")
+        .ok_or(malformed("expected `v1=` after the timestamp"))?;
+    if t.is_empty() || t.len() > 20 || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(malformed("timestamp is not a decimal number"));
+    }
+    let timestamp = t
+        .parse::<u64>()
+        .map_err(|_| malformed("timestamp out of range"))?;
+    if v1.len() != 64 {
+        return Err(malformed("v1 must be 64 hex digits"));
+    }
+    let tag = hex::decode(v1).map_err(|_| malformed("v1 must be 64 hex digits"))?;
+    Ok((timestamp, tag))
+}
+
+/// `name` without `prefix` (compared case-blind), if it has it.
+fn strip_prefix_ignore_case<'a>(name: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = name.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &name[prefix.len()..])
+}
+
+/// A received value as text; bytes above ASCII are refused, not decoded.
+fn header_text(value: &HeaderValue) -> Result<&str, UnsafeReason> {
+    value.to_str().map_err(|_| {
+        let at = value
+            .as_bytes()
+            .iter()
+            .position(|b| !(*b == b'\t' || (0x20..0x7f).contains(b)))
+            .unwrap_or(0);
+        if value.as_bytes().get(at).is_some_and(|b| *b >= 0x80) {
+            UnsafeReason::NonAscii { at }
+        } else {
+            UnsafeReason::ControlCharacter { at }
+        }
+    })
+}
+
+/// Visible ASCII, inner spaces and tabs; nothing HTTP would strip or split.
+fn check_value(value: &str) -> Result<(), UnsafeReason> {
+    if value.len() > MAX_VALUE_LEN {
+        return Err(UnsafeReason::TooLong { len: value.len() });
+    }
+    for (at, b) in value.bytes().enumerate() {
+        match b {
+            b'\t' | 0x20..=0x7e => {}
+            0x80.. => return Err(UnsafeReason::NonAscii { at }),
+            _ => return Err(UnsafeReason::ControlCharacter { at }),
+        }
+    }
+    let edge = |b: u8| b == b' ' || b == b'\t';
+    let bytes = value.as_bytes();
+    if bytes.first().copied().is_some_and(edge) || bytes.last().copied().is_some_and(edge) {
+        return Err(UnsafeReason::EdgeWhitespace);
+    }
+    Ok(())
+}
+
+fn check_suffix(suffix: &str) -> Result<(), IdentityError> {
+    let bad = |reason| IdentityError::BadName {
+        name: suffix.to_string(),
+        reason,
+    };
+    if suffix.is_empty()
+        || !suffix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(bad("use lower-case letters, digits and dashes"));
+    }
+    if suffix == names::SIGNATURE {
+        return Err(bad("the signature header is added by signing"));
+    }
+    Ok(())
+}
+
+/// Method and path go into the canonical string one per line, so they must
+/// hold no line breaks, controls or spaces (none is valid in a request line).
+fn check_request_line(method: &str, path: &str) -> Result<(), &'static str> {
+    let visible = |s: &str| s.bytes().all(|b| (0x21..0x7f).contains(&b));
+    if method.is_empty() || !visible(method) {
+        return Err("method must be visible ASCII");
+    }
+    if !visible(path) {
+        return Err("path must be visible ASCII without spaces");
+    }
+    if path.contains('?') {
+        return Err("path must not include the query string");
+    }
+    Ok(())
+}
+
+// === impl UpstreamVerifier ===
+
+/// The upstream's side: refuses requests whose identity headers are not
+/// signed by the gateway or are too old. Requests with no identity headers
+/// pass (anonymous pages).
+#[derive(Clone)]
+pub struct UpstreamVerifier {
+    key: Vec<u8>,
+    prefix: String,
+    max_skew: Duration,
+}
+
+impl fmt::Debug for UpstreamVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamVerifier")
+            .field("key", &format_args!("<{} bytes>", self.key.len()))
+            .field("prefix", &self.prefix)
+            .field("max_skew", &self.max_skew)
+            .finish()
+    }
+}
+
+impl UpstreamVerifier {
+    /// A verifier with the default skew ([`DEFAULT_MAX_SKEW`]).
+    pub fn new(key: impl Into<Vec<u8>>, prefix: &str) -> Self {
+        Self {
+            key: key.into(),
+            prefix: prefix.to_ascii_lowercase(),
+            max_skew: DEFAULT_MAX_SKEW,
+        }
+    }
+
+    /// The same verifier allowing `max_skew` either way.
+    pub fn with_max_skew(mut self, max_skew: Duration) -> Self {
+        self.max_skew = max_skew;
+        self
+    }
+
+    /// [`verify`] with this verifier's key, prefix and skew, at `unix_now`.
+    pub fn verify_at(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &HeaderMap,
+        unix_now: u64,
+    ) -> Result<Verified, VerifyError> {
+        verify(
+            &self.key,
+            &self.prefix,
+            method,
+            path,
+            headers,
+            unix_now,
+            self.max_skew,
+        )
+    }
+}
+
+impl crate::demo_upstream::IdentityCheck for UpstreamVerifier {
+    fn check(&self, method: &str, path: &str, headers: &HeaderMap) -> Result<(), String> {
+        self.verify_at(method, path, headers, unix_now())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests;

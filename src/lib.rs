@@ -19,6 +19,8 @@
 //!   tests and the benchmarks.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod demo_upstream;
 pub mod identity;
@@ -30,4 +32,8 @@ pub mod reload;
 pub mod respond;
 pub mod routes;
 pub mod server;
+pub mod session;
+pub mod store;
 pub mod tls;
+pub mod user_sync;
+pub mod users;

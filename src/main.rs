@@ -62,6 +62,13 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8081")]
         listen: SocketAddr,
     },
+    /// Hash a password for a user's `password_hash`: reads one line from
+    /// stdin, prints the argon2id PHC string.
+    HashPassword {
+        /// Read the password from stdin without prompting (for scripts).
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -76,6 +83,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => return check_config(&file),
         Command::GenCert { out, names } => gen_cert(&out, &names),
         Command::DemoUpstream { listen } => demo_upstream(listen),
+        Command::HashPassword { password_stdin } => hash_password(password_stdin),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -120,9 +128,22 @@ fn demo(listen: SocketAddr, upstream: SocketAddr, operations: SocketAddr) -> any
     config.upstream.authority = upstream.to_string();
     config.operations_address = operations;
     init_logging(config.logging.format, &config.logging.level);
+    let demo_users: String = config
+        .users
+        .iter()
+        .map(|u| format!("  {:<20} {} ({})\n", u.email, u.name, u.role_names().join(", ")))
+        .collect();
 
-    let app = DemoHandle::start(upstream)
-        .with_context(|| format!("cannot start the demo upstream on {upstream}"))?;
+    // The demo app checks that identity headers really come from guise.
+    let verifier = guise::identity::UpstreamVerifier::new(
+        config.identity.signing_key.clone(),
+        &config.identity.header_prefix,
+    );
+    let app = DemoHandle::start_app(
+        upstream,
+        guise::demo_upstream::DemoUpstream::new().with_identity_check(Arc::new(verifier)),
+    )
+    .with_context(|| format!("cannot start the demo upstream on {upstream}"))?;
     let gateway = Gateway::build(
         config,
         BuildOptions {
@@ -133,8 +154,9 @@ fn demo(listen: SocketAddr, upstream: SocketAddr, operations: SocketAddr) -> any
     )
     .context("refusing to start")?;
     println!(
-        "guise demo\n  gateway:     http://{listen}/\n  demo app:    http://{} (direct, no gateway)\n  operations:  http://{operations}/metrics  /healthz  /readyz\nPress Ctrl-C to stop.",
-        app.addr
+        "guise demo\n  gateway:     http://{listen}/\n  demo app:    http://{} (direct, no gateway)\n  operations:  http://{operations}/metrics  /healthz  /readyz\n\nSign in at http://{listen}/login with password `demo` as one of:\n{}\nPress Ctrl-C to stop.",
+        app.addr,
+        demo_users
     );
     gateway.run_forever()
 }
@@ -199,4 +221,17 @@ fn init_logging(format: LogFormat, level: &str) {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+}
+
+/// `guise hash-password`: the password comes on stdin, never as an argument
+/// (arguments are visible to every local user in the process list).
+fn hash_password(password_stdin: bool) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let stdin = std::io::stdin();
+    if !password_stdin && stdin.is_terminal() {
+        eprint!("Password (echoed as typed): ");
+    }
+    let plain = guise::users::read_password_line(&mut stdin.lock())?;
+    println!("{}", guise::users::hash_password(&plain)?);
+    Ok(())
 }

@@ -28,6 +28,11 @@ pub struct Metrics {
     pub config_info: IntGaugeVec,
     pub config_reloads: IntCounterVec,
     pub config_loaded: Gauge,
+    pub logins: IntCounterVec,
+    pub sessions_active: IntGauge,
+    pub session_cache: IntCounterVec,
+    pub redis_errors: prometheus::IntCounter,
+    pub revocations: IntCounterVec,
 }
 
 impl Metrics {
@@ -103,6 +108,47 @@ impl Metrics {
         )
         .expect("valid metric");
 
+        let logins = IntCounterVec::new(
+            Opts::new("guise_logins_total", "Login attempts, by result."),
+            &["result"],
+        )
+        .expect("valid metric");
+        let sessions_active = IntGauge::new(
+            "guise_sessions_active",
+            "Live sessions in the store (read when /metrics is scraped).",
+        )
+        .expect("valid metric");
+        let session_cache = IntCounterVec::new(
+            Opts::new(
+                "guise_session_cache_requests_total",
+                "Session lookups in this node's cache, by result (hit, miss).",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let redis_errors = prometheus::IntCounter::new(
+            "guise_redis_errors_total",
+            "Session store operations that failed because Redis was unreachable or too slow.",
+        )
+        .expect("valid metric");
+        let revocations = IntCounterVec::new(
+            Opts::new(
+                "guise_session_revocations_total",
+                "Session revocations, by direction (sent by this node, received from any node).",
+            ),
+            &["direction"],
+        )
+        .expect("valid metric");
+        for result in ["ok", "bad_credentials", "limited", "store_unavailable"] {
+            logins.with_label_values(&[result]);
+        }
+        for result in ["hit", "miss"] {
+            session_cache.with_label_values(&[result]);
+        }
+        for d in ["sent", "received"] {
+            revocations.with_label_values(&[d]);
+        }
+
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -124,6 +170,11 @@ impl Metrics {
             Box::new(config_info.clone()),
             Box::new(config_reloads.clone()),
             Box::new(config_loaded.clone()),
+            Box::new(logins.clone()),
+            Box::new(sessions_active.clone()),
+            Box::new(session_cache.clone()),
+            Box::new(redis_errors.clone()),
+            Box::new(revocations.clone()),
         ];
         for c in collectors {
             registry.register(c).expect("metric names are unique");
@@ -139,6 +190,11 @@ impl Metrics {
             config_info,
             config_reloads,
             config_loaded,
+            logins,
+            sessions_active,
+            session_cache,
+            redis_errors,
+            revocations,
         }
     }
 

@@ -57,14 +57,23 @@ impl ReadyCheck for UpstreamReachable {
     }
 }
 
+/// Something to bring up to date just before `/metrics` is rendered
+/// (values that cost a store round trip are read on scrape, not per
+/// request).
+#[async_trait]
+pub trait ScrapeHook: Send + Sync {
+    async fn before_scrape(&self);
+}
+
 pub struct OpsApp {
     metrics: Metrics,
     checks: Vec<Arc<dyn ReadyCheck>>,
+    hooks: Vec<Arc<dyn ScrapeHook>>,
 }
 
 impl OpsApp {
-    pub fn new(metrics: Metrics, checks: Vec<Arc<dyn ReadyCheck>>) -> Self {
-        OpsApp { metrics, checks }
+    pub fn new(metrics: Metrics, checks: Vec<Arc<dyn ReadyCheck>>, hooks: Vec<Arc<dyn ScrapeHook>>) -> Self {
+        OpsApp { metrics, checks, hooks }
     }
 
     async fn readiness(&self) -> (u16, Vec<u8>) {
@@ -91,11 +100,13 @@ impl ServeHttp for OpsApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let path = session.req_header().uri.path().to_string();
         let (status, content_type, body) = match path.as_str() {
-            "/metrics" => (
-                200,
-                "text/plain; version=0.0.4; charset=utf-8",
-                self.metrics.render(),
-            ),
+            "/metrics" => {
+                for h in &self.hooks {
+                    // A slow store must not hang the scrape.
+                    let _ = tokio::time::timeout(Duration::from_secs(2), h.before_scrape()).await;
+                }
+                (200, "text/plain; version=0.0.4; charset=utf-8", self.metrics.render())
+            }
             "/healthz" => (200, "application/json", br#"{"alive":true}"#.to_vec()),
             "/readyz" => {
                 let (s, b) = self.readiness().await;

@@ -15,13 +15,15 @@ use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora::ErrorType;
 
-use crate::identity;
+use crate::auth::{AuthService, Gate, Identity};
+use crate::identity::{self, IdentityHeaders};
 use crate::live::{Live, SharedLive};
 use crate::metrics::{status_class, Metrics};
 use crate::respond::{send_refusal, Refusal};
 use crate::routes::check_request_path;
 
 pub use connections::CountConnections;
+pub use forwarded::set_headers as forwarded_headers;
 
 /// Prefix of the gateway's own endpoints; never forwarded upstream.
 pub const GATEWAY_PREFIX: &str = "/_guise/";
@@ -30,6 +32,7 @@ pub const GATEWAY_PREFIX: &str = "/_guise/";
 pub struct GatewayProxy {
     pub live: SharedLive,
     pub metrics: Metrics,
+    pub auth: Arc<AuthService>,
 }
 
 /// Per-request state.
@@ -42,6 +45,8 @@ pub struct Ctx {
     /// Label for metrics when no configured route matched.
     label: &'static str,
     upstream_sent: Option<Instant>,
+    /// Who the request runs as, once the auth stage found out.
+    identity: Option<Identity>,
 }
 
 impl Ctx {
@@ -64,6 +69,7 @@ impl ProxyHttp for GatewayProxy {
             route: None,
             label: "unmatched",
             upstream_sent: None,
+            identity: None,
         }
     }
 
@@ -81,21 +87,22 @@ impl ProxyHttp for GatewayProxy {
             send_refusal(session, &r).await?;
             return Ok(true);
         }
-        if path.starts_with(GATEWAY_PREFIX) {
+        if path.starts_with(GATEWAY_PREFIX) || path == ctx.live.config.auth.login_path {
             ctx.label = "gateway";
-            let r = Refusal::new(
-                404,
-                "not_found",
-                "Not found",
-                format!("the gateway has no endpoint {path}"),
-            );
-            send_refusal(session, &r).await?;
-            return Ok(true);
+        } else {
+            let method = session.req_header().method.as_str();
+            ctx.route = ctx.live.routes.find(method, path).map(|m| m.index);
         }
 
-        let method = session.req_header().method.as_str();
-        ctx.route = ctx.live.routes.find(method, path).map(|m| m.index);
-        Ok(false)
+        let live = ctx.live.clone();
+        let route = ctx.route.map(|i| &live.routes.routes()[i]);
+        match self.auth.gate(session, &live, route).await? {
+            Gate::Answered => Ok(true),
+            Gate::Continue(identity) => {
+                ctx.identity = identity;
+                Ok(false)
+            }
+        }
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -109,6 +116,29 @@ impl ProxyHttp for GatewayProxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         forwarded::set_headers(session, upstream_request)?;
+        if let Some(id) = &ctx.identity {
+            let identity = &ctx.live.config.identity;
+            let headers = IdentityHeaders::for_user(
+                &id.user.id,
+                &id.user.email,
+                &id.user.role_names(),
+                &id.session.record.reference,
+            );
+            let signed = headers.and_then(|h| {
+                h.sign_request(
+                    upstream_request,
+                    &identity.signing_key,
+                    &identity.header_prefix,
+                    identity::unix_now(),
+                )
+            });
+            if let Err(e) = signed {
+                // Never forward a request whose identity cannot be stated
+                // exactly: the upstream would see it as anonymous.
+                tracing::error!(user = %id.user.id, error = %e, "identity headers refused");
+                return Err(Error::explain(ErrorType::InternalError, "identity headers could not be built"));
+            }
+        }
         ctx.upstream_sent = Some(Instant::now());
         Ok(())
     }

@@ -33,6 +33,8 @@ pub struct Reloader {
     pub live: SharedLive,
     pub metrics: Metrics,
     pub env: Arc<dyn Env + Send + Sync>,
+    /// Rebuilt from the new file's users.
+    pub users: Arc<crate::user_sync::UserSync>,
 }
 
 impl Reloader {
@@ -64,8 +66,10 @@ impl Reloader {
             return Err(ReloadError::NeedsRestart(changed));
         }
         let hash = new.hash.clone();
+        let users = new.users.clone();
         let live = Live::build(new).map_err(ReloadError::Compile)?;
         self.live.store(Arc::new(live));
+        self.users.set_base(users);
         Ok(hash)
     }
 }

@@ -110,11 +110,61 @@ pub fn render(r: &Refusal, format: Format) -> (Bytes, &'static str) {
 
 /// Write `r` to the client, keeping the connection alive.
 pub async fn send_refusal(session: &mut Session, r: &Refusal) -> pingora::Result<()> {
+    send_refusal_with(session, r, &[]).await
+}
+
+/// Headers to add to a gateway answer (e.g. `Set-Cookie`, `Retry-After`).
+pub type Extra<'a> = &'a [(http::HeaderName, String)];
+
+/// Write `r` with extra headers (a refusal that also clears a cookie, or
+/// says when to retry).
+pub async fn send_refusal_with(session: &mut Session, r: &Refusal, extra: Extra<'_>) -> pingora::Result<()> {
     let format = Format::of(session.req_header());
     let (body, content_type) = render(r, format);
-    let mut h = ResponseHeader::build(r.status, Some(4))?;
+    let mut h = ResponseHeader::build(r.status, Some(4 + extra.len()))?;
     h.insert_header(http::header::CONTENT_TYPE, content_type)?;
     h.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    for (k, v) in extra {
+        h.append_header(k.clone(), v.as_str())?;
+    }
+    send(session, h, body).await
+}
+
+/// Answer with a JSON document.
+pub async fn send_json(
+    session: &mut Session,
+    status: u16,
+    value: &serde_json::Value,
+    extra: Extra<'_>,
+) -> pingora::Result<()> {
+    send_typed(session, status, "application/json", Bytes::from(value.to_string()), extra).await
+}
+
+/// Answer with an HTML page.
+pub async fn send_html(session: &mut Session, status: u16, html: String, extra: Extra<'_>) -> pingora::Result<()> {
+    send_typed(session, status, "text/html; charset=utf-8", Bytes::from(html), extra).await
+}
+
+/// Redirect (303 after a form post, 302 otherwise) to a same-origin path.
+pub async fn redirect(session: &mut Session, status: u16, location: &str, extra: Extra<'_>) -> pingora::Result<()> {
+    let mut all = vec![(http::header::LOCATION, location.to_string())];
+    all.extend_from_slice(extra);
+    send_typed(session, status, "text/plain; charset=utf-8", Bytes::new(), &all).await
+}
+
+async fn send_typed(
+    session: &mut Session,
+    status: u16,
+    content_type: &str,
+    body: Bytes,
+    extra: Extra<'_>,
+) -> pingora::Result<()> {
+    let mut h = ResponseHeader::build(status, Some(3 + extra.len()))?;
+    h.insert_header(http::header::CONTENT_TYPE, content_type)?;
+    h.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    for (k, v) in extra {
+        h.append_header(k.clone(), v.as_str())?;
+    }
     send(session, h, body).await
 }
 

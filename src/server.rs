@@ -19,7 +19,13 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 use tokio::sync::oneshot;
 
+use crate::auth::AuthService;
 use crate::config::{Config, Env};
+use crate::session::{EventListener, SessionManager, StoreReady};
+use crate::store::redis::{open_store_with, RedisTimeouts};
+use crate::store::StoreError;
+use crate::user_sync::UserSync;
+use crate::users::Directory;
 use crate::live::{Live, SharedLive};
 use crate::metrics::Metrics;
 use crate::ops::{OpsApp, ReadyCheck, UpstreamReachable};
@@ -43,6 +49,8 @@ pub enum StartError {
     Tls(String),
     #[error("{0}")]
     Compile(String),
+    #[error("sessions: {0}")]
+    Store(#[from] StoreError),
 }
 
 /// How the gateway was configured, for reloads.
@@ -60,6 +68,7 @@ pub struct Gateway {
     pub live: SharedLive,
     pub metrics: Metrics,
     pub reloader: Option<Reloader>,
+    pub auth: Arc<AuthService>,
 }
 
 impl Gateway {
@@ -84,6 +93,31 @@ impl Gateway {
         let listeners = config.listeners.clone();
         let ops_addr = config.operations_address;
         let keepalive_limit = config.server.keepalive_request_limit;
+
+        // Sessions and users: built without touching Redis, which may still
+        // be starting; the event listener loads stored users once it runs.
+        let settings = config.sessions.clone();
+        let store = open_store_with(
+            &settings.store,
+            RedisTimeouts {
+                connect: settings.redis_connect_timeout,
+                response: settings.redis_response_timeout,
+            },
+            Some(metrics.redis_errors.clone()),
+        )?;
+        let directory = Arc::new(Directory::new());
+        let users = UserSync::new(directory.clone(), store.clone(), config.users.clone());
+        let sessions = SessionManager::new(store.clone(), settings, metrics.clone());
+        let auth = Arc::new(AuthService::new(sessions.clone(), directory, metrics.clone()));
+        server.add_service(background_service(
+            "session events",
+            EventListener {
+                store: store.clone(),
+                sinks: vec![sessions.clone(), users.clone()],
+                users: users.clone(),
+            },
+        ));
+
         let live = Live::build(config).map_err(StartError::Compile)?.shared();
 
         let mut proxy = pingora::proxy::http_proxy(
@@ -91,6 +125,7 @@ impl Gateway {
             GatewayProxy {
                 live: live.clone(),
                 metrics: metrics.clone(),
+                auth: auth.clone(),
             },
         );
         let mut server_options = HttpServerOptions::default();
@@ -116,13 +151,16 @@ impl Gateway {
         }
         server.add_service(proxy_service);
 
-        let checks: Vec<Arc<dyn ReadyCheck>> = vec![Arc::new(UpstreamReachable {
-            live: live.clone(),
-            metrics: metrics.clone(),
-        })];
+        let checks: Vec<Arc<dyn ReadyCheck>> = vec![
+            Arc::new(UpstreamReachable {
+                live: live.clone(),
+                metrics: metrics.clone(),
+            }),
+            Arc::new(StoreReady(store.clone())),
+        ];
         let mut ops = Service::new(
             "guise operations".to_string(),
-            OpsApp::new(metrics.clone(), checks),
+            OpsApp::new(metrics.clone(), checks, vec![sessions.clone()]),
         );
         ops.add_tcp(&ops_addr.to_string());
         server.add_service(ops);
@@ -132,6 +170,7 @@ impl Gateway {
             live: live.clone(),
             metrics: metrics.clone(),
             env: opts.env.clone(),
+            users: users.clone(),
         });
         if let (Some(r), true) = (&reloader, opts.reload_on_sighup) {
             server.add_service(background_service(
@@ -145,6 +184,7 @@ impl Gateway {
             live,
             metrics,
             reloader,
+            auth,
         })
     }
 
@@ -170,6 +210,7 @@ impl Gateway {
             live: self.live,
             metrics: self.metrics,
             reloader: self.reloader,
+            auth: self.auth,
             stop: Some(tx),
             thread: Some(thread),
         }
@@ -181,6 +222,7 @@ pub struct Running {
     pub live: SharedLive,
     pub metrics: Metrics,
     pub reloader: Option<Reloader>,
+    pub auth: Arc<AuthService>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }

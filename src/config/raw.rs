@@ -33,6 +33,14 @@ pub struct RawConfig {
     /// Log format and level.
     #[serde(default)]
     pub logging: RawLogging,
+    /// Login interception, limits and logout.
+    #[serde(default)]
+    pub auth: RawAuth,
+    /// Users defined in this file.
+    #[serde(default)]
+    pub users: Vec<crate::users::User>,
+    /// A YAML file with a list of further users (relative to this file).
+    pub users_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,7 +162,7 @@ impl Default for RawIdentity {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSessions {
     /// `memory` (one node) or `redis`.
@@ -162,6 +170,35 @@ pub struct RawSessions {
     pub store: StoreKind,
     /// Redis connection, required when `store: redis`.
     pub redis: Option<RawRedis>,
+    /// Cookie name; on HTTPS the `__Host-` prefix is added.
+    #[serde(default = "default_cookie")]
+    pub cookie_name: String,
+    /// A session unused this long ends.
+    #[serde(default = "idle_timeout")]
+    pub idle_timeout_seconds: u64,
+    /// A session ends this long after login, however active.
+    #[serde(default = "absolute_lifetime")]
+    pub absolute_lifetime_seconds: u64,
+    /// Sliding expiry is refreshed in the store at most this often.
+    #[serde(default = "refresh_interval")]
+    pub refresh_interval_seconds: u64,
+    /// A cached session is re-read from the store after this long (the
+    /// safety net should a revocation message be lost).
+    #[serde(default = "cache_ttl")]
+    pub cache_ttl_seconds: u64,
+    /// While the store is unreachable, cached sessions keep working this
+    /// much longer; then requests get 503.
+    #[serde(default = "stale_grace")]
+    pub stale_grace_seconds: u64,
+    /// Most sessions kept in each node's cache.
+    #[serde(default = "cache_capacity")]
+    pub cache_capacity: u64,
+    /// Milliseconds to connect to Redis.
+    #[serde(default = "redis_connect_ms")]
+    pub redis_connect_timeout_ms: u64,
+    /// Milliseconds to wait for a Redis answer.
+    #[serde(default = "redis_response_ms")]
+    pub redis_response_timeout_ms: u64,
 }
 
 #[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -290,4 +327,148 @@ fn default_level() -> String {
 }
 fn default_operations_address() -> String {
     "127.0.0.1:9090".to_string()
+}
+
+impl Default for RawSessions {
+    fn default() -> Self {
+        RawSessions {
+            store: StoreKind::Memory,
+            redis: None,
+            cookie_name: default_cookie(),
+            idle_timeout_seconds: idle_timeout(),
+            absolute_lifetime_seconds: absolute_lifetime(),
+            refresh_interval_seconds: refresh_interval(),
+            cache_ttl_seconds: cache_ttl(),
+            stale_grace_seconds: stale_grace(),
+            cache_capacity: cache_capacity(),
+            redis_connect_timeout_ms: redis_connect_ms(),
+            redis_response_timeout_ms: redis_response_ms(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// Ask for a login everywhere except on `public` routes and the login
+    /// page itself. Turn off only for an app with no private pages.
+    #[serde(default = "yes")]
+    pub require_login: bool,
+    /// Path of the legacy app's login page, which guise intercepts.
+    #[serde(default = "default_login_path")]
+    pub login_path: String,
+    /// Where a browser goes after login when it asked for nothing else.
+    #[serde(default = "default_after_login")]
+    pub after_login: String,
+    /// `gateway` (guise checks passwords) or `upstream` (the app does).
+    #[serde(default)]
+    pub mode: AuthMode,
+    /// How to read the app's answer in `upstream` mode.
+    pub upstream: Option<RawUpstreamLogin>,
+    /// Failed login attempts allowed per username within the window.
+    #[serde(default = "user_attempts")]
+    pub max_attempts_per_user: u64,
+    /// Failed login attempts allowed per client address within the window.
+    #[serde(default = "client_attempts")]
+    pub max_attempts_per_client: u64,
+    /// Window of both attempt limits.
+    #[serde(default = "attempt_window")]
+    pub attempt_window_seconds: u64,
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        RawAuth {
+            require_login: true,
+            login_path: default_login_path(),
+            after_login: default_after_login(),
+            mode: AuthMode::Gateway,
+            upstream: None,
+            max_attempts_per_user: user_attempts(),
+            max_attempts_per_client: client_attempts(),
+            attempt_window_seconds: attempt_window(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    #[default]
+    Gateway,
+    Upstream,
+}
+
+/// Exactly one of `user_id_header`, `user_id_json_pointer`,
+/// `user_id_redirect_regex` says where the app names the logged-in user.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamLogin {
+    /// Statuses that mean the app accepted the login.
+    #[serde(default = "success_statuses")]
+    pub success_status: Vec<u16>,
+    /// Response header holding the user id.
+    pub user_id_header: Option<String>,
+    /// JSON pointer (RFC 6901) into the response body holding the user id.
+    pub user_id_json_pointer: Option<String>,
+    /// Regex over the `Location` target with a capture group `id`.
+    pub user_id_redirect_regex: Option<String>,
+    /// The app's own cookies from the login answer: `pass` them to the
+    /// browser, or `drop` them (guise's session is the only one).
+    #[serde(default)]
+    pub app_cookies: AppCookies,
+}
+
+#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AppCookies {
+    #[default]
+    Pass,
+    Drop,
+}
+
+fn default_cookie() -> String {
+    "guise_session".to_string()
+}
+fn idle_timeout() -> u64 {
+    1800
+}
+fn absolute_lifetime() -> u64 {
+    12 * 3600
+}
+fn refresh_interval() -> u64 {
+    60
+}
+fn cache_ttl() -> u64 {
+    30
+}
+fn stale_grace() -> u64 {
+    30
+}
+fn cache_capacity() -> u64 {
+    200_000
+}
+fn redis_connect_ms() -> u64 {
+    250
+}
+fn redis_response_ms() -> u64 {
+    500
+}
+fn default_login_path() -> String {
+    "/login".to_string()
+}
+fn default_after_login() -> String {
+    "/".to_string()
+}
+fn user_attempts() -> u64 {
+    5
+}
+fn client_attempts() -> u64 {
+    30
+}
+fn attempt_window() -> u64 {
+    300
+}
+fn success_statuses() -> Vec<u16> {
+    vec![200, 302, 303]
 }

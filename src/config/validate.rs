@@ -7,7 +7,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::lines::LineMap;
-use super::raw::{RawConfig, RawRedis, RawRoute, StoreKind};
+use super::raw::{AuthMode, RawConfig, RawRedis, RawRoute, RawUpstreamLogin, StoreKind};
 use super::*;
 
 /// The smallest signing key accepted: HMAC-SHA256 wants at least 32 bytes.
@@ -173,6 +173,9 @@ impl Checker<'_> {
             level: raw.logging.level.clone(),
         };
 
+        let auth = self.auth(&raw);
+        let users = self.users(&raw, base);
+
         let hash = hex::encode(Sha256::digest(source.as_bytes()))[..16].to_string();
         Some(Config {
             listeners: Listeners { http, https },
@@ -183,6 +186,8 @@ impl Checker<'_> {
             sessions: sessions?,
             routes,
             logging,
+            auth: auth?,
+            users,
             hash,
         })
     }
@@ -234,7 +239,51 @@ impl Checker<'_> {
             }
             (StoreKind::Redis, Some(r)) => SessionStoreConfig::Redis(self.redis(r)?),
         };
-        Some(Sessions { store })
+        let secs = Duration::from_secs;
+        if s.cookie_name.is_empty()
+            || !s
+                .cookie_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            self.issue(
+                "sessions.cookie_name",
+                "must be letters, digits, `_` or `-` (the `__Host-` prefix is added on HTTPS)",
+            );
+        }
+        if s.idle_timeout_seconds == 0 {
+            self.issue("sessions.idle_timeout_seconds", "must be greater than 0");
+        }
+        if s.absolute_lifetime_seconds < s.idle_timeout_seconds {
+            self.issue(
+                "sessions.absolute_lifetime_seconds",
+                "must be at least `idle_timeout_seconds`",
+            );
+        }
+        if s.refresh_interval_seconds >= s.idle_timeout_seconds {
+            self.issue(
+                "sessions.refresh_interval_seconds",
+                "must be shorter than `idle_timeout_seconds`, or sessions would expire between refreshes",
+            );
+        }
+        if s.cache_ttl_seconds == 0 {
+            self.issue("sessions.cache_ttl_seconds", "must be greater than 0");
+        }
+        if s.redis_connect_timeout_ms == 0 || s.redis_response_timeout_ms == 0 {
+            self.issue("sessions", "Redis timeouts must be greater than 0");
+        }
+        Some(Sessions {
+            store,
+            cookie_name: s.cookie_name.clone(),
+            idle_timeout: secs(s.idle_timeout_seconds),
+            absolute_lifetime: secs(s.absolute_lifetime_seconds),
+            refresh_interval: secs(s.refresh_interval_seconds),
+            cache_ttl: secs(s.cache_ttl_seconds),
+            stale_grace: secs(s.stale_grace_seconds),
+            cache_capacity: s.cache_capacity.max(1),
+            redis_connect_timeout: Duration::from_millis(s.redis_connect_timeout_ms),
+            redis_response_timeout: Duration::from_millis(s.redis_response_timeout_ms),
+        })
     }
 
     fn redis(&mut self, r: &RawRedis) -> Option<RedisConfig> {
@@ -343,6 +392,156 @@ impl Checker<'_> {
             self.issue(&format!("routes[{i}].path"), e);
         }
         out
+    }
+}
+
+impl Checker<'_> {
+    fn auth(&mut self, raw: &RawConfig) -> Option<Auth> {
+        let a = &raw.auth;
+        for (p, v) in [("auth.login_path", &a.login_path), ("auth.after_login", &a.after_login)] {
+            if !v.starts_with('/') || v.starts_with("//") || crate::routes::check_request_path(v).is_err() {
+                self.issue(p, format!("`{v}` must be a normal path on this site, starting with a single `/`"));
+            } else if v.starts_with("/_guise/") {
+                self.issue(p, "paths under /_guise/ belong to the gateway");
+            }
+        }
+        if a.max_attempts_per_user == 0 || a.max_attempts_per_client == 0 {
+            self.issue("auth", "login attempt limits must be at least 1");
+        }
+        if a.attempt_window_seconds == 0 {
+            self.issue("auth.attempt_window_seconds", "must be greater than 0");
+        }
+        let mode = match (a.mode, &a.upstream) {
+            (AuthMode::Gateway, None) => LoginMode::Gateway,
+            (AuthMode::Gateway, Some(_)) => {
+                self.issue("auth.upstream", "only used with `mode: upstream`");
+                LoginMode::Gateway
+            }
+            (AuthMode::Upstream, None) => {
+                self.issue("auth.upstream", "`mode: upstream` needs an `upstream:` section saying where the app names the user");
+                return None;
+            }
+            (AuthMode::Upstream, Some(u)) => LoginMode::Upstream(self.upstream_login(u)?),
+        };
+        Some(Auth {
+            require_login: a.require_login,
+            login_path: a.login_path.clone(),
+            after_login: a.after_login.clone(),
+            mode,
+            max_attempts_per_user: a.max_attempts_per_user,
+            max_attempts_per_client: a.max_attempts_per_client,
+            attempt_window: Duration::from_secs(a.attempt_window_seconds),
+        })
+    }
+
+    fn upstream_login(&mut self, u: &RawUpstreamLogin) -> Option<UpstreamLogin> {
+        let given = [
+            u.user_id_header.is_some(),
+            u.user_id_json_pointer.is_some(),
+            u.user_id_redirect_regex.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
+        if given != 1 {
+            self.issue(
+                "auth.upstream",
+                "give exactly one of `user_id_header`, `user_id_json_pointer` or `user_id_redirect_regex`",
+            );
+            return None;
+        }
+        for (i, s) in u.success_status.iter().enumerate() {
+            if !(100..=599).contains(s) {
+                self.issue(&format!("auth.upstream.success_status[{i}]"), format!("{s} is not an HTTP status"));
+            }
+        }
+        let user_id = if let Some(h) = &u.user_id_header {
+            match http::HeaderName::from_bytes(h.as_bytes()) {
+                Ok(n) => UserIdSource::Header(n),
+                Err(_) => {
+                    self.issue("auth.upstream.user_id_header", format!("`{h}` is not a header name"));
+                    return None;
+                }
+            }
+        } else if let Some(p) = &u.user_id_json_pointer {
+            if !p.is_empty() && !p.starts_with('/') {
+                self.issue("auth.upstream.user_id_json_pointer", "a JSON pointer starts with `/` (e.g. `/user/id`)");
+                return None;
+            }
+            UserIdSource::JsonPointer(p.clone())
+        } else {
+            let r = u.user_id_redirect_regex.as_deref().unwrap_or_default();
+            match regex::Regex::new(r) {
+                Ok(re) if re.capture_names().any(|n| n == Some("id")) => UserIdSource::RedirectRegex(re),
+                Ok(_) => {
+                    self.issue("auth.upstream.user_id_redirect_regex", "needs a named group `(?P<id>...)`");
+                    return None;
+                }
+                Err(e) => {
+                    self.issue("auth.upstream.user_id_redirect_regex", format!("not a regex: {e}"));
+                    return None;
+                }
+            }
+        };
+        Some(UpstreamLogin {
+            success_status: u.success_status.clone(),
+            user_id,
+            app_cookies: u.app_cookies,
+        })
+    }
+
+    fn users(&mut self, raw: &RawConfig, base: &Path) -> Vec<User> {
+        let mut users: Vec<(String, User)> = raw
+            .users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (format!("users[{i}]"), u.clone()))
+            .collect();
+        if let Some(file) = &raw.users_file {
+            let path = base.join(file);
+            match std::fs::read_to_string(&path) {
+                Err(e) => self.issue("users_file", format!("cannot read {}: {e}", path.display())),
+                Ok(src) => {
+                    let de = serde_yaml::Deserializer::from_str(&src);
+                    match serde_path_to_error::deserialize::<_, Vec<User>>(de) {
+                        Ok(list) => users.extend(list.into_iter().enumerate().map(|(i, u)| {
+                            (format!("users_file[{i}]"), u)
+                        })),
+                        Err(e) => {
+                            let at = e.path().to_string();
+                            let inner = e.into_inner();
+                            let line = inner.location().map(|l| format!(" line {}", l.line())).unwrap_or_default();
+                            self.issue(
+                                "users_file",
+                                format!("{}:{line}: {at}: {}", path.display(), strip_location(&inner.to_string())),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        let mut ids = std::collections::HashSet::new();
+        let mut logins = std::collections::HashSet::new();
+        for (at, u) in &users {
+            if u.id.is_empty() || u.id.chars().any(|c| c.is_control() || c == ',') {
+                self.issue(&format!("{at}.id"), "must be non-empty, without commas or control characters");
+            }
+            if !ids.insert(u.id.clone()) {
+                self.issue(&format!("{at}.id"), format!("`{}` is used by another user", u.id));
+            }
+            if !logins.insert(u.email.to_lowercase()) {
+                self.issue(&format!("{at}.email"), format!("`{}` is used by another user", u.email));
+            }
+            if let Some(h) = &u.password_hash {
+                if argon2::PasswordHash::new(h).is_err() {
+                    self.issue(
+                        &format!("{at}.password_hash"),
+                        "is not a PHC password hash; make one with `guise hash-password`",
+                    );
+                }
+            }
+        }
+        users.into_iter().map(|(_, u)| u).collect()
     }
 }
 

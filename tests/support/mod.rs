@@ -2,13 +2,17 @@
 //! gateway built from YAML and run in-process, and polling with deadlines.
 #![allow(dead_code)]
 
+pub mod login;
+pub mod redis;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use guise::config::Config;
-use guise::demo_upstream::DemoHandle;
+use guise::demo_upstream::{DemoHandle, DemoUpstream};
+use guise::identity::UpstreamVerifier;
 use guise::server::{BuildOptions, Gateway, Running};
 
 pub const KEY: &str = "test-signing-key-0123456789abcdef0123456789";
@@ -56,6 +60,31 @@ pub fn test_env(name: &str) -> Option<String> {
     (name == "GUISE_SIGNING_KEY").then(|| KEY.to_string())
 }
 
+/// Password of every user in [`USERS_YAML`].
+pub const PW: &str = "correct horse";
+/// Its argon2id hash.
+pub const PW_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$v86yVxoFlrkpUyWREyRUnw$tgfsl8zfBp0kdwDAbUVjZ8zQ3IZ//C7u1QikPh8dl0w";
+
+/// Users for session tests: a super admin, an admin, two plain users and a
+/// disabled one (`{HASH}` is filled with [`PW_HASH`]).
+pub const USERS_YAML: &str = "\
+users:
+  - { id: u-super, name: Super, email: super@test.example, roles: [super_admin], password_hash: \"{HASH}\" }
+  - { id: u-admin, name: Admin, email: admin@test.example, roles: [admin], can_impersonate: true, password_hash: \"{HASH}\" }
+  - { id: u-alice, name: Alice, email: alice@test.example, attributes: { Business Unit: BU1 }, password_hash: \"{HASH}\" }
+  - { id: u-bob, name: Bob, email: bob@test.example, password_hash: \"{HASH}\" }
+  - { id: u-off, name: Off, email: off@test.example, status: disabled, password_hash: \"{HASH}\" }
+";
+
+/// A gateway that asks for a login: [`BASE_YAML`] without the
+/// `require_login: false`, plus [`USERS_YAML`] and a public route.
+pub fn session_yaml(extra: &str) -> String {
+    let base = BASE_YAML
+        .replace("auth:\n  require_login: false\n", "")
+        .replace("routes:\n", "routes:\n  - { name: health, path: /healthz, public: true }\n");
+    format!("{base}{USERS_YAML}{extra}")
+}
+
 /// A gateway in front of the demo app, each on free loopback ports.
 pub struct Fixture {
     pub dir: tempfile::TempDir,
@@ -80,6 +109,8 @@ upstream:
   address: {UPSTREAM}
   connect_timeout_ms: 500
   read_timeout_ms: 5000
+auth:
+  require_login: false
 routes:
   - { name: company, path: \"/api/companies/{id}\", area: companies, resource: company }
   - { name: echo, path: \"/api/echo/{*rest}\" }
@@ -92,7 +123,12 @@ impl Fixture {
 
     /// Start the demo upstream and a gateway configured by `yaml`.
     pub async fn start_with(yaml: &str) -> Fixture {
-        let upstream = DemoHandle::start(free_addr()).expect("demo upstream starts");
+        // The app verifies that identity headers are signed by this gateway.
+        let app = DemoUpstream::new().with_identity_check(Arc::new(UpstreamVerifier::new(
+            KEY.as_bytes().to_vec(),
+            "x-guise-",
+        )));
+        let upstream = DemoHandle::start_app(free_addr(), app).expect("demo upstream starts");
         let upstream_addr = upstream.addr;
         let dir = tempfile::tempdir().expect("temp dir");
         let http = free_addr();
@@ -134,6 +170,7 @@ impl Fixture {
             .replace("{OPS}", &self.ops.to_string())
             .replace("{UPSTREAM}", &self.upstream_addr.to_string())
             .replace("{DIR}", &self.dir.path().display().to_string())
+            .replace("{HASH}", PW_HASH)
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install, on Debian, what building and testing guise needs and the machine
+# lacks. Safe to run again: it only installs what is missing.
+#   scripts/deps.sh build   cmake (pingora's zlib-ng build needs it)
+#   scripts/deps.sh test    build + redis-server
+set -euo pipefail
+
+want=(cmake)
+[ "${1:-build}" = test ] && want+=(redis-server)
+
+missing=()
+for pkg in "${want[@]}"; do
+  bin=$pkg
+  [ "$pkg" = redis-server ] && bin=redis-server
+  command -v "$bin" >/dev/null 2>&1 || missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "installing: ${missing[*]}" >&2
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

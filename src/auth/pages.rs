@@ -1,0 +1,68 @@
+//! The gateway's own pages: the login form and the sign-out confirmation.
+
+use std::sync::LazyLock;
+
+use minijinja::{context, Environment};
+
+static PAGES: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    env.add_template("login.html", include_str!("login.html"))
+        .expect("login template parses");
+    env.add_template("signed_out.html", include_str!("signed_out.html"))
+        .expect("sign-out template parses");
+    env
+});
+
+/// What the login form shows.
+pub struct LoginForm<'a> {
+    pub action: &'a str,
+    pub csrf_token: &'a str,
+    pub next: &'a str,
+    pub username: &'a str,
+    pub error: Option<&'a str>,
+}
+
+pub fn login(form: &LoginForm<'_>) -> String {
+    render(
+        "login.html",
+        context! {
+            app_name => "Sign in to continue to the application",
+            action => form.action,
+            csrf_token => form.csrf_token,
+            next => form.next,
+            username => form.username,
+            error => form.error,
+        },
+    )
+}
+
+pub fn sign_out(email: &str, csrf_token: &str) -> String {
+    render("signed_out.html", context! { email => email, csrf_token => csrf_token })
+}
+
+fn render(name: &str, ctx: minijinja::Value) -> String {
+    PAGES
+        .get_template(name)
+        .and_then(|t| t.render(ctx))
+        .unwrap_or_else(|e| format!("page {name} failed to render: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_login_form_escapes_what_the_user_typed() {
+        let html = login(&LoginForm {
+            action: "/login",
+            csrf_token: "tok",
+            next: "/x\"><script>",
+            username: "<b>me</b>",
+            error: Some("Wrong email or password."),
+        });
+        assert!(html.contains("name=\"csrf_token\" value=\"tok\""));
+        assert!(!html.contains("<script>"));
+        assert!(html.contains("&lt;b&gt;me&lt;/b&gt;"));
+        assert!(html.contains("Wrong email or password."));
+    }
+}

@@ -1,0 +1,47 @@
+//! Where a browser may be sent after login: only paths on this site.
+
+use crate::routes::check_request_path;
+
+/// `next` if it is a same-origin path, else `None`.
+///
+/// Refuses absolute URLs, scheme-relative `//host` and `/\host` (which
+/// browsers read as another host), control characters, and paths that are
+/// not in normal form.
+pub fn safe_next(next: &str) -> Option<&str> {
+    let ok = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.starts_with("/\\")
+        && !next.bytes().any(|b| b.is_ascii_control() || b == b'\\')
+        && check_request_path(next.split(['?', '#']).next().unwrap_or("")).is_ok()
+        && !next.starts_with("/_guise/");
+    ok.then_some(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_origin_paths_are_kept() {
+        for p in ["/", "/dashboard", "/companies/co-100?tab=ctas", "/a#frag"] {
+            assert_eq!(safe_next(p), Some(p));
+        }
+    }
+
+    #[test]
+    fn anything_that_could_leave_the_site_is_refused() {
+        for p in [
+            "https://evil.test/",
+            "//evil.test/",
+            "/\\evil.test",
+            "javascript:alert(1)",
+            "evil.test",
+            "/a\r\nSet-Cookie: x=1",
+            "/../etc",
+            "",
+            "/_guise/logout",
+        ] {
+            assert_eq!(safe_next(p), None, "{p:?}");
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! `auth.mode: upstream`: the app checks the password, guise keeps the
+//! session.
+//!
+//! The login POST is sent to the app by guise itself (not streamed through
+//! the proxy) so the whole answer can be read, the user id taken from it,
+//! and guise's cookie added before the browser sees the answer.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONTENT_LENGTH, LOCATION, SET_COOKIE, TRANSFER_ENCODING};
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+
+use super::{read_body, AuthService, LoginError, Req};
+use crate::config::{AppCookies, UpstreamLogin, UserIdSource};
+use crate::live::Live;
+use crate::respond::{send_refusal, Refusal};
+use crate::users::User;
+
+/// Largest login answer read from the app.
+const RESPONSE_LIMIT: usize = 1024 * 1024;
+
+pub(super) async fn handle(
+    svc: &AuthService,
+    s: &mut Session,
+    req: &Req,
+    live: &Live,
+    cfg: &UpstreamLogin,
+) -> pingora::Result<()> {
+    let body = match read_body(s).await {
+        Ok(b) => b,
+        Err(r) => return send_refusal(s, &r).await,
+    };
+    let username = url::form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "username" || k == "email")
+        .map(|(_, v)| v.trim().to_lowercase())
+        .unwrap_or_default();
+    let user_counter = format!("login:user:{username}");
+    let client_counter = format!("login:client:{}", req.client_ip.as_deref().unwrap_or("unknown"));
+    if let Err(e) = svc.check_limits(&live.config.auth, &user_counter, &client_counter).await {
+        return svc.login_failed(s, e).await;
+    }
+
+    let (head, answer) = match forward(svc, s, live, body).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "upstream login failed");
+            let r = Refusal::new(502, "upstream_unreachable", "Upstream unreachable", "the application's login could not be reached; try again shortly");
+            return send_refusal(s, &r).await;
+        }
+    };
+
+    let accepted = cfg.success_status.contains(&head.status.as_u16());
+    let user_id = accepted.then(|| user_id(&cfg.user_id, &head, &answer)).flatten();
+    let mut out = head.clone();
+    out.remove_header(&TRANSFER_ENCODING);
+    out.insert_header(CONTENT_LENGTH, answer.len().to_string())?;
+    if cfg.app_cookies == AppCookies::Drop {
+        out.remove_header(&SET_COOKIE);
+    }
+    match user_id {
+        Some(id) => {
+            let user = svc.directory.get(&id).unwrap_or_else(|| Arc::new(User::new(id.clone(), id.clone(), String::new())));
+            if !user.is_active() {
+                return svc.login_failed(s, LoginError::BadCredentials).await;
+            }
+            let _ = svc.store().reset(&user_counter).await;
+            match svc.start_session(&user, req, BTreeMap::new()).await {
+                Ok((token, _)) => {
+                    let (k, v) = svc.session_cookie(req, &token);
+                    out.append_header(k, v)?;
+                }
+                Err(e) => return svc.login_failed(s, e).await,
+            }
+        }
+        None => {
+            svc.metrics.logins.with_label_values(&["bad_credentials"]).inc();
+            tracing::info!(status = head.status.as_u16(), "upstream refused the login");
+        }
+    }
+    s.write_response_header(Box::new(out), false).await?;
+    s.write_response_body(Some(answer), true).await
+}
+
+/// Send the login request to the app and read its whole answer.
+async fn forward(svc: &AuthService, s: &Session, live: &Live, body: Bytes) -> pingora::Result<(ResponseHeader, Bytes)> {
+    let mut up = s.req_header().clone();
+    up.remove_header(&TRANSFER_ENCODING);
+    up.insert_header(CONTENT_LENGTH, body.len().to_string())?;
+    crate::proxy::forwarded_headers(s, &mut up)?;
+    let peer = live.peer.clone();
+    let (mut http, _reused) = svc.connector.get_http_session(&peer).await?;
+    http.write_request_header(Box::new(up)).await?;
+    http.write_request_body(body, true).await?;
+    http.finish_request_body().await?;
+    http.read_response_header().await?;
+    let head = http
+        .response_header()
+        .cloned()
+        .ok_or_else(|| pingora::Error::explain(pingora::ErrorType::InvalidHTTPHeader, "no response header"))?;
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = http.read_response_body().await? {
+        if buf.len() + chunk.len() > RESPONSE_LIMIT {
+            return Err(pingora::Error::explain(pingora::ErrorType::InvalidHTTPHeader, "login answer too large"));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    svc.connector.release_http_session(http, &peer, None).await;
+    Ok((head, buf.freeze()))
+}
+
+/// The user id the app's answer names, as configured.
+fn user_id(source: &UserIdSource, head: &ResponseHeader, body: &[u8]) -> Option<String> {
+    let id = match source {
+        UserIdSource::Header(name) => head.headers.get(name)?.to_str().ok()?.to_string(),
+        UserIdSource::JsonPointer(ptr) => {
+            let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+            match v.pointer(ptr)? {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                _ => return None,
+            }
+        }
+        UserIdSource::RedirectRegex(re) => {
+            let loc = head.headers.get(LOCATION)?.to_str().ok()?;
+            re.captures(loc)?.name("id")?.as_str().to_string()
+        }
+    };
+    let id = id.trim().to_string();
+    (!id.is_empty() && !id.chars().any(char::is_control)).then_some(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(headers: &[(&str, &str)]) -> ResponseHeader {
+        let mut h = ResponseHeader::build(302, None).unwrap();
+        for (k, v) in headers {
+            h.insert_header(k.to_string(), *v).unwrap();
+        }
+        h
+    }
+
+    #[test]
+    fn the_user_id_comes_from_a_header_a_json_pointer_or_the_redirect() {
+        let h = head(&[("x-user", "u-7"), ("location", "/users/u-9/home")]);
+        let by_header = UserIdSource::Header(http::HeaderName::from_static("x-user"));
+        assert_eq!(user_id(&by_header, &h, b""), Some("u-7".into()));
+        let by_json = UserIdSource::JsonPointer("/user/id".into());
+        assert_eq!(user_id(&by_json, &h, br#"{"user":{"id":42}}"#), Some("42".into()));
+        let by_redirect = UserIdSource::RedirectRegex(regex::Regex::new("^/users/(?P<id>[^/]+)/").unwrap());
+        assert_eq!(user_id(&by_redirect, &h, b""), Some("u-9".into()));
+    }
+
+    #[test]
+    fn a_missing_or_empty_id_means_no_login() {
+        let h = head(&[("x-user", " ")]);
+        let by_header = UserIdSource::Header(http::HeaderName::from_static("x-user"));
+        assert_eq!(user_id(&by_header, &h, b""), None);
+        let by_json = UserIdSource::JsonPointer("/nope".into());
+        assert_eq!(user_id(&by_json, &h, b"not json"), None);
+    }
+}

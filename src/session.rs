@@ -1,0 +1,382 @@
+//! Sessions: creating them at login, finding them per request through a
+//! per-node cache, and ending them everywhere at once.
+//!
+//! The store (Redis or memory) is the truth; each node keeps a moka cache in
+//! front of it so that a request with a cached session sends no command to
+//! the store. Three things keep the cache honest:
+//! - revocations are published by the store and evicted on every node
+//!   (and remembered as tombstones, so a lookup racing a revocation cannot
+//!   put the session back);
+//! - after the event stream was interrupted, the whole cache is dropped;
+//! - every entry is re-read from the store after `cache_ttl` at the latest,
+//!   in case a message was lost anyway.
+//! Sliding expiry is written to the store at most once per
+//! `refresh_interval`, not per request. While the store is unreachable, a
+//! cached session keeps working for `stale_grace` past its cache life, then
+//! requests get 503.
+
+pub mod cookie;
+pub mod token;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+
+use crate::config::Sessions as Settings;
+use crate::metrics::Metrics;
+use crate::store::{SessionKey, SessionRecord, Store, StoreError, StoreEvent};
+
+pub use token::Token;
+
+/// Why a session could not be created, found or ended.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("the session store is unavailable, so the session cannot be checked: {0}")]
+    StoreUnavailable(#[source] StoreError),
+}
+
+/// A session found for a request.
+#[derive(Debug, Clone)]
+pub struct Active {
+    pub key: SessionKey,
+    pub record: Arc<SessionRecord>,
+}
+
+struct Cached {
+    record: Arc<SessionRecord>,
+    /// When this node last read the record from the store.
+    fetched: Instant,
+    /// Unix seconds of the last idle-timeout refresh known to this node.
+    refreshed: AtomicU64,
+}
+
+/// Sessions of one gateway node.
+pub struct SessionManager {
+    store: Arc<dyn Store>,
+    cache: moka::future::Cache<SessionKey, Arc<Cached>>,
+    /// Recently revoked keys: a store read that raced the revocation must
+    /// not re-insert the session.
+    tombstones: moka::sync::Cache<SessionKey, ()>,
+    settings: Settings,
+    metrics: Metrics,
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl SessionManager {
+    pub fn new(store: Arc<dyn Store>, settings: Settings, metrics: Metrics) -> Arc<Self> {
+        let cache = moka::future::Cache::builder()
+            .max_capacity(settings.cache_capacity)
+            .time_to_live(settings.cache_ttl + settings.stale_grace)
+            .build();
+        let tombstones = moka::sync::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(settings.cache_ttl + settings.stale_grace)
+            .build();
+        Arc::new(SessionManager {
+            store,
+            cache,
+            tombstones,
+            settings,
+            metrics,
+        })
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The store counts its own Redis errors (`guise_redis_errors_total`).
+    fn store_err(&self, e: StoreError) -> SessionError {
+        SessionError::StoreUnavailable(e)
+    }
+
+    /// Start a session for `user_id` under a fresh token (never reusing one
+    /// the client brought: no fixation).
+    pub async fn create(
+        &self,
+        user_id: &str,
+        client_ip: Option<String>,
+        extra: BTreeMap<String, String>,
+    ) -> Result<(Token, Active), SessionError> {
+        let token = Token::generate();
+        let key = token.key();
+        let now = unix_now();
+        let record = SessionRecord {
+            user_id: user_id.to_string(),
+            reference: token::reference_of(&key),
+            created_at: now,
+            last_seen: now,
+            absolute_expiry: now + self.settings.absolute_lifetime.as_secs(),
+            csrf_token: token::random_b64(32),
+            client_ip,
+            extra,
+        };
+        self.store
+            .put_session(&key, &record, self.settings.idle_timeout)
+            .await
+            .map_err(|e| self.store_err(e))?;
+        let record = Arc::new(record);
+        self.cache_insert(&key, record.clone(), now).await;
+        Ok((token, Active { key, record }))
+    }
+
+    async fn cache_insert(&self, key: &SessionKey, record: Arc<SessionRecord>, refreshed: u64) -> Arc<Cached> {
+        let c = Arc::new(Cached {
+            record,
+            fetched: Instant::now(),
+            refreshed: AtomicU64::new(refreshed),
+        });
+        if !self.tombstones.contains_key(key) {
+            self.cache.insert(key.clone(), c.clone()).await;
+        }
+        c
+    }
+
+    /// The live session for `token`, if any.
+    pub async fn resolve(&self, token: &Token) -> Result<Option<Active>, SessionError> {
+        let key = token.key();
+        if self.tombstones.contains_key(&key) {
+            return Ok(None);
+        }
+        let now = unix_now();
+        let cached = self.cache.get(&key).await;
+        match &cached {
+            Some(_) => self.metrics.session_cache.with_label_values(&["hit"]).inc(),
+            None => self.metrics.session_cache.with_label_values(&["miss"]).inc(),
+        }
+        if let Some(c) = &cached {
+            if c.record.absolute_expiry <= now {
+                self.cache.invalidate(&key).await;
+                return Ok(None);
+            }
+            let last = c.record.last_seen.max(c.refreshed.load(Ordering::Relaxed));
+            let idle_ok = now < last + self.settings.idle_timeout.as_secs();
+            if idle_ok && c.fetched.elapsed() < self.settings.cache_ttl {
+                return self.refresh_if_due(key, c.clone(), now).await;
+            }
+        }
+        // Not cached, too old, or idle as far as this node knows (another
+        // node may have refreshed it): ask the store.
+        match self.store.get_session(&key).await {
+            Ok(Some(rec)) if rec.absolute_expiry > now => {
+                let refreshed = rec.last_seen;
+                let c = self.cache_insert(&key, Arc::new(rec), refreshed).await;
+                self.refresh_if_due(key, c, now).await
+            }
+            Ok(_) => {
+                self.cache.invalidate(&key).await;
+                Ok(None)
+            }
+            Err(e) => {
+                let err = self.store_err(e);
+                match cached {
+                    // Within the staleness bound a cached session still
+                    // serves; moka drops entries past it on its own.
+                    Some(c) if c.fetched.elapsed() < self.settings.cache_ttl + self.settings.stale_grace => {
+                        tracing::debug!(error = %err, "session store unavailable; serving cached session");
+                        Ok(Some(Active {
+                            key,
+                            record: c.record.clone(),
+                        }))
+                    }
+                    _ => Err(err),
+                }
+            }
+        }
+    }
+
+    /// Extend the idle timeout in the store, at most once per interval.
+    async fn refresh_if_due(&self, key: SessionKey, c: Arc<Cached>, now: u64) -> Result<Option<Active>, SessionError> {
+        let last = c.refreshed.load(Ordering::Relaxed);
+        let due = now >= last + self.settings.refresh_interval.as_secs();
+        // Only one request per interval does the write.
+        if due
+            && c
+                .refreshed
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            match self.store.touch_session(&key, now, self.settings.idle_timeout).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.cache.invalidate(&key).await;
+                    return Ok(None);
+                }
+                Err(e) => {
+                    // The session was valid a moment ago; let it through and
+                    // retry the refresh on a later request.
+                    c.refreshed.store(last, Ordering::Relaxed);
+                    let _ = self.store_err(e);
+                }
+            }
+        }
+        Ok(Some(Active {
+            key,
+            record: c.record.clone(),
+        }))
+    }
+
+    /// End one session on every node.
+    pub async fn revoke(&self, key: &SessionKey) -> Result<Option<SessionRecord>, SessionError> {
+        self.forget(key).await;
+        let old = self
+            .store
+            .delete_session(key)
+            .await
+            .map_err(|e| self.store_err(e))?;
+        self.store
+            .publish(&StoreEvent::SessionRevoked { key: key.clone() })
+            .await
+            .map_err(|e| self.store_err(e))?;
+        self.metrics.revocations.with_label_values(&["sent"]).inc();
+        if let Some(rec) = &old {
+            tracing::info!(user = %rec.user_id, session = %rec.reference, "session revoked");
+        }
+        Ok(old)
+    }
+
+    /// End every session of `user_id` ("log out everywhere"); how many.
+    pub async fn revoke_user(&self, user_id: &str) -> Result<usize, SessionError> {
+        let sessions = self.list(user_id).await?;
+        let mut n = 0;
+        for (key, _) in sessions {
+            if self.revoke(&key).await?.is_some() {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Live sessions of `user_id`.
+    pub async fn list(&self, user_id: &str) -> Result<Vec<(SessionKey, SessionRecord)>, SessionError> {
+        self.store
+            .user_sessions(user_id)
+            .await
+            .map_err(|e| self.store_err(e))
+    }
+
+    async fn forget(&self, key: &SessionKey) {
+        self.tombstones.insert(key.clone(), ());
+        self.cache.invalidate(key).await;
+    }
+
+    /// Apply an event from the store's channel to this node's cache.
+    pub async fn on_event(&self, ev: &StoreEvent) {
+        match ev {
+            StoreEvent::SessionRevoked { key } => {
+                self.metrics.revocations.with_label_values(&["received"]).inc();
+                self.forget(key).await;
+            }
+            StoreEvent::Resync => {
+                tracing::info!("session event stream was interrupted; dropping the session cache");
+                self.cache.invalidate_all();
+            }
+            StoreEvent::UserChanged { .. } => {}
+        }
+    }
+
+    /// Sessions in this node's cache (for tests and the memory benchmark).
+    pub async fn cached_count(&self) -> u64 {
+        self.cache.run_pending_tasks().await;
+        self.cache.entry_count()
+    }
+
+    /// Update the active-sessions gauge from the store.
+    pub async fn update_gauge(&self) {
+        match self.store.session_count().await {
+            Ok(n) => self.metrics.sessions_active.set(n as i64),
+            Err(e) => {
+                let _ = self.store_err(e);
+            }
+        }
+    }
+}
+
+/// Something else that wants the store's events (the user directory).
+#[async_trait]
+pub trait EventSink: Send + Sync {
+    async fn on_event(&self, ev: &StoreEvent);
+}
+
+#[async_trait]
+impl EventSink for SessionManager {
+    async fn on_event(&self, ev: &StoreEvent) {
+        SessionManager::on_event(self, ev).await
+    }
+}
+
+/// Feeds the store's events to the sinks until shutdown.
+pub struct EventListener {
+    pub store: Arc<dyn Store>,
+    pub sinks: Vec<Arc<dyn EventSink>>,
+    /// Loaded once at start (stored admin changes over the file's users).
+    pub users: Arc<crate::user_sync::UserSync>,
+}
+
+#[async_trait]
+impl BackgroundService for EventListener {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut rx = self.store.subscribe();
+        self.users.refresh().await;
+        loop {
+            let ev = tokio::select! {
+                ev = rx.recv() => ev,
+                _ = shutdown.changed() => return,
+            };
+            let ev = match ev {
+                Ok(ev) => ev,
+                // Fell behind and lost events: same as an interruption.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => StoreEvent::Resync,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            };
+            for s in &self.sinks {
+                s.on_event(&ev).await;
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl crate::ops::ScrapeHook for SessionManager {
+    async fn before_scrape(&self) {
+        self.update_gauge().await
+    }
+}
+
+/// `/readyz`: the session store answers.
+pub struct StoreReady(pub Arc<dyn Store>);
+
+#[async_trait]
+impl crate::ops::ReadyCheck for StoreReady {
+    fn name(&self) -> &'static str {
+        "session_store"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.0.ping().await.map_err(|e| e.to_string())
+    }
+}
+
+impl std::fmt::Debug for SessionManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionManager")
+            .field("store", &self.store.kind())
+            .finish()
+    }
+}
+

@@ -1,0 +1,122 @@
+//! The session cookie: HttpOnly and SameSite=Lax always; on HTTPS also
+//! `Secure` and the `__Host-` prefix, which pins it to this host and path
+//! `/` so a sibling subdomain cannot plant or read it.
+
+use std::time::Duration;
+
+use cookie::{Cookie, SameSite};
+use pingora::http::RequestHeader;
+
+use super::token::Token;
+
+/// The cookie name for a request arriving over HTTPS or not.
+pub fn name(base: &str, https: bool) -> String {
+    if https {
+        format!("__Host-{base}")
+    } else {
+        base.to_string()
+    }
+}
+
+/// The value of cookie `name` in the request, if any (every `Cookie`
+/// header is read; the first match wins).
+pub fn read(req: &RequestHeader, name: &str) -> Option<String> {
+    req.headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .map(|c| c.value().to_string())
+}
+
+/// The session token of the request, if it carries a well-formed one.
+pub fn read_token(req: &RequestHeader, name: &str) -> Option<Token> {
+    read(req, name).and_then(|v| Token::from_cookie(&v))
+}
+
+/// `Set-Cookie` value for a fresh session.
+pub fn set(name: &str, token: &Token, https: bool, max_age: Duration) -> String {
+    build(name, token.as_str().to_string(), https, max_age, SameSite::Lax, "/")
+}
+
+/// `Set-Cookie` value that removes the cookie.
+pub fn clear(name: &str, https: bool) -> String {
+    build(name, String::new(), https, Duration::ZERO, SameSite::Lax, "/")
+}
+
+/// A short-lived cookie for the login form's CSRF token (double submit):
+/// strict, so no other site's form can carry it.
+pub fn set_login_csrf(name: &str, value: &str, https: bool) -> String {
+    build(
+        name,
+        value.to_string(),
+        https,
+        Duration::from_secs(3600),
+        SameSite::Strict,
+        "/",
+    )
+}
+
+fn build(
+    name: &str,
+    value: String,
+    https: bool,
+    max_age: Duration,
+    same_site: SameSite,
+    path: &'static str,
+) -> String {
+    let mut c = Cookie::build((name.to_string(), value))
+        .path(path)
+        .http_only(true)
+        .same_site(same_site)
+        .secure(https)
+        .max_age(cookie::time::Duration::seconds(max_age.as_secs() as i64))
+        .build();
+    if max_age.is_zero() {
+        c.make_removal();
+        c.set_path(path);
+    }
+    c.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_cookies_are_host_prefixed_secure_httponly_lax() {
+        let t = Token::generate();
+        let n = name("guise_session", true);
+        let s = set(&n, &t, true, Duration::from_secs(60));
+        assert!(s.starts_with("__Host-guise_session="), "{s}");
+        for attr in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/", "Max-Age=60"] {
+            assert!(s.contains(attr), "{attr} missing in {s}");
+        }
+        assert!(!s.contains("Domain"), "__Host- cookies must not have a Domain");
+    }
+
+    #[test]
+    fn plain_http_cookies_are_not_marked_secure() {
+        let s = set("guise_session", &Token::generate(), false, Duration::from_secs(60));
+        assert!(!s.contains("Secure"));
+        assert!(s.contains("HttpOnly"));
+    }
+
+    #[test]
+    fn the_token_is_read_among_other_cookies() {
+        let t = Token::generate();
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        r.append_header("cookie", "a=1; b=2").unwrap();
+        r.append_header("cookie", format!("guise_session={}; c=3", t.as_str())).unwrap();
+        assert_eq!(read_token(&r, "guise_session"), Some(t));
+        assert_eq!(read_token(&r, "__Host-guise_session"), None);
+    }
+
+    #[test]
+    fn clearing_expires_the_cookie() {
+        let s = clear("guise_session", false);
+        assert!(s.contains("Max-Age=0"), "{s}");
+    }
+}

@@ -1,0 +1,160 @@
+//! Shared state behind one trait: sessions, login-attempt counters, user
+//! records changed through the admin API, and the event channel that
+//! carries revocations between gateway nodes.
+//!
+//! Two implementations pass the same conformance tests: [`memory`] (one
+//! node, the embedded default) and [`redis`] (standalone, Sentinel or
+//! Cluster). The store only ever sees a *hash* of a session token
+//! ([`SessionKey`]), never the token itself, so a dump of Redis cannot be
+//! replayed as cookies.
+
+pub mod memory;
+pub mod redis;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+/// SHA-256 of a session token, lower-case hex. What the store keys on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SessionKey(pub String);
+
+/// A session as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// The effective user.
+    pub user_id: String,
+    /// Short non-secret reference (for logs, admin listings and the
+    /// `x-guise-session` header); unique per session.
+    pub reference: String,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds of the last refresh of the idle timeout.
+    pub last_seen: u64,
+    /// Unix seconds after which the session is dead whatever its activity.
+    pub absolute_expiry: u64,
+    /// Token that state-changing gateway endpoints require.
+    pub csrf_token: String,
+    /// Client address at login, for admin listings.
+    #[serde(default)]
+    pub client_ip: Option<String>,
+    /// Free-form fields later stages keep with the session (impersonation
+    /// keeps the real actor here). Stored as-is.
+    #[serde(default)]
+    pub extra: std::collections::BTreeMap<String, String>,
+}
+
+/// What travels between nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StoreEvent {
+    /// Evict this session from every node's cache.
+    SessionRevoked { key: SessionKey },
+    /// A user record changed: drop cached copies of the user.
+    UserChanged { user_id: String },
+    /// Local only, never published: the event stream was interrupted
+    /// (reconnect), so events may have been missed; drop whole caches.
+    Resync,
+}
+
+/// A counter bumped within a window (login attempts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit {
+    /// Count within the current window, including this hit.
+    pub count: u64,
+    /// Time until the window ends.
+    pub resets_in: Duration,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend is down or did not answer in time.
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+    /// A stored value could not be read back (corrupt or from an
+    /// incompatible version).
+    #[error("session store holds an unreadable value at {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+    /// The store cannot be built from its configuration (a URL the Redis
+    /// client refuses, such as `rediss://` without TLS support). Reported
+    /// at start-up, never by an operation, so the gateway refuses to start
+    /// instead of running without sessions.
+    #[error("session store misconfigured: {0}")]
+    Config(String),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend, for logs and `/readyz` (`memory`, `redis`, ...).
+    fn kind(&self) -> &'static str;
+
+    /// Answer if the backend is reachable.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    // === sessions ===
+
+    /// Store a new session, expiring after `idle` unless touched, and add it
+    /// to the user's index.
+    async fn put_session(
+        &self,
+        key: &SessionKey,
+        rec: &SessionRecord,
+        idle: Duration,
+    ) -> Result<(), StoreError>;
+
+    /// The session, if it exists and has not expired.
+    async fn get_session(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Refresh the idle timeout to `idle` from now and set `last_seen`.
+    /// `false` if the session no longer exists.
+    async fn touch_session(
+        &self,
+        key: &SessionKey,
+        last_seen: u64,
+        idle: Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Delete the session and drop it from its user's index; the record it
+    /// had, if any. Does not publish anything.
+    async fn delete_session(&self, key: &SessionKey)
+        -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Every live session of `user_id` (expired index entries are pruned).
+    async fn user_sessions(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError>;
+
+    /// Number of live sessions (for the active-sessions gauge; may be
+    /// approximate within the idle timeout).
+    async fn session_count(&self) -> Result<u64, StoreError>;
+
+    // === login-attempt counters ===
+
+    /// Count one hit on `counter` within a fixed `window` that starts at
+    /// the first hit.
+    async fn hit(&self, counter: &str, window: Duration) -> Result<Hit, StoreError>;
+
+    /// Forget `counter` (after a successful login).
+    async fn reset(&self, counter: &str) -> Result<(), StoreError>;
+
+    // === user records changed through the admin API ===
+
+    /// Save a user record (JSON) under its id; survives restarts on Redis.
+    async fn save_user(&self, user_id: &str, json: &str) -> Result<(), StoreError>;
+
+    /// Every saved user record, id → JSON.
+    async fn load_users(&self) -> Result<Vec<(String, String)>, StoreError>;
+
+    // === events between nodes ===
+
+    /// Send `event` to every node, this one included.
+    async fn publish(&self, event: &StoreEvent) -> Result<(), StoreError>;
+
+    /// Receive every published event, plus [`StoreEvent::Resync`] whenever
+    /// the stream was interrupted and events may have been lost.
+    fn subscribe(&self) -> broadcast::Receiver<StoreEvent>;
+}

@@ -1,0 +1,294 @@
+//! The one-node store: everything in a map guarded by one mutex.
+//!
+//! It is the embedded default, so it must behave exactly like the Redis
+//! store as seen through [`Store`]: idle expiry makes entries invisible the
+//! moment they pass their deadline (like a Redis key TTL), counters use a
+//! fixed window that starts at the first hit (like `INCR` + `PEXPIRE`), and
+//! events published here reach every subscriber of this same store (the
+//! only node there is).
+//!
+//! Time comes from [`tokio::time::Instant`] so unit tests pause the tokio
+//! clock and advance it instead of sleeping.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+use super::{Hit, SessionKey, SessionRecord, Store, StoreError, StoreEvent};
+
+/// How many events a slow subscriber may fall behind before it lags (and
+/// sees `RecvError::Lagged`, on which a cache should drop everything).
+const EVENT_CAPACITY: usize = 1024;
+
+/// Dead entries are invisible at once, but only removed from the maps on
+/// access or by a sweep at most this often, so a burst of writes does not
+/// scan the whole map each time.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// Sessions, counters, users and events of a single gateway node.
+pub struct MemoryStore {
+    /// A std mutex: no critical section awaits anything, and each is a few
+    /// map operations, so an async mutex would only add overhead.
+    state: Mutex<State>,
+    events: broadcast::Sender<StoreEvent>,
+}
+
+struct State {
+    sessions: HashMap<SessionKey, Entry>,
+    /// user id → keys of that user's sessions; entries may be dead until
+    /// the next read or sweep prunes them.
+    by_user: HashMap<String, HashSet<SessionKey>>,
+    counters: HashMap<String, Window>,
+    users: BTreeMap<String, String>,
+    next_sweep: Instant,
+}
+
+struct Entry {
+    rec: SessionRecord,
+    expires: Instant,
+}
+
+impl Entry {
+    fn live(&self, now: Instant) -> bool {
+        now < self.expires
+    }
+}
+
+struct Window {
+    count: u64,
+    ends: Instant,
+}
+
+// === impl MemoryStore ===
+
+impl MemoryStore {
+    pub fn new() -> MemoryStore {
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        MemoryStore {
+            state: Mutex::new(State {
+                sessions: HashMap::new(),
+                by_user: HashMap::new(),
+                counters: HashMap::new(),
+                users: BTreeMap::new(),
+                next_sweep: Instant::now() + SWEEP_EVERY,
+            }),
+            events,
+        }
+    }
+
+    /// Every critical section leaves the maps consistent before it can
+    /// panic, so a poisoned lock is still safe to use.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::new()
+    }
+}
+
+// === impl State ===
+
+impl State {
+    /// Remove a session and its index entry; the entry as it was.
+    fn remove(&mut self, key: &SessionKey) -> Option<Entry> {
+        let entry = self.sessions.remove(key)?;
+        if let Some(keys) = self.by_user.get_mut(&entry.rec.user_id) {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.by_user.remove(&entry.rec.user_id);
+            }
+        }
+        Some(entry)
+    }
+
+    /// The live session under `key`; a dead one is removed on the way.
+    fn live(&mut self, key: &SessionKey, now: Instant) -> Option<&mut Entry> {
+        if self.sessions.get(key).is_some_and(|e| !e.live(now)) {
+            self.remove(key);
+        }
+        self.sessions.get_mut(key)
+    }
+
+    fn sweep_if_due(&mut self, now: Instant) {
+        if now >= self.next_sweep {
+            self.sweep(now);
+        }
+    }
+
+    /// Drop every dead session (with its index entry) and ended counter.
+    fn sweep(&mut self, now: Instant) {
+        let dead: Vec<SessionKey> = self
+            .sessions
+            .iter()
+            .filter(|(_, e)| !e.live(now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &dead {
+            self.remove(key);
+        }
+        self.counters.retain(|_, w| now < w.ends);
+        self.next_sweep = now + SWEEP_EVERY;
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn put_session(
+        &self,
+        key: &SessionKey,
+        rec: &SessionRecord,
+        idle: Duration,
+    ) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        st.sweep_if_due(now);
+        // A key re-used for another user must leave the old user's index.
+        st.remove(key);
+        st.by_user
+            .entry(rec.user_id.clone())
+            .or_default()
+            .insert(key.clone());
+        st.sessions.insert(
+            key.clone(),
+            Entry {
+                rec: rec.clone(),
+                expires: now + idle,
+            },
+        );
+        Ok(())
+    }
+
+    async fn get_session(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
+        let now = Instant::now();
+        Ok(self.lock().live(key, now).map(|e| e.rec.clone()))
+    }
+
+    async fn touch_session(
+        &self,
+        key: &SessionKey,
+        last_seen: u64,
+        idle: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        Ok(match st.live(key, now) {
+            Some(e) => {
+                e.rec.last_seen = last_seen;
+                e.expires = now + idle;
+                true
+            }
+            None => false,
+        })
+    }
+
+    async fn delete_session(
+        &self,
+        key: &SessionKey,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let now = Instant::now();
+        let entry = self.lock().remove(key);
+        Ok(entry.filter(|e| e.live(now)).map(|e| e.rec))
+    }
+
+    async fn user_sessions(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        let keys: Vec<SessionKey> = match st.by_user.get(user_id) {
+            Some(keys) => keys.iter().cloned().collect(),
+            None => return Ok(Vec::new()),
+        };
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            // `live` prunes the index entry of a dead session.
+            if let Some(e) = st.live(&key, now) {
+                out.push((key, e.rec.clone()));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn session_count(&self) -> Result<u64, StoreError> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        st.sweep(now);
+        Ok(st.sessions.len() as u64)
+    }
+
+    async fn hit(&self, counter: &str, window: Duration) -> Result<Hit, StoreError> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        st.sweep_if_due(now);
+        let w = st
+            .counters
+            .entry(counter.to_string())
+            .and_modify(|w| {
+                if now >= w.ends {
+                    *w = Window {
+                        count: 0,
+                        ends: now + window,
+                    };
+                }
+            })
+            .or_insert(Window {
+                count: 0,
+                ends: now + window,
+            });
+        w.count += 1;
+        Ok(Hit {
+            count: w.count,
+            resets_in: w.ends - now,
+        })
+    }
+
+    async fn reset(&self, counter: &str) -> Result<(), StoreError> {
+        self.lock().counters.remove(counter);
+        Ok(())
+    }
+
+    async fn save_user(&self, user_id: &str, json: &str) -> Result<(), StoreError> {
+        self.lock()
+            .users
+            .insert(user_id.to_string(), json.to_string());
+        Ok(())
+    }
+
+    async fn load_users(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(self
+            .lock()
+            .users
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    async fn publish(&self, event: &StoreEvent) -> Result<(), StoreError> {
+        // No subscriber is not an error: nobody has anything to evict.
+        let _ = self.events.send(event.clone());
+        Ok(())
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
+        self.events.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests;

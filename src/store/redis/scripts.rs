@@ -1,0 +1,102 @@
+//! Lua scripts: each makes a read-then-write on ONE key a single atomic
+//! round trip. One key per script keeps them valid on Redis Cluster, where
+//! a script may only touch keys of one slot.
+//!
+//! `Script` sends `EVALSHA` and falls back to loading the script once after
+//! `NOSCRIPT` (a restarted Redis has forgotten it), so steady-state calls
+//! carry only the hash.
+
+use redis::Script;
+
+pub(super) struct Scripts {
+    pub(super) touch: Script,
+    pub(super) index_add: Script,
+    pub(super) active_add: Script,
+    pub(super) count: Script,
+    pub(super) hit: Script,
+}
+
+impl Scripts {
+    pub(super) fn new() -> Scripts {
+        Scripts {
+            touch: Script::new(TOUCH),
+            index_add: Script::new(INDEX_ADD),
+            active_add: Script::new(ACTIVE_ADD),
+            count: Script::new(COUNT),
+            hit: Script::new(HIT),
+        }
+    }
+}
+
+/// Refresh a session: set `last_seen` and the idle TTL, only if the key
+/// still exists (a deleted or expired session is never re-created).
+/// The JSON is edited as text instead of through `cjson`, which would turn
+/// integers into doubles and re-order fields; `SessionRecord` is written
+/// by serde, so `"last_seen":<digits>` occurs once, before any free-form
+/// field (string values cannot contain an unescaped quote).
+///
+/// KEYS[1] session key; ARGV[1] last_seen (unix s); ARGV[2] idle (ms).
+/// Returns 1 when touched, 0 when the session is gone, -1 when the value
+/// has no `last_seen` field (corrupt).
+const TOUCH: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local nv, n = string.gsub(v, '"last_seen"%s*:%s*%d+', '"last_seen":' .. ARGV[1], 1)
+if n == 0 then return -1 end
+redis.call('SET', KEYS[1], nv, 'PX', ARGV[2])
+return 1
+"#;
+
+/// Add a session to its user's index, a sorted set scored by the unix
+/// second after which the entry is useless (the session's absolute expiry,
+/// or its idle deadline if later). Entries past that are dropped and the
+/// whole index expires with its last entry, so users who never come back
+/// leave nothing behind.
+///
+/// KEYS[1] index key; ARGV[1] session key; ARGV[2] keep-until (unix s);
+/// ARGV[3] now (unix s).
+const INDEX_ADD: &str = r#"
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if last[2] then
+  redis.call('EXPIREAT', KEYS[1], math.floor(tonumber(last[2])) + 1)
+end
+return 1
+"#;
+
+/// Record a session's idle deadline in the active set, dropping entries
+/// whose deadline passed on the way, so the set stays as large as the
+/// number of live sessions even if nobody ever counts them.
+///
+/// KEYS[1] active set; ARGV[1] now (unix ms); ARGV[2] deadline (unix ms);
+/// ARGV[3] session key.
+const ACTIVE_ADD: &str = r#"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+return 1
+"#;
+
+/// Count live sessions: drop entries of the active set whose idle deadline
+/// passed (a key with `PX` is gone at its deadline), then count the rest.
+///
+/// KEYS[1] active set; ARGV[1] now (unix ms).
+const COUNT: &str = r#"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+return redis.call('ZCARD', KEYS[1])
+"#;
+
+/// One hit on a fixed-window counter: the window starts with the first hit
+/// (the TTL is set only when the key has none) and the reply says how long
+/// it has left.
+///
+/// KEYS[1] counter key; ARGV[1] window (ms). Returns {count, ms left}.
+const HIT: &str = r#"
+local n = redis.call('INCR', KEYS[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {n, ttl}
+"#;

@@ -1,0 +1,637 @@
+//! One conformance suite for every [`Store`]: the memory store, and the
+//! Redis store on a standalone server, a three-master Cluster and through
+//! Sentinel; then how the Redis store behaves while Redis is down, frozen
+//! or restarted, and that it sends nothing when idle.
+//!
+//! Expiry is tested with real short idle times and polling with deadlines,
+//! since Redis keeps its own clock.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use guise::config::RedisConfig;
+use guise::store::memory::MemoryStore;
+use guise::store::redis::{RedisStore, RedisTimeouts};
+use guise::store::{SessionKey, SessionRecord, Store, StoreError, StoreEvent};
+use support::redis::{RedisCluster, RedisSentinel, RedisServer, SENTINEL_MASTER};
+use support::{eventually, free_port};
+use tokio::sync::broadcast;
+
+const LONG: Duration = Duration::from_secs(600);
+const SHORT: Duration = Duration::from_millis(300);
+/// Generous: the machine is shared and has two cores.
+const DEADLINE: Duration = Duration::from_secs(10);
+/// What "fails fast" means for an operation while Redis is down.
+const PROMPT: Duration = Duration::from_secs(2);
+
+fn key(s: &str) -> SessionKey {
+    SessionKey(format!("{s:0>64}"))
+}
+
+fn record(user: &str, reference: &str) -> SessionRecord {
+    let mut extra = std::collections::BTreeMap::new();
+    // Values that would trip naive JSON editing in Lua.
+    extra.insert("real_actor".to_string(), "admin \"x\" \\ ü".to_string());
+    extra.insert("last_seen".to_string(), "\"last_seen\":1".to_string());
+    SessionRecord {
+        user_id: user.to_string(),
+        reference: reference.to_string(),
+        created_at: 1_700_000_000,
+        last_seen: 1_700_000_000,
+        absolute_expiry: 4_000_000_000,
+        csrf_token: format!("csrf-{reference}"),
+        client_ip: Some("127.0.0.1".to_string()),
+        extra,
+    }
+}
+
+fn redis_store(cfg: RedisConfig) -> Arc<dyn Store> {
+    Arc::new(RedisStore::open(&cfg, RedisTimeouts::default()).expect("store opens"))
+}
+
+fn single(url: &str) -> RedisConfig {
+    RedisConfig::Single {
+        url: url.to_string(),
+    }
+}
+
+/// Sorted by key, for comparisons.
+async fn sessions_of(s: &dyn Store, user: &str) -> Vec<(SessionKey, SessionRecord)> {
+    let mut v = s.user_sessions(user).await.expect("user_sessions");
+    v.sort_by(|a, b| a.0 .0.cmp(&b.0 .0));
+    v
+}
+
+/// The next event that is not a probe (`UserChanged` of `probe-*`) or a
+/// `Resync`, within `DEADLINE`.
+async fn next_real_event(rx: &mut broadcast::Receiver<StoreEvent>) -> StoreEvent {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Err(_) => panic!("no event within {DEADLINE:?}"),
+            Ok(Err(e)) => panic!("event stream broke: {e}"),
+            Ok(Ok(StoreEvent::UserChanged { user_id })) if user_id.starts_with("probe-") => {}
+            Ok(Ok(StoreEvent::Resync)) => {}
+            Ok(Ok(ev)) => return ev,
+        }
+    }
+}
+
+/// Publish probes from `from` until `rx` hears one: the subscription
+/// behind `rx` is established from then on.
+async fn wait_until_hearing(from: &dyn Store, rx: &mut broadcast::Receiver<StoreEvent>) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let probe = format!("probe-{}", rand_suffix());
+    loop {
+        let _ = from
+            .publish(&StoreEvent::UserChanged {
+                user_id: probe.clone(),
+            })
+            .await;
+        let until = tokio::time::Instant::now() + Duration::from_millis(100);
+        loop {
+            match tokio::time::timeout_at(until, rx.recv()).await {
+                Ok(Ok(StoreEvent::UserChanged { user_id })) if user_id == probe => return,
+                Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
+                Ok(Err(broadcast::error::RecvError::Closed)) => panic!("event stream closed"),
+                Err(_) => break,
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "subscriber never heard a probe"
+        );
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(1);
+    h.finish()
+}
+
+/// Every claim of the `Store` contract. `a` and `b` share one backend (two
+/// Redis stores on one server, or the same memory store twice).
+async fn conformance(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    a.ping().await.expect("ping");
+
+    // --- put / get / touch / delete ---
+    let k1 = key("1");
+    let r1 = record("alice", "r1");
+    assert_eq!(a.get_session(&k1).await.unwrap(), None);
+    a.put_session(&k1, &r1, LONG).await.unwrap();
+    assert_eq!(a.get_session(&k1).await.unwrap(), Some(r1.clone()));
+    assert_eq!(
+        b.get_session(&k1).await.unwrap(),
+        Some(r1.clone()),
+        "a session is shared by every store on the backend"
+    );
+
+    assert!(a.touch_session(&k1, 1_700_000_123, LONG).await.unwrap());
+    let touched = a.get_session(&k1).await.unwrap().expect("still there");
+    assert_eq!(touched.last_seen, 1_700_000_123);
+    assert_eq!(
+        SessionRecord {
+            last_seen: r1.last_seen,
+            ..touched.clone()
+        },
+        r1,
+        "touch changes only last_seen"
+    );
+
+    let missing = key("missing");
+    assert!(!a.touch_session(&missing, 1, LONG).await.unwrap());
+    assert_eq!(
+        a.get_session(&missing).await.unwrap(),
+        None,
+        "touch creates nothing"
+    );
+
+    assert_eq!(a.delete_session(&k1).await.unwrap(), Some(touched));
+    assert_eq!(a.get_session(&k1).await.unwrap(), None);
+    assert_eq!(a.delete_session(&k1).await.unwrap(), None);
+    assert!(!a.touch_session(&k1, 1, LONG).await.unwrap());
+    assert_eq!(
+        a.get_session(&k1).await.unwrap(),
+        None,
+        "touch does not resurrect a deleted session"
+    );
+
+    // --- idle expiry ---
+    let k2 = key("2");
+    a.put_session(&k2, &record("bob", "r2"), SHORT).await.unwrap();
+    assert!(a.get_session(&k2).await.unwrap().is_some());
+    eventually(DEADLINE, "idle session to expire", || {
+        let a = a.clone();
+        let k2 = k2.clone();
+        async move { a.get_session(&k2).await.unwrap().is_none().then_some(()) }
+    })
+    .await;
+    assert!(
+        !a.touch_session(&k2, 1, LONG).await.unwrap(),
+        "touch does not resurrect an expired session"
+    );
+    assert_eq!(a.get_session(&k2).await.unwrap(), None);
+
+    // Touch moves the idle deadline: a long touch outlives the short idle
+    // time it was created with, and a short touch shortens it again.
+    let k3 = key("3");
+    let started = Instant::now();
+    a.put_session(&k3, &record("bob", "r3"), SHORT).await.unwrap();
+    assert!(a.touch_session(&k3, 2, LONG).await.unwrap());
+    tokio::time::sleep((SHORT * 2).saturating_sub(started.elapsed())).await;
+    assert!(
+        a.get_session(&k3).await.unwrap().is_some(),
+        "touched session outlived its first idle time"
+    );
+    assert!(a.touch_session(&k3, 3, SHORT).await.unwrap());
+    eventually(DEADLINE, "touched session to expire", || {
+        let a = a.clone();
+        let k3 = k3.clone();
+        async move { a.get_session(&k3).await.unwrap().is_none().then_some(()) }
+    })
+    .await;
+
+    // --- user index ---
+    let (u1, u2, u3) = (key("u1"), key("u2"), key("u3"));
+    let (ru1, ru2) = (record("carol", "ru1"), record("carol", "ru2"));
+    a.put_session(&u1, &ru1, LONG).await.unwrap();
+    a.put_session(&u2, &ru2, LONG).await.unwrap();
+    a.put_session(&u3, &record("dave", "ru3"), LONG).await.unwrap();
+    assert_eq!(
+        sessions_of(&*b, "carol").await,
+        vec![(u1.clone(), ru1.clone()), (u2.clone(), ru2.clone())]
+    );
+    assert!(sessions_of(&*a, "nobody").await.is_empty());
+
+    a.delete_session(&u1).await.unwrap();
+    assert_eq!(
+        sessions_of(&*a, "carol").await,
+        vec![(u2.clone(), ru2.clone())]
+    );
+
+    let u4 = key("u4");
+    a.put_session(&u4, &record("carol", "ru4"), SHORT)
+        .await
+        .unwrap();
+    assert_eq!(sessions_of(&*a, "carol").await.len(), 2);
+    eventually(DEADLINE, "expired session to leave the index", || {
+        let a = a.clone();
+        let want = vec![(u2.clone(), ru2.clone())];
+        async move { (sessions_of(&*a, "carol").await == want).then_some(()) }
+    })
+    .await;
+
+    // A key taken over by another user leaves the first user's listing.
+    a.put_session(&u2, &record("erin", "ru2"), LONG)
+        .await
+        .unwrap();
+    assert!(sessions_of(&*a, "carol").await.is_empty());
+    assert_eq!(sessions_of(&*a, "erin").await.len(), 1);
+
+    // --- session count ---
+    let base = a.session_count().await.unwrap();
+    let (c1, c2, c3) = (key("c1"), key("c2"), key("c3"));
+    a.put_session(&c1, &record("frank", "c1"), LONG)
+        .await
+        .unwrap();
+    a.put_session(&c2, &record("frank", "c2"), LONG)
+        .await
+        .unwrap();
+    a.put_session(&c3, &record("frank", "c3"), SHORT)
+        .await
+        .unwrap();
+    assert_eq!(b.session_count().await.unwrap(), base + 3);
+    a.delete_session(&c1).await.unwrap();
+    assert!(a.touch_session(&c2, 5, LONG).await.unwrap());
+    eventually(DEADLINE, "count to drop the expired session", || {
+        let a = a.clone();
+        async move { (a.session_count().await.unwrap() == base + 1).then_some(()) }
+    })
+    .await;
+    assert!(!a.touch_session(&c3, 5, LONG).await.unwrap());
+    assert_eq!(
+        a.session_count().await.unwrap(),
+        base + 1,
+        "touching a dead session does not count it"
+    );
+
+    // --- counters ---
+    let window = Duration::from_secs(60);
+    let h1 = a.hit("login:alice", window).await.unwrap();
+    assert_eq!(h1.count, 1);
+    assert!(h1.resets_in > Duration::ZERO && h1.resets_in <= window);
+    let h2 = b.hit("login:alice", window).await.unwrap();
+    assert_eq!(h2.count, 2);
+    assert!(h2.resets_in <= h1.resets_in, "the window is fixed");
+    assert_eq!(a.hit("login:bob", window).await.unwrap().count, 1);
+    a.reset("login:alice").await.unwrap();
+    a.reset("never-hit").await.unwrap();
+    assert_eq!(a.hit("login:alice", window).await.unwrap().count, 1);
+
+    let first = a.hit("short", SHORT).await.unwrap();
+    assert_eq!(first.count, 1);
+    assert!(first.resets_in <= SHORT);
+    eventually(DEADLINE, "the counter's window to end", || {
+        let a = a.clone();
+        async move { (a.hit("short", SHORT).await.unwrap().count == 1).then_some(()) }
+    })
+    .await;
+
+    // --- user records ---
+    a.save_user("u-2", r#"{"id":"u-2"}"#).await.unwrap();
+    a.save_user("u-1", r#"{"id":"u-1","v":1}"#).await.unwrap();
+    b.save_user("u-1", r#"{"id":"u-1","v":2}"#).await.unwrap();
+    let mut users = a.load_users().await.unwrap();
+    users.sort();
+    assert_eq!(
+        users,
+        vec![
+            ("u-1".to_string(), r#"{"id":"u-1","v":2}"#.to_string()),
+            ("u-2".to_string(), r#"{"id":"u-2"}"#.to_string()),
+        ]
+    );
+
+    // --- events between stores ---
+    let mut on_b = b.subscribe();
+    let mut on_a = a.subscribe();
+    wait_until_hearing(&*a, &mut on_b).await;
+    wait_until_hearing(&*b, &mut on_a).await;
+    let ev = StoreEvent::SessionRevoked { key: key("gone") };
+    a.publish(&ev).await.unwrap();
+    assert_eq!(next_real_event(&mut on_b).await, ev, "the other node hears it");
+    assert_eq!(next_real_event(&mut on_a).await, ev, "the sender hears it too");
+    let ev2 = StoreEvent::UserChanged {
+        user_id: "alice".to_string(),
+    };
+    b.publish(&ev2).await.unwrap();
+    assert_eq!(next_real_event(&mut on_a).await, ev2);
+}
+
+#[tokio::test]
+async fn memory_store_passes_the_conformance_suite() {
+    let s: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    assert_eq!(s.kind(), "memory");
+    conformance(s.clone(), s).await;
+}
+
+#[tokio::test]
+async fn redis_store_passes_the_conformance_suite() {
+    let server = RedisServer::start();
+    let a = redis_store(single(&server.url()));
+    let b = redis_store(single(&server.url()));
+    assert_eq!(a.kind(), "redis");
+    conformance(a, b).await;
+}
+
+#[tokio::test]
+async fn redis_cluster_store_passes_the_conformance_suite() {
+    let cluster = RedisCluster::start(3);
+    let cfg = RedisConfig::Cluster {
+        urls: cluster.urls(),
+    };
+    // The second store knows only one seed: it finds the rest itself.
+    let b_cfg = RedisConfig::Cluster {
+        urls: cluster.urls()[2..].to_vec(),
+    };
+    conformance(redis_store(cfg), redis_store(b_cfg)).await;
+}
+
+#[tokio::test]
+async fn redis_cluster_store_resubscribes_on_another_node_when_its_node_dies() {
+    let mut cluster = RedisCluster::start(3);
+    // Seeds ordered so the subscriber starts on a node that does not serve
+    // the events channel's slot (PUBLISH is routed there), and that node
+    // is the one that dies.
+    let owner = cluster.node_for(guise::store::redis::EVENTS_CHANNEL);
+    let victim = (owner + 1) % 3;
+    let mut urls = cluster.urls();
+    urls.swap(0, victim);
+    let store = Arc::new(
+        RedisStore::open(&RedisConfig::Cluster { urls }, RedisTimeouts::default())
+            .expect("opens"),
+    );
+    assert!(store.wait_subscribed(DEADLINE).await);
+    let as_store: Arc<dyn Store> = store.clone();
+    let mut rx = as_store.subscribe();
+    wait_until_hearing(&*as_store, &mut rx).await;
+
+    cluster.nodes[victim].kill();
+    let first = tokio::time::timeout(DEADLINE, rx.recv())
+        .await
+        .expect("an event after the node died")
+        .expect("open stream");
+    assert_eq!(first, StoreEvent::Resync);
+    assert!(store.is_subscribed());
+    let ev = StoreEvent::UserChanged {
+        user_id: "after-failover".to_string(),
+    };
+    eventually(DEADLINE, "publish to work again", || {
+        let s = as_store.clone();
+        let ev = ev.clone();
+        async move { s.publish(&ev).await.ok() }
+    })
+    .await;
+    assert_eq!(next_real_event(&mut rx).await, ev);
+}
+
+#[tokio::test]
+async fn redis_sentinel_store_passes_the_conformance_suite() {
+    let s = RedisSentinel::start();
+    let cfg = RedisConfig::Sentinel {
+        master_name: SENTINEL_MASTER.to_string(),
+        urls: vec![s.sentinel_url()],
+    };
+    conformance(redis_store(cfg.clone()), redis_store(cfg)).await;
+    assert!(
+        s.master.command(&["DBSIZE"]) != support::redis::Reply::Int(0),
+        "data went to the master the sentinel names"
+    );
+}
+
+/// Run `f` and check it failed as `Unavailable` within [`PROMPT`].
+async fn fails_promptly<T: std::fmt::Debug>(
+    what: &str,
+    f: impl std::future::Future<Output = Result<T, StoreError>>,
+) {
+    let started = Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(10), f)
+        .await
+        .unwrap_or_else(|_| panic!("{what} hung"));
+    let took = started.elapsed();
+    assert!(
+        matches!(r, Err(StoreError::Unavailable(_))),
+        "{what}: expected Unavailable, got {r:?}"
+    );
+    assert!(took < PROMPT, "{what} took {took:?}");
+}
+
+async fn every_operation_fails_promptly(s: &dyn Store) {
+    let k = key("down");
+    fails_promptly("ping", s.ping()).await;
+    fails_promptly(
+        "put_session",
+        s.put_session(&k, &record("x", "x"), LONG),
+    )
+    .await;
+    fails_promptly("get_session", s.get_session(&k)).await;
+    fails_promptly("touch_session", s.touch_session(&k, 1, LONG)).await;
+    fails_promptly("delete_session", s.delete_session(&k)).await;
+    fails_promptly("user_sessions", s.user_sessions("x")).await;
+    fails_promptly("session_count", s.session_count()).await;
+    fails_promptly("hit", s.hit("x", LONG)).await;
+    fails_promptly("reset", s.reset("x")).await;
+    fails_promptly("save_user", s.save_user("x", "{}")).await;
+    fails_promptly("load_users", s.load_users()).await;
+    fails_promptly("publish", s.publish(&StoreEvent::Resync)).await;
+}
+
+async fn wait_until_up(s: &dyn Store) {
+    eventually(DEADLINE, "store to reach redis", || async move {
+        s.ping().await.ok()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn redis_store_opens_while_redis_is_down_and_recovers_when_it_starts() {
+    let port = free_port();
+    let store = RedisStore::open(
+        &single(&format!("redis://127.0.0.1:{port}")),
+        RedisTimeouts::default(),
+    )
+    .expect("opens without redis");
+    let errors = store.error_counter();
+    let store: Arc<dyn Store> = Arc::new(store);
+    let mut rx = store.subscribe();
+
+    every_operation_fails_promptly(&*store).await;
+    assert!(errors.get() >= 12, "failures are counted");
+
+    let _server = RedisServer::start_on(port);
+    wait_until_up(&*store).await;
+    let k = key("after");
+    store
+        .put_session(&k, &record("x", "x"), LONG)
+        .await
+        .unwrap();
+    assert!(store.get_session(&k).await.unwrap().is_some());
+
+    // Events may have been missed while nobody was subscribed.
+    let first = tokio::time::timeout(DEADLINE, rx.recv())
+        .await
+        .expect("an event")
+        .expect("open stream");
+    assert_eq!(first, StoreEvent::Resync);
+    let other = redis_store(single(&format!("redis://127.0.0.1:{port}")));
+    wait_until_hearing(&*other, &mut rx).await;
+    let ev = StoreEvent::UserChanged {
+        user_id: "u".to_string(),
+    };
+    other.publish(&ev).await.unwrap();
+    assert_eq!(next_real_event(&mut rx).await, ev);
+}
+
+#[tokio::test]
+async fn redis_store_recovers_after_redis_restarts_on_the_same_port() {
+    let mut server = RedisServer::start();
+    let port = server.port();
+    let store = Arc::new(
+        RedisStore::open(&single(&server.url()), RedisTimeouts::default()).expect("opens"),
+    );
+    assert!(store.wait_subscribed(DEADLINE).await);
+    let as_store: Arc<dyn Store> = store.clone();
+    let mut rx = as_store.subscribe();
+    let k = key("before");
+    as_store
+        .put_session(&k, &record("x", "x"), LONG)
+        .await
+        .unwrap();
+
+    server.kill();
+    every_operation_fails_promptly(&*as_store).await;
+    eventually(DEADLINE, "subscription to notice", || {
+        let s = store.clone();
+        async move { (!s.is_subscribed()).then_some(()) }
+    })
+    .await;
+
+    let _server = RedisServer::start_on(port);
+    // The same store object, never recreated.
+    wait_until_up(&*as_store).await;
+    as_store
+        .put_session(&k, &record("y", "y"), LONG)
+        .await
+        .unwrap();
+    assert_eq!(
+        as_store.get_session(&k).await.unwrap().map(|r| r.user_id),
+        Some("y".to_string())
+    );
+
+    let first = tokio::time::timeout(DEADLINE, rx.recv())
+        .await
+        .expect("an event after the restart")
+        .expect("open stream");
+    assert_eq!(first, StoreEvent::Resync, "Resync comes first");
+    let ev = StoreEvent::SessionRevoked { key: key("r") };
+    wait_until_hearing(&*as_store, &mut rx).await;
+    as_store.publish(&ev).await.unwrap();
+    assert_eq!(next_real_event(&mut rx).await, ev);
+}
+
+#[tokio::test]
+async fn redis_store_answers_unavailable_when_redis_stops_answering() {
+    let server = RedisServer::start();
+    let store = redis_store(single(&server.url()));
+    let k = key("frozen");
+    store
+        .put_session(&k, &record("x", "x"), LONG)
+        .await
+        .unwrap();
+
+    server.freeze();
+    // Thaw even if an assertion fails, so the server can be killed.
+    struct Thaw<'a>(&'a RedisServer);
+    impl Drop for Thaw<'_> {
+        fn drop(&mut self) {
+            self.0.thaw();
+        }
+    }
+    let thaw = Thaw(&server);
+    fails_promptly("get_session", store.get_session(&k)).await;
+    fails_promptly("hit", store.hit("x", LONG)).await;
+    drop(thaw);
+
+    wait_until_up(&*store).await;
+    assert!(store.get_session(&k).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn redis_store_sends_nothing_beyond_the_commands_it_is_asked_for() {
+    let server = RedisServer::start();
+    let store = Arc::new(
+        RedisStore::open(&single(&server.url()), RedisTimeouts::default()).expect("opens"),
+    );
+    assert!(store.wait_subscribed(DEADLINE).await);
+    let k = key("quiet");
+    store
+        .put_session(&k, &record("x", "x"), LONG)
+        .await
+        .unwrap();
+
+    let before = server.commandstats();
+    for _ in 0..25 {
+        store.get_session(&k).await.unwrap();
+    }
+    // Long enough for any keep-alive or poll to show up.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = server.commandstats();
+    let mut delta: Vec<(String, u64)> = after
+        .iter()
+        .filter(|(name, _)| name.as_str() != "info")
+        .map(|(name, n)| (name.clone(), n - before.get(name).copied().unwrap_or(0)))
+        .filter(|(_, d)| *d > 0)
+        .collect();
+    delta.sort();
+    assert_eq!(delta, vec![("get".to_string(), 25)]);
+}
+
+#[tokio::test]
+async fn redis_store_outlives_the_runtime_that_opened_it() {
+    let server = RedisServer::start();
+    let url = server.url();
+    // Open and use it on a runtime that is then shut down, like a pingora
+    // service's runtime at reload.
+    let store = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let store = redis_store(single(&url));
+        rt.block_on(async {
+            store
+                .put_session(&key("rt"), &record("x", "x"), LONG)
+                .await
+                .unwrap();
+        });
+        drop(rt);
+        store
+    })
+    .join()
+    .expect("thread");
+    assert!(store.get_session(&key("rt")).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn redis_store_prunes_dead_entries_from_the_user_index() {
+    let server = RedisServer::start();
+    let store = redis_store(single(&server.url()));
+    store
+        .put_session(&key("p1"), &record("gail", "p1"), LONG)
+        .await
+        .unwrap();
+    store
+        .put_session(&key("p2"), &record("gail", "p2"), SHORT)
+        .await
+        .unwrap();
+    let index = "guise:user-sessions:{gail}";
+    let members = |s: &RedisServer| match s.command(&["ZRANGE", index, "0", "-1"]) {
+        support::redis::Reply::Array(Some(a)) => a.len(),
+        other => panic!("ZRANGE: {other:?}"),
+    };
+    assert_eq!(members(&server), 2);
+    eventually(DEADLINE, "short session to expire", || {
+        let s = store.clone();
+        async move { (s.user_sessions("gail").await.unwrap().len() == 1).then_some(()) }
+    })
+    .await;
+    assert_eq!(members(&server), 1, "dead entry removed from redis");
+    let ttl = server.command(&["TTL", index]);
+    assert!(
+        matches!(ttl, support::redis::Reply::Int(n) if n > 0),
+        "the index expires by itself: {ttl:?}"
+    );
+}
