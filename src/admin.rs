@@ -45,19 +45,32 @@ impl AdminError {
     fn refusal(&self) -> Refusal {
         let (status, code, title) = match self {
             AdminError::NotSignedIn => (401, "login_required", "Sign-in required"),
-            AdminError::NotAdmin(_) | AdminError::NeedsSuperAdmin(_) => (403, "forbidden", "Forbidden"),
+            AdminError::NotAdmin(_) | AdminError::NeedsSuperAdmin(_) => {
+                (403, "forbidden", "Forbidden")
+            }
             AdminError::Csrf(_) => (403, "csrf", "Request refused"),
-            AdminError::NoUser(_) | AdminError::NoSession(_) | AdminError::NotFound(_) => (404, "not_found", "Not found"),
+            AdminError::NoUser(_) | AdminError::NoSession(_) | AdminError::NotFound(_) => {
+                (404, "not_found", "Not found")
+            }
             AdminError::BadRequest(_) => (400, "bad_request", "Bad request"),
             AdminError::Exists(_) => (409, "conflict", "Conflict"),
-            AdminError::Store(_) => (503, "session_store_unavailable", "Session store unavailable"),
+            AdminError::Store(_) => (
+                503,
+                "session_store_unavailable",
+                "Session store unavailable",
+            ),
         };
         Refusal::new(status, code, title, self.to_string())
     }
 }
 
 /// Answer one admin API request.
-pub async fn handle(svc: &AuthService, s: &mut Session, req: &Req, identity: Option<&Identity>) -> pingora::Result<()> {
+pub async fn handle(
+    svc: &AuthService,
+    s: &mut Session,
+    req: &Req,
+    identity: Option<&Identity>,
+) -> pingora::Result<()> {
     match dispatch(svc, s, req, identity).await {
         Ok((status, body)) => respond::send_json(s, status, &body, &[]).await,
         Err(e) => {
@@ -69,7 +82,12 @@ pub async fn handle(svc: &AuthService, s: &mut Session, req: &Req, identity: Opt
     }
 }
 
-async fn dispatch(svc: &AuthService, s: &mut Session, req: &Req, identity: Option<&Identity>) -> Result<(u16, Value), AdminError> {
+async fn dispatch(
+    svc: &AuthService,
+    s: &mut Session,
+    req: &Req,
+    identity: Option<&Identity>,
+) -> Result<(u16, Value), AdminError> {
     let actor = identity.ok_or(AdminError::NotSignedIn)?;
     if !(actor.user.has_role(Role::Admin) || actor.user.has_role(Role::SuperAdmin)) {
         return Err(AdminError::NotAdmin(actor.user.id.clone()));
@@ -77,7 +95,10 @@ async fn dispatch(svc: &AuthService, s: &mut Session, req: &Req, identity: Optio
     let method = s.req_header().method.clone();
     if method != http::Method::GET && method != http::Method::HEAD {
         csrf::same_origin(s.req_header(), req.https)?;
-        csrf::check_token(&actor.session.record.csrf_token, csrf::header_token(s.req_header()))?;
+        csrf::check_token(
+            &actor.session.record.csrf_token,
+            csrf::header_token(s.req_header()),
+        )?;
     }
     let path = s.req_header().uri.path().to_string();
     let parts: Vec<&str> = path
@@ -89,14 +110,20 @@ async fn dispatch(svc: &AuthService, s: &mut Session, req: &Req, identity: Optio
         ("GET", ["users"]) => {
             let mut users: Vec<Arc<User>> = svc.directory.all();
             users.sort_by(|a, b| a.id.cmp(&b.id));
-            Ok((200, json!({ "users": users.iter().map(|u| user_json(u)).collect::<Vec<_>>() })))
+            Ok((
+                200,
+                json!({ "users": users.iter().map(|u| user_json(u)).collect::<Vec<_>>() }),
+            ))
         }
         ("POST", ["users"]) => {
             let body = body_json(s).await?;
             create_user(svc, actor, body).await
         }
         ("GET", ["users", id]) => {
-            let u = svc.directory.get(id).ok_or_else(|| AdminError::NoUser(id.to_string()))?;
+            let u = svc
+                .directory
+                .get(id)
+                .ok_or_else(|| AdminError::NoUser(id.to_string()))?;
             Ok((200, json!({ "user": user_json(&u) })))
         }
         ("PATCH", ["users", id]) => {
@@ -104,8 +131,14 @@ async fn dispatch(svc: &AuthService, s: &mut Session, req: &Req, identity: Optio
             update_user(svc, actor, id, body).await
         }
         ("GET", ["users", id, "sessions"]) => {
-            svc.directory.get(id).ok_or_else(|| AdminError::NoUser(id.to_string()))?;
-            let list = svc.sessions.list(id).await.map_err(|e| AdminError::Store(e.to_string()))?;
+            svc.directory
+                .get(id)
+                .ok_or_else(|| AdminError::NoUser(id.to_string()))?;
+            let list = svc
+                .sessions
+                .list(id)
+                .await
+                .map_err(|e| AdminError::Store(e.to_string()))?;
             let sessions: Vec<Value> = list
                 .iter()
                 .map(|(_, r)| {
@@ -122,40 +155,68 @@ async fn dispatch(svc: &AuthService, s: &mut Session, req: &Req, identity: Optio
             Ok((200, json!({ "user": id, "sessions": sessions })))
         }
         ("DELETE", ["users", id, "sessions"]) => {
-            svc.directory.get(id).ok_or_else(|| AdminError::NoUser(id.to_string()))?;
-            let n = svc.sessions.revoke_user(id).await.map_err(|e| AdminError::Store(e.to_string()))?;
+            svc.directory
+                .get(id)
+                .ok_or_else(|| AdminError::NoUser(id.to_string()))?;
+            let n = svc
+                .sessions
+                .revoke_user(id)
+                .await
+                .map_err(|e| AdminError::Store(e.to_string()))?;
             tracing::info!(actor = %actor.user.id, user = %id, revoked = n, "all sessions of user revoked");
             Ok((200, json!({ "user": id, "revoked": n })))
         }
         ("DELETE", ["users", id, "sessions", reference]) => {
-            let list = svc.sessions.list(id).await.map_err(|e| AdminError::Store(e.to_string()))?;
+            let list = svc
+                .sessions
+                .list(id)
+                .await
+                .map_err(|e| AdminError::Store(e.to_string()))?;
             let (key, _) = list
                 .into_iter()
                 .find(|(_, r)| r.reference == *reference)
                 .ok_or_else(|| AdminError::NoSession(reference.to_string()))?;
-            svc.sessions.revoke(&key).await.map_err(|e| AdminError::Store(e.to_string()))?;
+            svc.sessions
+                .revoke(&key)
+                .await
+                .map_err(|e| AdminError::Store(e.to_string()))?;
             tracing::info!(actor = %actor.user.id, user = %id, session = %reference, "session revoked by admin");
-            Ok((200, json!({ "user": id, "revoked": 1, "session": reference })))
+            Ok((
+                200,
+                json!({ "user": id, "revoked": 1, "session": reference }),
+            ))
         }
         _ => Err(AdminError::NotFound(format!("{method} {path}"))),
     }
 }
 
 async fn body_json(s: &mut Session) -> Result<Value, AdminError> {
-    let body = read_body(s).await.map_err(|r| AdminError::BadRequest(r.detail))?;
-    serde_json::from_slice(&body).map_err(|e| AdminError::BadRequest(format!("the body is not JSON: {e}")))
+    let body = read_body(s)
+        .await
+        .map_err(|r| AdminError::BadRequest(r.detail))?;
+    serde_json::from_slice(&body)
+        .map_err(|e| AdminError::BadRequest(format!("the body is not JSON: {e}")))
 }
 
 fn is_privileged(roles: &[Role]) -> bool {
-    roles.iter().any(|r| matches!(r, Role::Admin | Role::SuperAdmin))
+    roles
+        .iter()
+        .any(|r| matches!(r, Role::Admin | Role::SuperAdmin))
 }
 
 /// A new user: the user fields plus an optional plain `password`.
-async fn create_user(svc: &AuthService, actor: &Identity, mut body: Value) -> Result<(u16, Value), AdminError> {
+async fn create_user(
+    svc: &AuthService,
+    actor: &Identity,
+    mut body: Value,
+) -> Result<(u16, Value), AdminError> {
     let password = take_password(&mut body)?;
-    let mut user: User = serde_json::from_value(body).map_err(|e| AdminError::BadRequest(format!("not a user: {e}")))?;
+    let mut user: User = serde_json::from_value(body)
+        .map_err(|e| AdminError::BadRequest(format!("not a user: {e}")))?;
     if user.password_hash.is_some() {
-        return Err(AdminError::BadRequest("send `password`, not `password_hash`".into()));
+        return Err(AdminError::BadRequest(
+            "send `password`, not `password_hash`".into(),
+        ));
     }
     if svc.directory.get(&user.id).is_some() {
         return Err(AdminError::Exists(user.id));
@@ -186,9 +247,18 @@ struct Patch {
     password: Option<String>,
 }
 
-async fn update_user(svc: &AuthService, actor: &Identity, id: &str, body: Value) -> Result<(u16, Value), AdminError> {
-    let old = svc.directory.get(id).ok_or_else(|| AdminError::NoUser(id.to_string()))?;
-    let p: Patch = serde_json::from_value(body).map_err(|e| AdminError::BadRequest(format!("not a user change: {e}")))?;
+async fn update_user(
+    svc: &AuthService,
+    actor: &Identity,
+    id: &str,
+    body: Value,
+) -> Result<(u16, Value), AdminError> {
+    let old = svc
+        .directory
+        .get(id)
+        .ok_or_else(|| AdminError::NoUser(id.to_string()))?;
+    let p: Patch = serde_json::from_value(body)
+        .map_err(|e| AdminError::BadRequest(format!("not a user change: {e}")))?;
     let super_admin = actor.user.has_role(Role::SuperAdmin);
     if is_privileged(&old.roles) && !super_admin {
         return Err(AdminError::NeedsSuperAdmin("change admin accounts"));
@@ -230,17 +300,26 @@ async fn update_user(svc: &AuthService, actor: &Identity, id: &str, body: Value)
     // everywhere at once.
     let mut revoked = 0;
     if !u.is_active() || password_changed {
-        revoked = svc.sessions.revoke_user(&u.id).await.map_err(|e| AdminError::Store(e.to_string()))?;
+        revoked = svc
+            .sessions
+            .revoke_user(&u.id)
+            .await
+            .map_err(|e| AdminError::Store(e.to_string()))?;
     }
     tracing::info!(actor = %actor.user.id, user = %u.id, revoked, "user changed");
-    Ok((200, json!({ "user": user_json(&u), "sessions_revoked": revoked })))
+    Ok((
+        200,
+        json!({ "user": user_json(&u), "sessions_revoked": revoked }),
+    ))
 }
 
 fn take_password(body: &mut Value) -> Result<Option<String>, AdminError> {
     match body.as_object_mut().and_then(|m| m.remove("password")) {
         None => Ok(None),
         Some(Value::String(p)) if !p.is_empty() => Ok(Some(p)),
-        Some(_) => Err(AdminError::BadRequest("`password` must be a non-empty string".into())),
+        Some(_) => Err(AdminError::BadRequest(
+            "`password` must be a non-empty string".into(),
+        )),
     }
 }
 
@@ -254,12 +333,18 @@ async fn hash(password: String) -> Result<String, AdminError> {
 /// Put the user in this node's directory, persist it in the store, and
 /// tell the other nodes.
 async fn save(svc: &AuthService, user: User) -> Result<(), AdminError> {
-    user.check().map_err(|e| AdminError::BadRequest(e.to_string()))?;
+    user.check()
+        .map_err(|e| AdminError::BadRequest(e.to_string()))?;
     let json = serde_json::to_string(&user).map_err(|e| AdminError::BadRequest(e.to_string()))?;
     let store = svc.sessions.store();
-    store.save_user(&user.id, &json).await.map_err(|e| AdminError::Store(e.to_string()))?;
+    store
+        .save_user(&user.id, &json)
+        .await
+        .map_err(|e| AdminError::Store(e.to_string()))?;
     let id = user.id.clone();
-    svc.directory.upsert(user).map_err(|e| AdminError::BadRequest(e.to_string()))?;
+    svc.directory
+        .upsert(user)
+        .map_err(|e| AdminError::BadRequest(e.to_string()))?;
     store
         .publish(&StoreEvent::UserChanged { user_id: id })
         .await

@@ -74,7 +74,12 @@ impl LoginError {
                 vec![],
             ),
             LoginError::Limited(d) => (
-                Refusal::new(429, "too_many_attempts", "Too many attempts", self.to_string()),
+                Refusal::new(
+                    429,
+                    "too_many_attempts",
+                    "Too many attempts",
+                    self.to_string(),
+                ),
                 vec![(RETRY_AFTER, d.as_secs().max(1).to_string())],
             ),
             LoginError::Store(_) => (store_unavailable(), vec![]),
@@ -121,7 +126,12 @@ impl AuthService {
     }
 
     /// Decide what happens to a request (see the module doc).
-    pub async fn gate(&self, s: &mut Session, live: &Live, route: Option<&RouteSpec>) -> pingora::Result<Gate> {
+    pub async fn gate(
+        &self,
+        s: &mut Session,
+        live: &Live,
+        route: Option<&RouteSpec>,
+    ) -> pingora::Result<Gate> {
         let https = s.digest().and_then(|d| d.ssl_digest.as_ref()).is_some();
         let req = Req {
             https,
@@ -154,7 +164,12 @@ impl AuthService {
                     crate::admin::handle(self, s, &req, identity.as_ref()).await?
                 }
                 _ => {
-                    let r = Refusal::new(404, "not_found", "Not found", format!("the gateway has no endpoint {method} {path}"));
+                    let r = Refusal::new(
+                        404,
+                        "not_found",
+                        "Not found",
+                        format!("the gateway has no endpoint {method} {path}"),
+                    );
                     send_refusal(s, &r).await?;
                 }
             }
@@ -163,10 +178,17 @@ impl AuthService {
 
         if path == auth.login_path {
             match (&auth.mode, method.as_str()) {
-                (LoginMode::Gateway, "GET" | "HEAD") => self.login_page(s, &req, live, identity.as_ref()).await?,
+                (LoginMode::Gateway, "GET" | "HEAD") => {
+                    self.login_page(s, &req, live, identity.as_ref()).await?
+                }
                 (LoginMode::Gateway, "POST") => self.form_login(s, &req, live).await?,
                 (LoginMode::Gateway, _) => {
-                    let r = Refusal::new(405, "method_not_allowed", "Method not allowed", "the login page takes GET and POST");
+                    let r = Refusal::new(
+                        405,
+                        "method_not_allowed",
+                        "Method not allowed",
+                        "the login page takes GET and POST",
+                    );
                     send_refusal(s, &r).await?;
                 }
                 (LoginMode::Upstream(cfg), "POST") => {
@@ -195,7 +217,10 @@ impl AuthService {
             return Ok(None);
         };
         match self.directory.get(&active.record.user_id) {
-            Some(user) if user.is_active() => Ok(Some(Identity { user, session: active })),
+            Some(user) if user.is_active() => Ok(Some(Identity {
+                user,
+                session: active,
+            })),
             _ => {
                 // The user was removed or disabled since login.
                 let _ = self.sessions.revoke(&active.key).await;
@@ -214,7 +239,8 @@ impl AuthService {
                     .path_and_query()
                     .map(|p| p.as_str().to_string())
                     .unwrap_or_else(|| "/".into());
-                let next: String = url::form_urlencoded::byte_serialize(target.as_bytes()).collect();
+                let next: String =
+                    url::form_urlencoded::byte_serialize(target.as_bytes()).collect();
                 respond::redirect(s, 302, &format!("{login}?next={next}"), &[]).await
             }
             Format::Json => {
@@ -232,11 +258,18 @@ impl AuthService {
     // === logging in ===
 
     /// Check a username and password, with attempt limits.
-    pub async fn attempt(&self, live: &Live, username: &str, password: &str, client_ip: Option<&str>) -> Result<Arc<User>, LoginError> {
+    pub async fn attempt(
+        &self,
+        live: &Live,
+        username: &str,
+        password: &str,
+        client_ip: Option<&str>,
+    ) -> Result<Arc<User>, LoginError> {
         let auth = &live.config.auth;
         let user_counter = format!("login:user:{}", username.trim().to_lowercase());
         let client_counter = format!("login:client:{}", client_ip.unwrap_or("unknown"));
-        self.check_limits(auth, &user_counter, &client_counter).await?;
+        self.check_limits(auth, &user_counter, &client_counter)
+            .await?;
 
         let directory = self.directory.clone();
         let (u, p) = (username.trim().to_string(), password.to_string());
@@ -254,16 +287,31 @@ impl AuthService {
         }
     }
 
-    async fn check_limits(&self, auth: &crate::config::Auth, user_counter: &str, client_counter: &str) -> Result<(), LoginError> {
+    async fn check_limits(
+        &self,
+        auth: &crate::config::Auth,
+        user_counter: &str,
+        client_counter: &str,
+    ) -> Result<(), LoginError> {
         let store_err = |e| LoginError::Store(SessionError::StoreUnavailable(e));
-        let by_user = self.store().hit(user_counter, auth.attempt_window).await.map_err(store_err)?;
-        let by_client = self.store().hit(client_counter, auth.attempt_window).await.map_err(store_err)?;
+        let by_user = self
+            .store()
+            .hit(user_counter, auth.attempt_window)
+            .await
+            .map_err(store_err)?;
+        let by_client = self
+            .store()
+            .hit(client_counter, auth.attempt_window)
+            .await
+            .map_err(store_err)?;
         let mut wait = None;
         if by_user.count > auth.max_attempts_per_user {
             wait = Some(by_user.resets_in);
         }
         if by_client.count > auth.max_attempts_per_client {
-            wait = Some(wait.map_or(by_client.resets_in, |w: Duration| w.max(by_client.resets_in)));
+            wait = Some(wait.map_or(by_client.resets_in, |w: Duration| {
+                w.max(by_client.resets_in)
+            }));
         }
         match wait {
             Some(w) => Err(LoginError::Limited(w)),
@@ -272,8 +320,16 @@ impl AuthService {
     }
 
     /// Start a session and say so in the metrics and the log.
-    pub async fn start_session(&self, user: &User, req: &Req, extra: BTreeMap<String, String>) -> Result<(Token, Active), LoginError> {
-        let (token, active) = self.sessions.create(&user.id, req.client_ip.clone(), extra).await?;
+    pub async fn start_session(
+        &self,
+        user: &User,
+        req: &Req,
+        extra: BTreeMap<String, String>,
+    ) -> Result<(Token, Active), LoginError> {
+        let (token, active) = self
+            .sessions
+            .create(&user.id, req.client_ip.clone(), extra)
+            .await?;
         self.metrics.logins.with_label_values(&["ok"]).inc();
         tracing::info!(user = %user.id, session = %active.record.reference, "login");
         Ok((token, active))
@@ -281,21 +337,39 @@ impl AuthService {
 
     fn session_cookie(&self, req: &Req, token: &Token) -> (HeaderName, String) {
         let max_age = self.sessions.settings().absolute_lifetime;
-        (SET_COOKIE, cookie::set(&req.cookie_name, token, req.https, max_age))
+        (
+            SET_COOKIE,
+            cookie::set(&req.cookie_name, token, req.https, max_age),
+        )
     }
 
     fn login_csrf_name(req: &Req) -> String {
         cookie::name("guise_login_csrf", req.https)
     }
 
-    async fn login_page(&self, s: &mut Session, req: &Req, live: &Live, identity: Option<&Identity>) -> pingora::Result<()> {
+    async fn login_page(
+        &self,
+        s: &mut Session,
+        req: &Req,
+        live: &Live,
+        identity: Option<&Identity>,
+    ) -> pingora::Result<()> {
         let next = query_param(s, "next").unwrap_or_default();
         let next_ok = redirect::safe_next(&next).map(str::to_string);
         if identity.is_some() {
             let to = next_ok.unwrap_or_else(|| live.config.auth.after_login.clone());
             return respond::redirect(s, 302, &to, &[]).await;
         }
-        self.render_login(s, req, live, 200, next_ok.as_deref().unwrap_or(""), "", None).await
+        self.render_login(
+            s,
+            req,
+            live,
+            200,
+            next_ok.as_deref().unwrap_or(""),
+            "",
+            None,
+        )
+        .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -326,33 +400,59 @@ impl AuthService {
             Ok(b) => b,
             Err(r) => return send_refusal(s, &r).await,
         };
-        let form: BTreeMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+        let form: BTreeMap<String, String> =
+            url::form_urlencoded::parse(&body).into_owned().collect();
         let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
         let next = redirect::safe_next(field("next")).unwrap_or("").to_string();
         let username = field("username").to_string();
 
-        let expected = cookie::read(s.req_header(), &Self::login_csrf_name(req)).unwrap_or_default();
+        let expected =
+            cookie::read(s.req_header(), &Self::login_csrf_name(req)).unwrap_or_default();
         let csrf_ok = !expected.is_empty()
             && csrf::same_origin(s.req_header(), req.https).is_ok()
             && csrf::check_token(&expected, Some(field("csrf_token"))).is_ok();
         if !csrf_ok {
             let msg = "The form expired or came from another site. Please sign in again.";
-            return self.render_login(s, req, live, 403, &next, &username, Some(msg)).await;
+            return self
+                .render_login(s, req, live, 403, &next, &username, Some(msg))
+                .await;
         }
 
-        match self.attempt(live, &username, field("password"), req.client_ip.as_deref()).await {
+        match self
+            .attempt(live, &username, field("password"), req.client_ip.as_deref())
+            .await
+        {
             Ok(user) => match self.start_session(&user, req, BTreeMap::new()).await {
                 Ok((token, _)) => {
-                    let to = if next.is_empty() { live.config.auth.after_login.clone() } else { next };
+                    let to = if next.is_empty() {
+                        live.config.auth.after_login.clone()
+                    } else {
+                        next
+                    };
                     let clear_csrf = cookie::clear(&Self::login_csrf_name(req), req.https);
-                    respond::redirect(s, 303, &to, &[self.session_cookie(req, &token), (SET_COOKIE, clear_csrf)]).await
+                    respond::redirect(
+                        s,
+                        303,
+                        &to,
+                        &[self.session_cookie(req, &token), (SET_COOKIE, clear_csrf)],
+                    )
+                    .await
                 }
                 Err(e) => self.login_failed(s, e).await,
             },
             Err(e @ LoginError::BadCredentials) => {
                 self.metrics.logins.with_label_values(&[e.metric()]).inc();
                 tracing::info!(reason = e.metric(), "login refused");
-                self.render_login(s, req, live, 401, &next, &username, Some("Wrong email or password.")).await
+                self.render_login(
+                    s,
+                    req,
+                    live,
+                    401,
+                    &next,
+                    &username,
+                    Some("Wrong email or password."),
+                )
+                .await
             }
             Err(e) => self.login_failed(s, e).await,
         }
@@ -367,7 +467,12 @@ impl AuthService {
 
     async fn json_login(&self, s: &mut Session, req: &Req, live: &Live) -> pingora::Result<()> {
         if !matches!(live.config.auth.mode, LoginMode::Gateway) {
-            let r = Refusal::new(404, "not_found", "Not found", "JSON login is only offered when the gateway checks passwords (auth.mode: gateway)");
+            let r = Refusal::new(
+                404,
+                "not_found",
+                "Not found",
+                "JSON login is only offered when the gateway checks passwords (auth.mode: gateway)",
+            );
             return send_refusal(s, &r).await;
         }
         // A cross-site form cannot send application/json without a CORS
@@ -377,7 +482,13 @@ impl AuthService {
             .headers
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"));
+            .is_some_and(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case("application/json")
+            });
         if !is_json || csrf::same_origin(s.req_header(), req.https).is_err() {
             let r = Refusal::new(415, "json_required", "JSON required", "send the credentials as an application/json body: {\"username\": ..., \"password\": ...}");
             return send_refusal(s, &r).await;
@@ -395,12 +506,28 @@ impl AuthService {
         let creds: Creds = match serde_json::from_slice(&body) {
             Ok(c) => c,
             Err(e) => {
-                let r = Refusal::new(400, "bad_json", "Bad request", format!("the body is not {{\"username\": ..., \"password\": ...}}: {e}"));
+                let r = Refusal::new(
+                    400,
+                    "bad_json",
+                    "Bad request",
+                    format!("the body is not {{\"username\": ..., \"password\": ...}}: {e}"),
+                );
                 return send_refusal(s, &r).await;
             }
         };
-        let result = match self.attempt(live, &creds.username, &creds.password, req.client_ip.as_deref()).await {
-            Ok(user) => self.start_session(&user, req, BTreeMap::new()).await.map(|(t, a)| (user, t, a)),
+        let result = match self
+            .attempt(
+                live,
+                &creds.username,
+                &creds.password,
+                req.client_ip.as_deref(),
+            )
+            .await
+        {
+            Ok(user) => self
+                .start_session(&user, req, BTreeMap::new())
+                .await
+                .map(|(t, a)| (user, t, a)),
             Err(e) => Err(e),
         };
         match result {
@@ -417,13 +544,25 @@ impl AuthService {
         }
     }
 
-    async fn upstream_login(&self, s: &mut Session, req: &Req, live: &Live, cfg: &crate::config::UpstreamLogin) -> pingora::Result<()> {
+    async fn upstream_login(
+        &self,
+        s: &mut Session,
+        req: &Req,
+        live: &Live,
+        cfg: &crate::config::UpstreamLogin,
+    ) -> pingora::Result<()> {
         upstream_login::handle(self, s, req, live, cfg).await
     }
 
     // === logging out ===
 
-    async fn logout(&self, s: &mut Session, req: &Req, live: &Live, identity: Option<&Identity>) -> pingora::Result<()> {
+    async fn logout(
+        &self,
+        s: &mut Session,
+        req: &Req,
+        live: &Live,
+        identity: Option<&Identity>,
+    ) -> pingora::Result<()> {
         let browser = Format::of(s.req_header()) == Format::Html || is_form(s);
         let clear = (SET_COOKIE, cookie::clear(&req.cookie_name, req.https));
         let Some(identity) = identity else {
@@ -431,11 +570,21 @@ impl AuthService {
             return if browser {
                 respond::redirect(s, 303, &live.config.auth.login_path, &[clear]).await
             } else {
-                respond::send_json(s, 200, &json!({"logged_out": false, "detail": "there was no session"}), &[clear]).await
+                respond::send_json(
+                    s,
+                    200,
+                    &json!({"logged_out": false, "detail": "there was no session"}),
+                    &[clear],
+                )
+                .await
             };
         };
         if let Err(e) = csrf::same_origin(s.req_header(), req.https) {
-            return send_refusal(s, &Refusal::new(403, "csrf", "Request refused", e.to_string())).await;
+            return send_refusal(
+                s,
+                &Refusal::new(403, "csrf", "Request refused", e.to_string()),
+            )
+            .await;
         }
         let given = match csrf::header_token(s.req_header()).map(str::to_string) {
             Some(t) => Some(t),
@@ -447,7 +596,11 @@ impl AuthService {
             },
         };
         if let Err(e) = csrf::check_token(&identity.session.record.csrf_token, given.as_deref()) {
-            return send_refusal(s, &Refusal::new(403, "csrf", "Request refused", e.to_string())).await;
+            return send_refusal(
+                s,
+                &Refusal::new(403, "csrf", "Request refused", e.to_string()),
+            )
+            .await;
         }
         if let Err(e) = self.sessions.revoke(&identity.session.key).await {
             tracing::warn!(error = %e, "logout could not reach the session store");
@@ -461,7 +614,12 @@ impl AuthService {
         }
     }
 
-    async fn sign_out_page(&self, s: &mut Session, live: &Live, identity: Option<&Identity>) -> pingora::Result<()> {
+    async fn sign_out_page(
+        &self,
+        s: &mut Session,
+        live: &Live,
+        identity: Option<&Identity>,
+    ) -> pingora::Result<()> {
         match identity {
             Some(i) => {
                 let html = pages::sign_out(&i.user.email, &i.session.record.csrf_token);
@@ -471,7 +629,11 @@ impl AuthService {
         }
     }
 
-    async fn session_info(&self, s: &mut Session, identity: Option<&Identity>) -> pingora::Result<()> {
+    async fn session_info(
+        &self,
+        s: &mut Session,
+        identity: Option<&Identity>,
+    ) -> pingora::Result<()> {
         match identity {
             Some(i) => {
                 let body = json!({
@@ -484,7 +646,12 @@ impl AuthService {
                 respond::send_json(s, 200, &body, &[]).await
             }
             None => {
-                let r = Refusal::new(401, "login_required", "Sign-in required", "there is no session on this request");
+                let r = Refusal::new(
+                    401,
+                    "login_required",
+                    "Sign-in required",
+                    "there is no session on this request",
+                );
                 send_refusal(s, &r).await
             }
         }
@@ -513,12 +680,24 @@ pub async fn read_body(s: &mut Session) -> Result<Bytes, Refusal> {
         match s.read_request_body().await {
             Ok(Some(chunk)) => {
                 if buf.len() + chunk.len() > BODY_LIMIT {
-                    return Err(Refusal::new(413, "body_too_large", "Request too large", format!("the body is larger than {BODY_LIMIT} bytes")));
+                    return Err(Refusal::new(
+                        413,
+                        "body_too_large",
+                        "Request too large",
+                        format!("the body is larger than {BODY_LIMIT} bytes"),
+                    ));
                 }
                 buf.extend_from_slice(&chunk);
             }
             Ok(None) => return Ok(buf.freeze()),
-            Err(e) => return Err(Refusal::new(400, "bad_body", "Bad request", format!("the request body could not be read: {}", e.etype().as_str()))),
+            Err(e) => {
+                return Err(Refusal::new(
+                    400,
+                    "bad_body",
+                    "Bad request",
+                    format!("the request body could not be read: {}", e.etype().as_str()),
+                ))
+            }
         }
     }
 }

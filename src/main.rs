@@ -131,7 +131,14 @@ fn demo(listen: SocketAddr, upstream: SocketAddr, operations: SocketAddr) -> any
     let demo_users: String = config
         .users
         .iter()
-        .map(|u| format!("  {:<20} {} ({})\n", u.email, u.name, u.role_names().join(", ")))
+        .map(|u| {
+            format!(
+                "  {:<20} {} ({})\n",
+                u.email,
+                u.name,
+                u.role_names().join(", ")
+            )
+        })
         .collect();
 
     // The demo app checks that identity headers really come from guise.

@@ -72,8 +72,16 @@ pub struct OpsApp {
 }
 
 impl OpsApp {
-    pub fn new(metrics: Metrics, checks: Vec<Arc<dyn ReadyCheck>>, hooks: Vec<Arc<dyn ScrapeHook>>) -> Self {
-        OpsApp { metrics, checks, hooks }
+    pub fn new(
+        metrics: Metrics,
+        checks: Vec<Arc<dyn ReadyCheck>>,
+        hooks: Vec<Arc<dyn ScrapeHook>>,
+    ) -> Self {
+        OpsApp {
+            metrics,
+            checks,
+            hooks,
+        }
     }
 
     async fn readiness(&self) -> (u16, Vec<u8>) {

@@ -136,7 +136,10 @@ impl ProxyHttp for GatewayProxy {
                 // Never forward a request whose identity cannot be stated
                 // exactly: the upstream would see it as anonymous.
                 tracing::error!(user = %id.user.id, error = %e, "identity headers refused");
-                return Err(Error::explain(ErrorType::InternalError, "identity headers could not be built"));
+                return Err(Error::explain(
+                    ErrorType::InternalError,
+                    "identity headers could not be built",
+                ));
             }
         }
         ctx.upstream_sent = Some(Instant::now());

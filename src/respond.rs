@@ -118,7 +118,11 @@ pub type Extra<'a> = &'a [(http::HeaderName, String)];
 
 /// Write `r` with extra headers (a refusal that also clears a cookie, or
 /// says when to retry).
-pub async fn send_refusal_with(session: &mut Session, r: &Refusal, extra: Extra<'_>) -> pingora::Result<()> {
+pub async fn send_refusal_with(
+    session: &mut Session,
+    r: &Refusal,
+    extra: Extra<'_>,
+) -> pingora::Result<()> {
     let format = Format::of(session.req_header());
     let (body, content_type) = render(r, format);
     let mut h = ResponseHeader::build(r.status, Some(4 + extra.len()))?;
@@ -137,19 +141,50 @@ pub async fn send_json(
     value: &serde_json::Value,
     extra: Extra<'_>,
 ) -> pingora::Result<()> {
-    send_typed(session, status, "application/json", Bytes::from(value.to_string()), extra).await
+    send_typed(
+        session,
+        status,
+        "application/json",
+        Bytes::from(value.to_string()),
+        extra,
+    )
+    .await
 }
 
 /// Answer with an HTML page.
-pub async fn send_html(session: &mut Session, status: u16, html: String, extra: Extra<'_>) -> pingora::Result<()> {
-    send_typed(session, status, "text/html; charset=utf-8", Bytes::from(html), extra).await
+pub async fn send_html(
+    session: &mut Session,
+    status: u16,
+    html: String,
+    extra: Extra<'_>,
+) -> pingora::Result<()> {
+    send_typed(
+        session,
+        status,
+        "text/html; charset=utf-8",
+        Bytes::from(html),
+        extra,
+    )
+    .await
 }
 
 /// Redirect (303 after a form post, 302 otherwise) to a same-origin path.
-pub async fn redirect(session: &mut Session, status: u16, location: &str, extra: Extra<'_>) -> pingora::Result<()> {
+pub async fn redirect(
+    session: &mut Session,
+    status: u16,
+    location: &str,
+    extra: Extra<'_>,
+) -> pingora::Result<()> {
     let mut all = vec![(http::header::LOCATION, location.to_string())];
     all.extend_from_slice(extra);
-    send_typed(session, status, "text/plain; charset=utf-8", Bytes::new(), &all).await
+    send_typed(
+        session,
+        status,
+        "text/plain; charset=utf-8",
+        Bytes::new(),
+        &all,
+    )
+    .await
 }
 
 async fn send_typed(

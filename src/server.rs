@@ -21,17 +21,17 @@ use tokio::sync::oneshot;
 
 use crate::auth::AuthService;
 use crate::config::{Config, Env};
-use crate::session::{EventListener, SessionManager, StoreReady};
-use crate::store::redis::{open_store_with, RedisTimeouts};
-use crate::store::StoreError;
-use crate::user_sync::UserSync;
-use crate::users::Directory;
 use crate::live::{Live, SharedLive};
 use crate::metrics::Metrics;
 use crate::ops::{OpsApp, ReadyCheck, UpstreamReachable};
 use crate::proxy::{CountConnections, GatewayProxy};
 use crate::reload::{Reloader, SighupService};
+use crate::session::{EventListener, SessionManager, StoreReady};
+use crate::store::redis::{open_store_with, RedisTimeouts};
+use crate::store::StoreError;
 use crate::tls::{check_pair, TlsError};
+use crate::user_sync::UserSync;
+use crate::users::Directory;
 
 /// Why the gateway did not start.
 #[derive(Debug, thiserror::Error)]
@@ -108,7 +108,11 @@ impl Gateway {
         let directory = Arc::new(Directory::new());
         let users = UserSync::new(directory.clone(), store.clone(), config.users.clone());
         let sessions = SessionManager::new(store.clone(), settings, metrics.clone());
-        let auth = Arc::new(AuthService::new(sessions.clone(), directory, metrics.clone()));
+        let auth = Arc::new(AuthService::new(
+            sessions.clone(),
+            directory,
+            metrics.clone(),
+        ));
         server.add_service(background_service(
             "session events",
             EventListener {

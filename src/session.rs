@@ -10,6 +10,7 @@
 //! - after the event stream was interrupted, the whole cache is dropped;
 //! - every entry is re-read from the store after `cache_ttl` at the latest,
 //!   in case a message was lost anyway.
+//!
 //! Sliding expiry is written to the store at most once per
 //! `refresh_interval`, not per request. While the store is unreachable, a
 //! cached session keeps working for `stale_grace` past its cache life, then
@@ -135,7 +136,12 @@ impl SessionManager {
         Ok((token, Active { key, record }))
     }
 
-    async fn cache_insert(&self, key: &SessionKey, record: Arc<SessionRecord>, refreshed: u64) -> Arc<Cached> {
+    async fn cache_insert(
+        &self,
+        key: &SessionKey,
+        record: Arc<SessionRecord>,
+        refreshed: u64,
+    ) -> Arc<Cached> {
         let c = Arc::new(Cached {
             record,
             fetched: Instant::now(),
@@ -157,7 +163,11 @@ impl SessionManager {
         let cached = self.cache.get(&key).await;
         match &cached {
             Some(_) => self.metrics.session_cache.with_label_values(&["hit"]).inc(),
-            None => self.metrics.session_cache.with_label_values(&["miss"]).inc(),
+            None => self
+                .metrics
+                .session_cache
+                .with_label_values(&["miss"])
+                .inc(),
         }
         if let Some(c) = &cached {
             if c.record.absolute_expiry <= now {
@@ -187,7 +197,10 @@ impl SessionManager {
                 match cached {
                     // Within the staleness bound a cached session still
                     // serves; moka drops entries past it on its own.
-                    Some(c) if c.fetched.elapsed() < self.settings.cache_ttl + self.settings.stale_grace => {
+                    Some(c)
+                        if c.fetched.elapsed()
+                            < self.settings.cache_ttl + self.settings.stale_grace =>
+                    {
                         tracing::debug!(error = %err, "session store unavailable; serving cached session");
                         Ok(Some(Active {
                             key,
@@ -201,17 +214,25 @@ impl SessionManager {
     }
 
     /// Extend the idle timeout in the store, at most once per interval.
-    async fn refresh_if_due(&self, key: SessionKey, c: Arc<Cached>, now: u64) -> Result<Option<Active>, SessionError> {
+    async fn refresh_if_due(
+        &self,
+        key: SessionKey,
+        c: Arc<Cached>,
+        now: u64,
+    ) -> Result<Option<Active>, SessionError> {
         let last = c.refreshed.load(Ordering::Relaxed);
         let due = now >= last + self.settings.refresh_interval.as_secs();
         // Only one request per interval does the write.
         if due
-            && c
-                .refreshed
+            && c.refreshed
                 .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
         {
-            match self.store.touch_session(&key, now, self.settings.idle_timeout).await {
+            match self
+                .store
+                .touch_session(&key, now, self.settings.idle_timeout)
+                .await
+            {
                 Ok(true) => {}
                 Ok(false) => {
                     self.cache.invalidate(&key).await;
@@ -263,7 +284,10 @@ impl SessionManager {
     }
 
     /// Live sessions of `user_id`.
-    pub async fn list(&self, user_id: &str) -> Result<Vec<(SessionKey, SessionRecord)>, SessionError> {
+    pub async fn list(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<(SessionKey, SessionRecord)>, SessionError> {
         self.store
             .user_sessions(user_id)
             .await
@@ -279,7 +303,10 @@ impl SessionManager {
     pub async fn on_event(&self, ev: &StoreEvent) {
         match ev {
             StoreEvent::SessionRevoked { key } => {
-                self.metrics.revocations.with_label_values(&["received"]).inc();
+                self.metrics
+                    .revocations
+                    .with_label_values(&["received"])
+                    .inc();
                 self.forget(key).await;
             }
             StoreEvent::Resync => {
@@ -379,4 +406,3 @@ impl std::fmt::Debug for SessionManager {
             .finish()
     }
 }
-

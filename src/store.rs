@@ -119,8 +119,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Delete the session and drop it from its user's index; the record it
     /// had, if any. Does not publish anything.
-    async fn delete_session(&self, key: &SessionKey)
-        -> Result<Option<SessionRecord>, StoreError>;
+    async fn delete_session(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError>;
 
     /// Every live session of `user_id` (expired index entries are pruned).
     async fn user_sessions(

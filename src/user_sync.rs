@@ -50,13 +50,17 @@ impl UserSync {
                 for (id, json) in records {
                     match serde_json::from_str::<User>(&json) {
                         Ok(u) => users.push(u),
-                        Err(e) => tracing::warn!(user = %id, error = %e, "ignoring unreadable stored user"),
+                        Err(e) => {
+                            tracing::warn!(user = %id, error = %e, "ignoring unreadable stored user")
+                        }
                     }
                 }
                 *self.overlay.lock().unwrap_or_else(|e| e.into_inner()) = users;
                 self.rebuild();
             }
-            Err(e) => tracing::warn!(error = %e, "cannot read users from the store; keeping the directory as it is"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read users from the store; keeping the directory as it is")
+            }
         }
     }
 
@@ -65,7 +69,12 @@ impl UserSync {
         for u in self.base.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             by_id.insert(u.id.clone(), u.clone());
         }
-        for u in self.overlay.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for u in self
+            .overlay
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             by_id.insert(u.id.clone(), u.clone());
         }
         if let Err(e) = self.directory.replace_all(by_id.into_values()) {

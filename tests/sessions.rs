@@ -20,7 +20,10 @@ async fn anonymous_browsers_are_sent_to_login_and_api_clients_get_401() {
         .await
         .unwrap();
     assert_eq!(r.status(), 302);
-    assert_eq!(r.headers()["location"], "/login?next=%2Fapi%2Fcompanies%2Fco-100%3Fx%3D1");
+    assert_eq!(
+        r.headers()["location"],
+        "/login?next=%2Fapi%2Fcompanies%2Fco-100%3Fx%3D1"
+    );
 
     let r = c.get(f.url("/api/companies/co-100")).send().await.unwrap();
     assert_eq!(r.status(), 401);
@@ -38,7 +41,11 @@ async fn a_json_login_sets_a_safe_cookie_and_signed_identity_reaches_the_app() {
     let base = f.url("");
     let alice = login(&c, &base, "Alice@Test.example", PW).await;
     for attr in ["HttpOnly", "SameSite=Lax", "Path=/"] {
-        assert!(alice.set_cookie.contains(attr), "{attr}: {}", alice.set_cookie);
+        assert!(
+            alice.set_cookie.contains(attr),
+            "{attr}: {}",
+            alice.set_cookie
+        );
     }
     // Plain HTTP: no Secure and no __Host- prefix (they come with HTTPS).
     assert!(!alice.set_cookie.contains("Secure"));
@@ -52,7 +59,10 @@ async fn a_json_login_sets_a_safe_cookie_and_signed_identity_reaches_the_app() {
     assert_eq!(h["x-guise-user-email"][0], "alice@test.example");
     assert_eq!(h["x-guise-roles"][0], "user");
     assert_eq!(h["x-guise-session"][0], alice.session);
-    assert!(h["x-guise-signature"][0].as_str().unwrap().starts_with("t="));
+    assert!(h["x-guise-signature"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("t="));
 
     // A client cannot add or replace identity headers of its own.
     let r = c
@@ -64,10 +74,20 @@ async fn a_json_login_sets_a_safe_cookie_and_signed_identity_reaches_the_app() {
         .await
         .unwrap();
     let echo: Value = r.json().await.unwrap();
-    assert_eq!(echo["headers"]["x-guise-user"], serde_json::json!(["u-alice"]));
-    assert_eq!(echo["headers"]["x-guise-roles"], serde_json::json!(["user"]));
+    assert_eq!(
+        echo["headers"]["x-guise-user"],
+        serde_json::json!(["u-alice"])
+    );
+    assert_eq!(
+        echo["headers"]["x-guise-roles"],
+        serde_json::json!(["user"])
+    );
 
-    let me: Value = get(&c, &base, &alice, "/_guise/session").await.json().await.unwrap();
+    let me: Value = get(&c, &base, &alice, "/_guise/session")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(me["user"]["id"], "u-alice");
     assert!(me["user"].get("password_hash").is_none());
 }
@@ -78,28 +98,48 @@ async fn wrong_password_unknown_user_and_disabled_user_get_the_same_answer() {
     let c = client();
     let base = f.url("");
     let mut answers = Vec::new();
-    for (user, pw) in [("alice@test.example", "nope"), ("nobody@test.example", PW), ("off@test.example", PW)] {
+    for (user, pw) in [
+        ("alice@test.example", "nope"),
+        ("nobody@test.example", PW),
+        ("off@test.example", PW),
+    ] {
         let r = try_login(&c, &base, user, pw).await;
         assert!(r.headers().get("set-cookie").is_none());
         answers.push((r.status(), r.text().await.unwrap()));
     }
     assert_eq!(answers[0].0, 401);
     assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
-    assert_eq!(f.metric("guise_logins_total{result=\"bad_credentials\"}").await, 3.0);
+    assert_eq!(
+        f.metric("guise_logins_total{result=\"bad_credentials\"}")
+            .await,
+        3.0
+    );
 }
 
 #[tokio::test]
 async fn attempts_are_limited_per_username_with_retry_after() {
-    let f = Fixture::start_with(&session_yaml("auth:\n  max_attempts_per_user: 3\n  attempt_window_seconds: 60\n")).await;
+    let f = Fixture::start_with(&session_yaml(
+        "auth:\n  max_attempts_per_user: 3\n  attempt_window_seconds: 60\n",
+    ))
+    .await;
     let c = client();
     let base = f.url("");
     for _ in 0..3 {
-        assert_eq!(try_login(&c, &base, "bob@test.example", "wrong").await.status(), 401);
+        assert_eq!(
+            try_login(&c, &base, "bob@test.example", "wrong")
+                .await
+                .status(),
+            401
+        );
     }
     // Even the right password is refused while limited.
     let r = try_login(&c, &base, "bob@test.example", PW).await;
     assert_eq!(r.status(), 429);
-    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&retry), "{retry}");
     // Another user from the same client is not affected by bob's limit.
     login(&c, &base, "alice@test.example", PW).await;
@@ -115,7 +155,12 @@ async fn attempts_are_limited_per_client_address() {
         let r = try_login(&c, &base, &format!("guess{i}@test.example"), "x").await;
         assert_eq!(r.status(), 401);
     }
-    assert_eq!(try_login(&c, &base, "alice@test.example", PW).await.status(), 429);
+    assert_eq!(
+        try_login(&c, &base, "alice@test.example", PW)
+            .await
+            .status(),
+        429
+    );
 }
 
 #[tokio::test]
@@ -136,7 +181,12 @@ async fn every_login_gets_a_fresh_token() {
     assert_ne!(first.cookie, second);
     // A planted, never-issued token is worth nothing.
     let planted = format!("guise_session={}", "A".repeat(43));
-    let r = c.get(f.url("/api/echo/x")).header("cookie", planted).send().await.unwrap();
+    let r = c
+        .get(f.url("/api/echo/x"))
+        .header("cookie", planted)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 }
 
@@ -144,14 +194,34 @@ async fn every_login_gets_a_fresh_token() {
 async fn the_login_form_has_csrf_protection_and_only_redirects_on_site() {
     let f = Fixture::start_with(&session_yaml("")).await;
     let c = client();
-    let page = c.get(f.url("/login?next=/api/echo/after")).send().await.unwrap();
+    let page = c
+        .get(f.url("/login?next=/api/echo/after"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), 200);
     let (csrf_cookie, set) = cookie_from(&page, "guise_login_csrf").unwrap();
-    assert!(set.contains("SameSite=Strict") && set.contains("HttpOnly"), "{set}");
+    assert!(
+        set.contains("SameSite=Strict") && set.contains("HttpOnly"),
+        "{set}"
+    );
     let html = page.text().await.unwrap();
-    let token = html.split("name=\"csrf_token\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let token = html
+        .split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
     // The asked-for page rides along in the form (HTML-escaped).
-    let next = html.split("name=\"next\" value=\"").nth(1).unwrap().split('"').next().unwrap();
+    let next = html
+        .split("name=\"next\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
     assert_eq!(next.replace("&#x2f;", "/"), "/api/echo/after");
 
     let post = |form: Vec<(&'static str, String)>, cookie: Option<String>| {
@@ -175,10 +245,15 @@ async fn the_login_form_has_csrf_protection_and_only_redirects_on_site() {
     // Wrong token: refused.
     let mut bad = good("/");
     bad[2].1 = "forged".into();
-    assert_eq!(post(bad, Some(csrf_cookie.clone())).await.unwrap().status(), 403);
+    assert_eq!(
+        post(bad, Some(csrf_cookie.clone())).await.unwrap().status(),
+        403
+    );
 
     // Right token: 303 to the asked-for same-origin page.
-    let r = post(good("/api/echo/after"), Some(csrf_cookie.clone())).await.unwrap();
+    let r = post(good("/api/echo/after"), Some(csrf_cookie.clone()))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/api/echo/after");
     assert!(cookie_from(&r, "guise_session").is_some());
@@ -205,7 +280,12 @@ async fn logout_needs_the_csrf_token_and_ends_the_session() {
     let base = f.url("");
     let bob = login(&c, &base, "bob@test.example", PW).await;
 
-    let r = c.post(f.url("/_guise/logout")).header("cookie", &bob.cookie).send().await.unwrap();
+    let r = c
+        .post(f.url("/_guise/logout"))
+        .header("cookie", &bob.cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403, "logout without token must be refused");
     let r = c
         .post(f.url("/_guise/logout"))
@@ -249,28 +329,50 @@ async fn admins_list_and_revoke_sessions_and_others_cannot() {
     let r = get(&c, &base, &admin, "/_guise/admin/users/u-alice/sessions").await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
-    let refs: Vec<&str> = v["sessions"].as_array().unwrap().iter().map(|s| s["session"].as_str().unwrap()).collect();
+    let refs: Vec<&str> = v["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["session"].as_str().unwrap())
+        .collect();
     assert_eq!(refs.len(), 3);
     assert!(refs.contains(&alice2.session.as_str()));
 
     let del = |path: String, csrf: Option<&str>| {
-        let mut rb = c.delete(format!("{base}{path}")).header("cookie", &admin.cookie);
+        let mut rb = c
+            .delete(format!("{base}{path}"))
+            .header("cookie", &admin.cookie);
         if let Some(t) = csrf {
             rb = rb.header("x-csrf-token", t);
         }
         rb.send()
     };
     // Without the admin's CSRF token: refused.
-    let r = del(format!("/_guise/admin/users/u-alice/sessions/{}", alice2.session), None).await.unwrap();
+    let r = del(
+        format!("/_guise/admin/users/u-alice/sessions/{}", alice2.session),
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), 403);
 
-    let r = del(format!("/_guise/admin/users/u-alice/sessions/{}", alice2.session), Some(&admin.csrf)).await.unwrap();
+    let r = del(
+        format!("/_guise/admin/users/u-alice/sessions/{}", alice2.session),
+        Some(&admin.csrf),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(get(&c, &base, &alice2, "/api/echo/x").await.status(), 401);
     assert_eq!(get(&c, &base, &alice1, "/api/echo/x").await.status(), 200);
 
     // "Log out everywhere".
-    let r = del("/_guise/admin/users/u-alice/sessions".into(), Some(&admin.csrf)).await.unwrap();
+    let r = del(
+        "/_guise/admin/users/u-alice/sessions".into(),
+        Some(&admin.csrf),
+    )
+    .await
+    .unwrap();
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["revoked"], 2);
     for s in [&alice1, &alice3] {
@@ -295,7 +397,11 @@ async fn admins_manage_users_but_only_super_admins_make_admins() {
     let r = post(&admin, serde_json::json!({"id": "u-new", "name": "New", "email": "new@test.example", "password": "fresh pass", "attributes": {"Business Unit": "BU2"}})).await.unwrap();
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
     let newbie = login(&c, &base, "new@test.example", "fresh pass").await;
-    let echo: Value = get(&c, &base, &newbie, "/api/echo/x").await.json().await.unwrap();
+    let echo: Value = get(&c, &base, &newbie, "/api/echo/x")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(echo["headers"]["x-guise-user"][0], "u-new");
 
     let r = post(&admin, serde_json::json!({"id": "u-boss", "name": "Boss", "email": "boss@test.example", "roles": ["admin"]})).await.unwrap();
@@ -316,7 +422,12 @@ async fn admins_manage_users_but_only_super_admins_make_admins() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["sessions_revoked"], 1);
     assert_eq!(get(&c, &base, &newbie, "/api/echo/x").await.status(), 401);
-    assert_eq!(try_login(&c, &base, "new@test.example", "fresh pass").await.status(), 401);
+    assert_eq!(
+        try_login(&c, &base, "new@test.example", "fresh pass")
+            .await
+            .status(),
+        401
+    );
 }
 
 #[tokio::test]
@@ -328,7 +439,12 @@ async fn upstream_mode_lets_the_app_check_the_password() {
     let f = Fixture::start_with(&yaml).await;
     let c = client();
     // The app's own login page is shown to anonymous users.
-    let r = c.get(f.url("/login")).header("accept", "text/html").send().await.unwrap();
+    let r = c
+        .get(f.url("/login"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 
     let r = c
@@ -340,7 +456,10 @@ async fn upstream_mode_lets_the_app_check_the_password() {
     assert_eq!(r.status(), 302, "the app's answer passes through");
     assert_eq!(r.headers()["location"], "/dashboard");
     let (cookie, _) = cookie_from(&r, "guise_session").expect("guise session");
-    assert!(cookie_from(&r, "legacy_session").is_none(), "app cookie dropped");
+    assert!(
+        cookie_from(&r, "legacy_session").is_none(),
+        "app cookie dropped"
+    );
     let echo: Value = c
         .get(f.url("/api/echo/x"))
         .header("cookie", &cookie)
@@ -351,7 +470,10 @@ async fn upstream_mode_lets_the_app_check_the_password() {
         .await
         .unwrap();
     assert_eq!(echo["headers"]["x-guise-user"][0], "legacy-user");
-    assert_eq!(echo["headers"]["x-guise-user-email"][0], "legacy@test.example");
+    assert_eq!(
+        echo["headers"]["x-guise-user-email"][0],
+        "legacy@test.example"
+    );
 
     let r = c
         .post(f.url("/login"))

@@ -162,7 +162,9 @@ async fn conformance(a: Arc<dyn Store>, b: Arc<dyn Store>) {
 
     // --- idle expiry ---
     let k2 = key("2");
-    a.put_session(&k2, &record("bob", "r2"), SHORT).await.unwrap();
+    a.put_session(&k2, &record("bob", "r2"), SHORT)
+        .await
+        .unwrap();
     assert!(a.get_session(&k2).await.unwrap().is_some());
     eventually(DEADLINE, "idle session to expire", || {
         let a = a.clone();
@@ -180,7 +182,9 @@ async fn conformance(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     // time it was created with, and a short touch shortens it again.
     let k3 = key("3");
     let started = Instant::now();
-    a.put_session(&k3, &record("bob", "r3"), SHORT).await.unwrap();
+    a.put_session(&k3, &record("bob", "r3"), SHORT)
+        .await
+        .unwrap();
     assert!(a.touch_session(&k3, 2, LONG).await.unwrap());
     tokio::time::sleep((SHORT * 2).saturating_sub(started.elapsed())).await;
     assert!(
@@ -200,7 +204,9 @@ async fn conformance(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     let (ru1, ru2) = (record("carol", "ru1"), record("carol", "ru2"));
     a.put_session(&u1, &ru1, LONG).await.unwrap();
     a.put_session(&u2, &ru2, LONG).await.unwrap();
-    a.put_session(&u3, &record("dave", "ru3"), LONG).await.unwrap();
+    a.put_session(&u3, &record("dave", "ru3"), LONG)
+        .await
+        .unwrap();
     assert_eq!(
         sessions_of(&*b, "carol").await,
         vec![(u1.clone(), ru1.clone()), (u2.clone(), ru2.clone())]
@@ -247,6 +253,12 @@ async fn conformance(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     assert_eq!(b.session_count().await.unwrap(), base + 3);
     a.delete_session(&c1).await.unwrap();
     assert!(a.touch_session(&c2, 5, LONG).await.unwrap());
+    eventually(DEADLINE, "the short session to expire", || {
+        let a = a.clone();
+        let c3 = c3.clone();
+        async move { a.get_session(&c3).await.unwrap().is_none().then_some(()) }
+    })
+    .await;
     eventually(DEADLINE, "count to drop the expired session", || {
         let a = a.clone();
         async move { (a.session_count().await.unwrap() == base + 1).then_some(()) }
@@ -302,8 +314,16 @@ async fn conformance(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     wait_until_hearing(&*b, &mut on_a).await;
     let ev = StoreEvent::SessionRevoked { key: key("gone") };
     a.publish(&ev).await.unwrap();
-    assert_eq!(next_real_event(&mut on_b).await, ev, "the other node hears it");
-    assert_eq!(next_real_event(&mut on_a).await, ev, "the sender hears it too");
+    assert_eq!(
+        next_real_event(&mut on_b).await,
+        ev,
+        "the other node hears it"
+    );
+    assert_eq!(
+        next_real_event(&mut on_a).await,
+        ev,
+        "the sender hears it too"
+    );
     let ev2 = StoreEvent::UserChanged {
         user_id: "alice".to_string(),
     };
@@ -351,8 +371,7 @@ async fn redis_cluster_store_resubscribes_on_another_node_when_its_node_dies() {
     let mut urls = cluster.urls();
     urls.swap(0, victim);
     let store = Arc::new(
-        RedisStore::open(&RedisConfig::Cluster { urls }, RedisTimeouts::default())
-            .expect("opens"),
+        RedisStore::open(&RedisConfig::Cluster { urls }, RedisTimeouts::default()).expect("opens"),
     );
     assert!(store.wait_subscribed(DEADLINE).await);
     let as_store: Arc<dyn Store> = store.clone();
@@ -412,11 +431,7 @@ async fn fails_promptly<T: std::fmt::Debug>(
 async fn every_operation_fails_promptly(s: &dyn Store) {
     let k = key("down");
     fails_promptly("ping", s.ping()).await;
-    fails_promptly(
-        "put_session",
-        s.put_session(&k, &record("x", "x"), LONG),
-    )
-    .await;
+    fails_promptly("put_session", s.put_session(&k, &record("x", "x"), LONG)).await;
     fails_promptly("get_session", s.get_session(&k)).await;
     fails_promptly("touch_session", s.touch_session(&k, 1, LONG)).await;
     fails_promptly("delete_session", s.delete_session(&k)).await;

@@ -76,14 +76,21 @@ mod tests {
     #[test]
     fn another_sites_origin_is_refused() {
         let r = req(&[("host", "app.test"), ("origin", "https://evil.test")]);
-        assert!(matches!(same_origin(&r, true), Err(CsrfError::CrossSite(_))));
+        assert!(matches!(
+            same_origin(&r, true),
+            Err(CsrfError::CrossSite(_))
+        ));
         let r = req(&[("host", "app.test"), ("sec-fetch-site", "cross-site")]);
         assert!(same_origin(&r, true).is_err());
     }
 
     #[test]
     fn this_sites_origin_and_clients_without_origin_pass() {
-        let r = req(&[("host", "app.test"), ("origin", "https://app.test"), ("sec-fetch-site", "same-origin")]);
+        let r = req(&[
+            ("host", "app.test"),
+            ("origin", "https://app.test"),
+            ("sec-fetch-site", "same-origin"),
+        ]);
         assert!(same_origin(&r, true).is_ok());
         assert!(same_origin(&req(&[("host", "app.test")]), true).is_ok());
         // Same host but plain http when we serve https: another origin.

@@ -37,7 +37,10 @@ pub fn login(form: &LoginForm<'_>) -> String {
 }
 
 pub fn sign_out(email: &str, csrf_token: &str) -> String {
-    render("signed_out.html", context! { email => email, csrf_token => csrf_token })
+    render(
+        "signed_out.html",
+        context! { email => email, csrf_token => csrf_token },
+    )
 }
 
 fn render(name: &str, ctx: minijinja::Value) -> String {

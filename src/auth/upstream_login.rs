@@ -38,8 +38,14 @@ pub(super) async fn handle(
         .map(|(_, v)| v.trim().to_lowercase())
         .unwrap_or_default();
     let user_counter = format!("login:user:{username}");
-    let client_counter = format!("login:client:{}", req.client_ip.as_deref().unwrap_or("unknown"));
-    if let Err(e) = svc.check_limits(&live.config.auth, &user_counter, &client_counter).await {
+    let client_counter = format!(
+        "login:client:{}",
+        req.client_ip.as_deref().unwrap_or("unknown")
+    );
+    if let Err(e) = svc
+        .check_limits(&live.config.auth, &user_counter, &client_counter)
+        .await
+    {
         return svc.login_failed(s, e).await;
     }
 
@@ -47,13 +53,20 @@ pub(super) async fn handle(
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "upstream login failed");
-            let r = Refusal::new(502, "upstream_unreachable", "Upstream unreachable", "the application's login could not be reached; try again shortly");
+            let r = Refusal::new(
+                502,
+                "upstream_unreachable",
+                "Upstream unreachable",
+                "the application's login could not be reached; try again shortly",
+            );
             return send_refusal(s, &r).await;
         }
     };
 
     let accepted = cfg.success_status.contains(&head.status.as_u16());
-    let user_id = accepted.then(|| user_id(&cfg.user_id, &head, &answer)).flatten();
+    let user_id = accepted
+        .then(|| user_id(&cfg.user_id, &head, &answer))
+        .flatten();
     let mut out = head.clone();
     out.remove_header(&TRANSFER_ENCODING);
     out.insert_header(CONTENT_LENGTH, answer.len().to_string())?;
@@ -62,7 +75,10 @@ pub(super) async fn handle(
     }
     match user_id {
         Some(id) => {
-            let user = svc.directory.get(&id).unwrap_or_else(|| Arc::new(User::new(id.clone(), id.clone(), String::new())));
+            let user = svc
+                .directory
+                .get(&id)
+                .unwrap_or_else(|| Arc::new(User::new(id.clone(), id.clone(), String::new())));
             if !user.is_active() {
                 return svc.login_failed(s, LoginError::BadCredentials).await;
             }
@@ -76,7 +92,10 @@ pub(super) async fn handle(
             }
         }
         None => {
-            svc.metrics.logins.with_label_values(&["bad_credentials"]).inc();
+            svc.metrics
+                .logins
+                .with_label_values(&["bad_credentials"])
+                .inc();
             tracing::info!(status = head.status.as_u16(), "upstream refused the login");
         }
     }
@@ -85,7 +104,12 @@ pub(super) async fn handle(
 }
 
 /// Send the login request to the app and read its whole answer.
-async fn forward(svc: &AuthService, s: &Session, live: &Live, body: Bytes) -> pingora::Result<(ResponseHeader, Bytes)> {
+async fn forward(
+    svc: &AuthService,
+    s: &Session,
+    live: &Live,
+    body: Bytes,
+) -> pingora::Result<(ResponseHeader, Bytes)> {
     let mut up = s.req_header().clone();
     up.remove_header(&TRANSFER_ENCODING);
     up.insert_header(CONTENT_LENGTH, body.len().to_string())?;
@@ -96,14 +120,16 @@ async fn forward(svc: &AuthService, s: &Session, live: &Live, body: Bytes) -> pi
     http.write_request_body(body, true).await?;
     http.finish_request_body().await?;
     http.read_response_header().await?;
-    let head = http
-        .response_header()
-        .cloned()
-        .ok_or_else(|| pingora::Error::explain(pingora::ErrorType::InvalidHTTPHeader, "no response header"))?;
+    let head = http.response_header().cloned().ok_or_else(|| {
+        pingora::Error::explain(pingora::ErrorType::InvalidHTTPHeader, "no response header")
+    })?;
     let mut buf = BytesMut::new();
     while let Some(chunk) = http.read_response_body().await? {
         if buf.len() + chunk.len() > RESPONSE_LIMIT {
-            return Err(pingora::Error::explain(pingora::ErrorType::InvalidHTTPHeader, "login answer too large"));
+            return Err(pingora::Error::explain(
+                pingora::ErrorType::InvalidHTTPHeader,
+                "login answer too large",
+            ));
         }
         buf.extend_from_slice(&chunk);
     }
@@ -150,8 +176,12 @@ mod tests {
         let by_header = UserIdSource::Header(http::HeaderName::from_static("x-user"));
         assert_eq!(user_id(&by_header, &h, b""), Some("u-7".into()));
         let by_json = UserIdSource::JsonPointer("/user/id".into());
-        assert_eq!(user_id(&by_json, &h, br#"{"user":{"id":42}}"#), Some("42".into()));
-        let by_redirect = UserIdSource::RedirectRegex(regex::Regex::new("^/users/(?P<id>[^/]+)/").unwrap());
+        assert_eq!(
+            user_id(&by_json, &h, br#"{"user":{"id":42}}"#),
+            Some("42".into())
+        );
+        let by_redirect =
+            UserIdSource::RedirectRegex(regex::Regex::new("^/users/(?P<id>[^/]+)/").unwrap());
         assert_eq!(user_id(&by_redirect, &h, b""), Some("u-9".into()));
     }
 

@@ -398,9 +398,18 @@ impl Checker<'_> {
 impl Checker<'_> {
     fn auth(&mut self, raw: &RawConfig) -> Option<Auth> {
         let a = &raw.auth;
-        for (p, v) in [("auth.login_path", &a.login_path), ("auth.after_login", &a.after_login)] {
-            if !v.starts_with('/') || v.starts_with("//") || crate::routes::check_request_path(v).is_err() {
-                self.issue(p, format!("`{v}` must be a normal path on this site, starting with a single `/`"));
+        for (p, v) in [
+            ("auth.login_path", &a.login_path),
+            ("auth.after_login", &a.after_login),
+        ] {
+            if !v.starts_with('/')
+                || v.starts_with("//")
+                || crate::routes::check_request_path(v).is_err()
+            {
+                self.issue(
+                    p,
+                    format!("`{v}` must be a normal path on this site, starting with a single `/`"),
+                );
             } else if v.starts_with("/_guise/") {
                 self.issue(p, "paths under /_guise/ belong to the gateway");
             }
@@ -452,33 +461,50 @@ impl Checker<'_> {
         }
         for (i, s) in u.success_status.iter().enumerate() {
             if !(100..=599).contains(s) {
-                self.issue(&format!("auth.upstream.success_status[{i}]"), format!("{s} is not an HTTP status"));
+                self.issue(
+                    &format!("auth.upstream.success_status[{i}]"),
+                    format!("{s} is not an HTTP status"),
+                );
             }
         }
         let user_id = if let Some(h) = &u.user_id_header {
             match http::HeaderName::from_bytes(h.as_bytes()) {
                 Ok(n) => UserIdSource::Header(n),
                 Err(_) => {
-                    self.issue("auth.upstream.user_id_header", format!("`{h}` is not a header name"));
+                    self.issue(
+                        "auth.upstream.user_id_header",
+                        format!("`{h}` is not a header name"),
+                    );
                     return None;
                 }
             }
         } else if let Some(p) = &u.user_id_json_pointer {
             if !p.is_empty() && !p.starts_with('/') {
-                self.issue("auth.upstream.user_id_json_pointer", "a JSON pointer starts with `/` (e.g. `/user/id`)");
+                self.issue(
+                    "auth.upstream.user_id_json_pointer",
+                    "a JSON pointer starts with `/` (e.g. `/user/id`)",
+                );
                 return None;
             }
             UserIdSource::JsonPointer(p.clone())
         } else {
             let r = u.user_id_redirect_regex.as_deref().unwrap_or_default();
             match regex::Regex::new(r) {
-                Ok(re) if re.capture_names().any(|n| n == Some("id")) => UserIdSource::RedirectRegex(re),
+                Ok(re) if re.capture_names().any(|n| n == Some("id")) => {
+                    UserIdSource::RedirectRegex(re)
+                }
                 Ok(_) => {
-                    self.issue("auth.upstream.user_id_redirect_regex", "needs a named group `(?P<id>...)`");
+                    self.issue(
+                        "auth.upstream.user_id_redirect_regex",
+                        "needs a named group `(?P<id>...)`",
+                    );
                     return None;
                 }
                 Err(e) => {
-                    self.issue("auth.upstream.user_id_redirect_regex", format!("not a regex: {e}"));
+                    self.issue(
+                        "auth.upstream.user_id_redirect_regex",
+                        format!("not a regex: {e}"),
+                    );
                     return None;
                 }
             }
@@ -504,16 +530,25 @@ impl Checker<'_> {
                 Ok(src) => {
                     let de = serde_yaml::Deserializer::from_str(&src);
                     match serde_path_to_error::deserialize::<_, Vec<User>>(de) {
-                        Ok(list) => users.extend(list.into_iter().enumerate().map(|(i, u)| {
-                            (format!("users_file[{i}]"), u)
-                        })),
+                        Ok(list) => users.extend(
+                            list.into_iter()
+                                .enumerate()
+                                .map(|(i, u)| (format!("users_file[{i}]"), u)),
+                        ),
                         Err(e) => {
                             let at = e.path().to_string();
                             let inner = e.into_inner();
-                            let line = inner.location().map(|l| format!(" line {}", l.line())).unwrap_or_default();
+                            let line = inner
+                                .location()
+                                .map(|l| format!(" line {}", l.line()))
+                                .unwrap_or_default();
                             self.issue(
                                 "users_file",
-                                format!("{}:{line}: {at}: {}", path.display(), strip_location(&inner.to_string())),
+                                format!(
+                                    "{}:{line}: {at}: {}",
+                                    path.display(),
+                                    strip_location(&inner.to_string())
+                                ),
                             );
                         }
                     }
@@ -524,13 +559,22 @@ impl Checker<'_> {
         let mut logins = std::collections::HashSet::new();
         for (at, u) in &users {
             if u.id.is_empty() || u.id.chars().any(|c| c.is_control() || c == ',') {
-                self.issue(&format!("{at}.id"), "must be non-empty, without commas or control characters");
+                self.issue(
+                    &format!("{at}.id"),
+                    "must be non-empty, without commas or control characters",
+                );
             }
             if !ids.insert(u.id.clone()) {
-                self.issue(&format!("{at}.id"), format!("`{}` is used by another user", u.id));
+                self.issue(
+                    &format!("{at}.id"),
+                    format!("`{}` is used by another user", u.id),
+                );
             }
             if !logins.insert(u.email.to_lowercase()) {
-                self.issue(&format!("{at}.email"), format!("`{}` is used by another user", u.email));
+                self.issue(
+                    &format!("{at}.email"),
+                    format!("`{}` is used by another user", u.email),
+                );
             }
             if let Some(h) = &u.password_hash {
                 if argon2::PasswordHash::new(h).is_err() {

@@ -38,12 +38,26 @@ pub fn read_token(req: &RequestHeader, name: &str) -> Option<Token> {
 
 /// `Set-Cookie` value for a fresh session.
 pub fn set(name: &str, token: &Token, https: bool, max_age: Duration) -> String {
-    build(name, token.as_str().to_string(), https, max_age, SameSite::Lax, "/")
+    build(
+        name,
+        token.as_str().to_string(),
+        https,
+        max_age,
+        SameSite::Lax,
+        "/",
+    )
 }
 
 /// `Set-Cookie` value that removes the cookie.
 pub fn clear(name: &str, https: bool) -> String {
-    build(name, String::new(), https, Duration::ZERO, SameSite::Lax, "/")
+    build(
+        name,
+        String::new(),
+        https,
+        Duration::ZERO,
+        SameSite::Lax,
+        "/",
+    )
 }
 
 /// A short-lived cookie for the login form's CSRF token (double submit):
@@ -94,12 +108,20 @@ mod tests {
         for attr in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/", "Max-Age=60"] {
             assert!(s.contains(attr), "{attr} missing in {s}");
         }
-        assert!(!s.contains("Domain"), "__Host- cookies must not have a Domain");
+        assert!(
+            !s.contains("Domain"),
+            "__Host- cookies must not have a Domain"
+        );
     }
 
     #[test]
     fn plain_http_cookies_are_not_marked_secure() {
-        let s = set("guise_session", &Token::generate(), false, Duration::from_secs(60));
+        let s = set(
+            "guise_session",
+            &Token::generate(),
+            false,
+            Duration::from_secs(60),
+        );
         assert!(!s.contains("Secure"));
         assert!(s.contains("HttpOnly"));
     }
@@ -109,7 +131,8 @@ mod tests {
         let t = Token::generate();
         let mut r = RequestHeader::build("GET", b"/", None).unwrap();
         r.append_header("cookie", "a=1; b=2").unwrap();
-        r.append_header("cookie", format!("guise_session={}; c=3", t.as_str())).unwrap();
+        r.append_header("cookie", format!("guise_session={}; c=3", t.as_str()))
+            .unwrap();
         assert_eq!(read_token(&r, "guise_session"), Some(t));
         assert_eq!(read_token(&r, "__Host-guise_session"), None);
     }

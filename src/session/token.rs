@@ -80,7 +80,12 @@ mod tests {
 
     #[test]
     fn malformed_cookie_values_are_not_tokens() {
-        for v in ["", "short", &"a".repeat(44), &format!("{}!", "a".repeat(42))] {
+        for v in [
+            "",
+            "short",
+            &"a".repeat(44),
+            &format!("{}!", "a".repeat(42)),
+        ] {
             assert!(Token::from_cookie(v).is_none(), "{v}");
         }
     }

@@ -196,10 +196,7 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn delete_session(
-        &self,
-        key: &SessionKey,
-    ) -> Result<Option<SessionRecord>, StoreError> {
+    async fn delete_session(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
         let now = Instant::now();
         let entry = self.lock().remove(key);
         Ok(entry.filter(|e| e.live(now)).map(|e| e.rec))

@@ -414,10 +414,7 @@ impl Store for RedisStore {
         .await
     }
 
-    async fn delete_session(
-        &self,
-        key: &SessionKey,
-    ) -> Result<Option<SessionRecord>, StoreError> {
+    async fn delete_session(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
         let member = key.0.clone();
         let skey = session_key(&key.0);
         self.exec("delete_session", move |_, conn| async move {
@@ -535,7 +532,10 @@ impl Store for RedisStore {
     async fn reset(&self, counter: &str) -> Result<(), StoreError> {
         let key = limit_key(counter);
         self.exec("reset", move |_, mut c| async move {
-            redis::cmd("DEL").arg(&key).query_async::<()>(&mut c).await?;
+            redis::cmd("DEL")
+                .arg(&key)
+                .query_async::<()>(&mut c)
+                .await?;
             Ok(())
         })
         .await
@@ -557,8 +557,10 @@ impl Store for RedisStore {
 
     async fn load_users(&self) -> Result<Vec<(String, String)>, StoreError> {
         self.exec("load_users", |_, mut c| async move {
-            let all: std::collections::BTreeMap<String, String> =
-                redis::cmd("HGETALL").arg(USERS_KEY).query_async(&mut c).await?;
+            let all: std::collections::BTreeMap<String, String> = redis::cmd("HGETALL")
+                .arg(USERS_KEY)
+                .query_async(&mut c)
+                .await?;
             Ok(all.into_iter().collect())
         })
         .await

@@ -19,7 +19,12 @@ pub fn cookie_from(resp: &reqwest::Response, name: &str) -> Option<(String, Stri
         .iter()
         .filter_map(|v| v.to_str().ok())
         .find(|v| v.starts_with(&format!("{name}=")))
-        .map(|full| (full.split(';').next().unwrap_or("").to_string(), full.to_string()))
+        .map(|full| {
+            (
+                full.split(';').next().unwrap_or("").to_string(),
+                full.to_string(),
+            )
+        })
 }
 
 /// POST /_guise/login; panics unless it succeeds.
@@ -36,7 +41,12 @@ pub async fn login(c: &reqwest::Client, base: &str, username: &str, password: &s
     }
 }
 
-pub async fn try_login(c: &reqwest::Client, base: &str, username: &str, password: &str) -> reqwest::Response {
+pub async fn try_login(
+    c: &reqwest::Client,
+    base: &str,
+    username: &str,
+    password: &str,
+) -> reqwest::Response {
     c.post(format!("{base}/_guise/login"))
         .json(&serde_json::json!({"username": username, "password": password}))
         .send()

@@ -81,7 +81,10 @@ users:
 pub fn session_yaml(extra: &str) -> String {
     let base = BASE_YAML
         .replace("auth:\n  require_login: false\n", "")
-        .replace("routes:\n", "routes:\n  - { name: health, path: /healthz, public: true }\n");
+        .replace(
+            "routes:\n",
+            "routes:\n  - { name: health, path: /healthz, public: true }\n",
+        );
     format!("{base}{USERS_YAML}{extra}")
 }
 

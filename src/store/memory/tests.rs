@@ -52,7 +52,10 @@ async fn touch_extends_idle_time_and_sets_last_seen() {
         .await
         .unwrap();
     advance(Duration::from_secs(50)).await;
-    assert!(s.touch_session(&key("a"), 1_700_000_050, IDLE).await.unwrap());
+    assert!(s
+        .touch_session(&key("a"), 1_700_000_050, IDLE)
+        .await
+        .unwrap());
     advance(Duration::from_secs(50)).await;
     let got = s.get_session(&key("a")).await.unwrap().expect("still live");
     assert_eq!(got.last_seen, 1_700_000_050);
@@ -111,7 +114,10 @@ async fn user_index_lists_live_sessions_and_prunes_dead_ones() {
     listed.sort_by(|x, y| x.0 .0.cmp(&y.0 .0));
     assert_eq!(
         listed,
-        vec![(key("a"), record("u1", "r1")), (key("b"), record("u1", "r2"))]
+        vec![
+            (key("a"), record("u1", "r1")),
+            (key("b"), record("u1", "r2"))
+        ]
     );
 
     advance(IDLE).await;

@@ -49,11 +49,11 @@ impl Subscriber {
             match self.subscribe(attempt).await {
                 Ok(mut stream) => {
                     backoff = MIN_BACKOFF;
+                    self.subscribed.send_replace(true);
                     if interrupted {
                         tracing::info!("redis event subscription re-established; resyncing caches");
                         let _ = self.events.send(StoreEvent::Resync);
                     }
-                    self.subscribed.send_replace(true);
                     while let Some(msg) = stream.next().await {
                         self.forward(&msg);
                     }
