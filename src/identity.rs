@@ -34,7 +34,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -60,7 +60,7 @@ pub mod names {
     /// Effective user's roles, comma-separated, no spaces.
     pub const ROLES: &str = "roles";
     /// Short, non-secret reference to the session (see
-    /// [`super::session_reference`]).
+    /// [`crate::session::token::reference_of`]).
     pub const SESSION: &str = "session";
     /// The real actor's user id while impersonating.
     pub const IMPERSONATOR: &str = "impersonator";
@@ -331,18 +331,6 @@ pub fn strip_client_headers(req: &mut RequestHeader, prefix: &str) {
     for name in spoofed {
         req.remove_header(&name);
     }
-}
-
-/// A short, non-secret reference to a session for the `session` header and
-/// logs: the first 16 hex digits of SHA-256 over the session id. The id is
-/// the cookie's secret; the reference lets the upstream and the audit tell
-/// sessions apart without being able to use one.
-pub fn session_reference(session_id: &str) -> String {
-    let digest = Sha256::new()
-        .chain_update(b"guise-session-ref\0")
-        .chain_update(session_id.as_bytes())
-        .finalize();
-    hex::encode(&digest[..8])
 }
 
 /// Seconds since the Unix epoch by the system clock (0 if the clock is set

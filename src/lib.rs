@@ -7,7 +7,12 @@
 //!   reload services, with start-up checks pingora itself lacks.
 //! - [`proxy`] is the `ProxyHttp` wiring: each hook calls the module that
 //!   owns the concern and keeps results in its per-request context.
-//! - [`identity`] strips client-sent identity headers.
+//! - [`auth`] intercepts logins and logouts and decides who a request
+//!   comes from; [`admin`] is the admin API; [`session`] keeps sessions in
+//!   a per-node cache over the [`store`] (memory or Redis); [`users`] is
+//!   the user directory, kept in step across nodes by [`user_sync`].
+//! - [`identity`] strips client-sent identity headers and signs the ones
+//!   guise sends upstream.
 //! - [`routes`] compiles the route table and matches requests to it.
 //! - [`respond`] turns refusals into HTML or JSON answers.
 //! - [`live`] holds what a reload swaps: config and compiled routes.

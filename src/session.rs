@@ -22,7 +22,7 @@ pub mod token;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
@@ -67,12 +67,7 @@ pub struct SessionManager {
     metrics: Metrics,
 }
 
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub use crate::identity::unix_now;
 
 impl SessionManager {
     pub fn new(store: Arc<dyn Store>, settings: Settings, metrics: Metrics) -> Arc<Self> {
@@ -406,3 +401,6 @@ impl std::fmt::Debug for SessionManager {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests;

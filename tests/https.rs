@@ -83,3 +83,74 @@ async fn https_serves_http2_to_a_client_trusting_the_test_ca() {
         .is_err());
     gw.stop();
 }
+
+#[tokio::test]
+async fn over_https_the_session_cookie_is_host_prefixed_and_secure() {
+    let probe = Fixture::start_with(&session_yaml("")).await;
+    let certs = guise::tls::DevCerts::generate(&["localhost"]).unwrap();
+    certs.write_to(probe.dir.path()).unwrap();
+    let https = free_addr();
+    let yaml = probe.fill(&session_yaml("")).replace(
+        &format!("  http: {}", probe.http),
+        &format!("  http: {}\n  https:\n    address: {https}\n    cert: dev-cert.pem\n    key: dev-key.pem", free_addr()),
+    );
+    let yaml = yaml.replace(
+        &format!("address: {}\n", probe.ops),
+        &format!("address: {}\n", free_addr()),
+    );
+    let path = probe.dir.path().join("tls-session.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let config = guise::config::Config::load(&path, &test_env).unwrap();
+    let gw = guise::server::Gateway::build(
+        config,
+        guise::server::BuildOptions {
+            config_path: None,
+            reload_on_sighup: false,
+            env: std::sync::Arc::new(test_env),
+        },
+    )
+    .unwrap()
+    .spawn();
+    wait_listening(https).await;
+    let ca = reqwest::Certificate::from_pem(certs.ca_pem.as_bytes()).unwrap();
+    let c = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .tls_built_in_root_certs(false)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{}", https.port());
+    let r = c
+        .post(format!("{base}/_guise/login"))
+        .json(&serde_json::json!({"username": "alice@test.example", "password": PW}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(set.starts_with("__Host-guise_session="), "{set}");
+    for attr in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(set.contains(attr), "{attr}: {set}");
+    }
+    let cookie = set.split(';').next().unwrap().to_string();
+    let echo: Value = c
+        .get(format!("{base}/api/echo/x"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(echo["headers"]["x-guise-user"][0], "u-alice");
+    // The plain-HTTP cookie name is not accepted over HTTPS.
+    let plain = cookie.replacen("__Host-", "", 1);
+    let r = c
+        .get(format!("{base}/api/echo/x"))
+        .header("cookie", plain)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    gw.stop();
+}

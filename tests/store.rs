@@ -64,17 +64,26 @@ async fn sessions_of(s: &dyn Store, user: &str) -> Vec<(SessionKey, SessionRecor
     v
 }
 
-/// The next event that is not a probe (`UserChanged` of `probe-*`) or a
-/// `Resync`, within `DEADLINE`.
-async fn next_real_event(rx: &mut broadcast::Receiver<StoreEvent>) -> StoreEvent {
+/// The next event that is not a probe (`UserChanged` of `probe-*`, which
+/// [`wait_until_hearing`] may have sent more than once), within `DEADLINE`.
+async fn next_event(rx: &mut broadcast::Receiver<StoreEvent>) -> StoreEvent {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
             Err(_) => panic!("no event within {DEADLINE:?}"),
             Ok(Err(e)) => panic!("event stream broke: {e}"),
             Ok(Ok(StoreEvent::UserChanged { user_id })) if user_id.starts_with("probe-") => {}
-            Ok(Ok(StoreEvent::Resync)) => {}
             Ok(Ok(ev)) => return ev,
+        }
+    }
+}
+
+/// The next event that is neither a probe nor a `Resync`.
+async fn next_real_event(rx: &mut broadcast::Receiver<StoreEvent>) -> StoreEvent {
+    loop {
+        match next_event(rx).await {
+            StoreEvent::Resync => {}
+            ev => return ev,
         }
     }
 }
@@ -379,10 +388,7 @@ async fn redis_cluster_store_resubscribes_on_another_node_when_its_node_dies() {
     wait_until_hearing(&*as_store, &mut rx).await;
 
     cluster.nodes[victim].kill();
-    let first = tokio::time::timeout(DEADLINE, rx.recv())
-        .await
-        .expect("an event after the node died")
-        .expect("open stream");
+    let first = next_event(&mut rx).await;
     assert_eq!(first, StoreEvent::Resync);
     assert!(store.is_subscribed());
     let ev = StoreEvent::UserChanged {
@@ -476,10 +482,7 @@ async fn redis_store_opens_while_redis_is_down_and_recovers_when_it_starts() {
     assert!(store.get_session(&k).await.unwrap().is_some());
 
     // Events may have been missed while nobody was subscribed.
-    let first = tokio::time::timeout(DEADLINE, rx.recv())
-        .await
-        .expect("an event")
-        .expect("open stream");
+    let first = next_event(&mut rx).await;
     assert_eq!(first, StoreEvent::Resync);
     let other = redis_store(single(&format!("redis://127.0.0.1:{port}")));
     wait_until_hearing(&*other, &mut rx).await;
@@ -526,10 +529,7 @@ async fn redis_store_recovers_after_redis_restarts_on_the_same_port() {
         Some("y".to_string())
     );
 
-    let first = tokio::time::timeout(DEADLINE, rx.recv())
-        .await
-        .expect("an event after the restart")
-        .expect("open stream");
+    let first = next_event(&mut rx).await;
     assert_eq!(first, StoreEvent::Resync, "Resync comes first");
     let ev = StoreEvent::SessionRevoked { key: key("r") };
     wait_until_hearing(&*as_store, &mut rx).await;

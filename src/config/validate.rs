@@ -576,13 +576,10 @@ impl Checker<'_> {
                     format!("`{}` is used by another user", u.email),
                 );
             }
-            if let Some(h) = &u.password_hash {
-                if argon2::PasswordHash::new(h).is_err() {
-                    self.issue(
-                        &format!("{at}.password_hash"),
-                        "is not a PHC password hash; make one with `guise hash-password`",
-                    );
-                }
+            // The directory's own rules (ids and emails fit in headers, the
+            // hash is argon2id), reported here with the user's YAML path.
+            if let Err(e) = u.check() {
+                self.issue(at, e.to_string());
             }
         }
         users.into_iter().map(|(_, u)| u).collect()
