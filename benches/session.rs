@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use guise::config::{SessionStoreConfig, Sessions};
-use guise::identity::IdentityHeaders;
+use guise::identity::{IdentityHeaders, Signer};
 use guise::metrics::Metrics;
 use guise::session::SessionManager;
 use guise::store::memory::MemoryStore;
@@ -38,7 +38,7 @@ fn bench(c: &mut Criterion) {
     let (token, _) = rt
         .block_on(sessions.create("u-alice", None, BTreeMap::new()))
         .unwrap();
-    let key = b"bench-signing-key-0123456789abcdef0123456789".to_vec();
+    let signer = Signer::new(b"bench-signing-key-0123456789abcdef0123456789", "x-guise-");
 
     c.bench_function("cached session lookup", |b| {
         b.to_async(&rt)
@@ -47,15 +47,15 @@ fn bench(c: &mut Criterion) {
 
     c.bench_function("identity headers: build and sign", |b| {
         b.iter(|| {
-            IdentityHeaders::for_user("u-alice", "alice@test.example", &["user"], "0123456789ab")
-                .unwrap()
-                .signed_headers(
-                    &key,
-                    "x-guise-",
-                    "GET",
-                    "/api/companies/co-100",
-                    1_800_000_000,
-                )
+            let h = IdentityHeaders::for_user(
+                "u-alice",
+                "alice@test.example",
+                &["user"],
+                "0123456789ab",
+            )
+            .unwrap();
+            signer
+                .signed_headers(&h, "GET", "/api/companies/co-100", 1_800_000_000)
                 .unwrap()
         })
     });
@@ -63,21 +63,16 @@ fn bench(c: &mut Criterion) {
     c.bench_function("cached session lookup + signed identity headers", |b| {
         b.to_async(&rt).iter(|| async {
             let active = sessions.resolve(&token).await.unwrap().unwrap();
-            IdentityHeaders::for_user(
+            let h = IdentityHeaders::for_user(
                 &active.record.user_id,
                 "alice@test.example",
                 &["user"],
                 &active.record.reference,
             )
-            .unwrap()
-            .signed_headers(
-                &key,
-                "x-guise-",
-                "GET",
-                "/api/companies/co-100",
-                1_800_000_000,
-            )
-            .unwrap()
+            .unwrap();
+            signer
+                .signed_headers(&h, "GET", "/api/companies/co-100", 1_800_000_000)
+                .unwrap()
         })
     });
 }

@@ -145,9 +145,20 @@ impl AuthService {
         let path = s.req_header().uri.path().to_string();
         let method = s.req_header().method.clone();
 
+        let public = route.is_some_and(|r| r.public);
         // Who is asking (the login page and gateway endpoints need it too).
         let identity = match self.identify(s, &req).await {
             Ok(i) => i,
+            // Without the store nobody can be recognised; pages that need
+            // nobody (public routes, the login form) still work.
+            Err(e)
+                if public
+                    || !auth.require_login
+                    || (path == auth.login_path && method == http::Method::GET) =>
+            {
+                tracing::debug!(error = %e, "serving anonymously while the session store is unavailable");
+                None
+            }
             Err(_) => {
                 send_refusal(s, &store_unavailable()).await?;
                 return Ok(Gate::Answered);
@@ -200,7 +211,6 @@ impl AuthService {
             return Ok(Gate::Answered);
         }
 
-        let public = route.is_some_and(|r| r.public);
         if identity.is_none() && auth.require_login && !public {
             self.login_required(s, live).await?;
             return Ok(Gate::Answered);

@@ -261,7 +261,8 @@ impl IdentityHeaders {
     }
 
     /// The headers to put on the upstream request, signature last, for a
-    /// request with this `method` and `path` (no query string).
+    /// request with this `method` and `path` (no query string). Prefer a
+    /// [`Signer`] kept for the key when signing many requests.
     pub fn signed_headers(
         &self,
         key: &[u8],
@@ -270,28 +271,7 @@ impl IdentityHeaders {
         path: &str,
         unix_now: u64,
     ) -> Result<Vec<(HeaderName, HeaderValue)>, IdentityError> {
-        check_request_line(method, path)
-            .map_err(|reason| IdentityError::UnsafeRequestLine { reason })?;
-        let prefix = prefix.to_ascii_lowercase();
-        let mut out = Vec::with_capacity(self.pairs.len() + 1);
-        let signature = sign(key, &prefix, method, path, &self.pairs, unix_now);
-        let all = self
-            .pairs
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .chain(std::iter::once((names::SIGNATURE, signature.as_str())));
-        for (suffix, value) in all {
-            let full = format!("{prefix}{suffix}");
-            let rejected = |reason: String| IdentityError::Rejected {
-                header: full.clone(),
-                reason,
-            };
-            let name =
-                HeaderName::from_bytes(full.as_bytes()).map_err(|e| rejected(e.to_string()))?;
-            let value = HeaderValue::from_str(value).map_err(|e| rejected(e.to_string()))?;
-            out.push((name, value));
-        }
-        Ok(out)
+        Signer::new(key, prefix).signed_headers(self, method, path, unix_now)
     }
 
     /// Replace every `prefix` header of `req` with these headers and their
@@ -304,18 +284,7 @@ impl IdentityHeaders {
         prefix: &str,
         unix_now: u64,
     ) -> Result<(), IdentityError> {
-        let headers =
-            self.signed_headers(key, prefix, req.method.as_str(), req.uri.path(), unix_now)?;
-        strip_client_headers(req, &prefix.to_ascii_lowercase());
-        for (name, value) in headers {
-            let header = name.as_str().to_string();
-            req.insert_header(name, value)
-                .map_err(|e| IdentityError::Rejected {
-                    header,
-                    reason: e.to_string(),
-                })?;
-        }
-        Ok(())
+        Signer::new(key, prefix).sign_request(req, self, unix_now)
     }
 }
 
@@ -392,9 +361,183 @@ pub fn sign(
     headers: &[(String, String)],
     unix_now: u64,
 ) -> String {
-    let canonical = canonical_string(prefix, method, path, headers, unix_now);
-    let tag = mac(key, &canonical).finalize().into_bytes();
-    format!("t={unix_now},v1={}", hex::encode(tag))
+    Signer::new(key, prefix).signature(method, path, headers, unix_now)
+}
+
+// === impl Signer ===
+
+/// Signs identity headers with one key and prefix, prepared once.
+///
+/// Signing runs on every proxied request of a signed-in user, so the work
+/// that does not depend on the request is done here, not per request: the
+/// HMAC key schedule, the lower-cased prefix and the full header names. The
+/// canonical string is fed to the MAC piece by piece rather than built.
+#[derive(Clone)]
+pub struct Signer {
+    mac: HmacSha256,
+    prefix: String,
+    /// Full header names for the known suffixes, signature included.
+    names: Vec<(&'static str, HeaderName)>,
+}
+
+impl fmt::Debug for Signer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Signer")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Signer {
+    pub fn new(key: &[u8], prefix: &str) -> Signer {
+        let prefix = prefix.to_ascii_lowercase();
+        let names = [
+            names::USER,
+            names::USER_EMAIL,
+            names::ROLES,
+            names::SESSION,
+            names::IMPERSONATOR,
+            names::PARTNER,
+            names::TENANT,
+            names::PAIRED,
+            names::SIGNATURE,
+        ]
+        .into_iter()
+        .filter_map(|suffix| {
+            HeaderName::from_bytes(format!("{prefix}{suffix}").as_bytes())
+                .ok()
+                .map(|n| (suffix, n))
+        })
+        .collect();
+        Signer {
+            mac: mac(key, ""),
+            prefix,
+            names,
+        }
+    }
+
+    /// The signature header's value for these (suffix, value) pairs; equal
+    /// to [`sign`] with the same key and prefix.
+    pub fn signature(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(String, String)],
+        unix_now: u64,
+    ) -> String {
+        let mut lines: Vec<(&str, &str)> = headers
+            .iter()
+            .filter(|(suffix, _)| !suffix.eq_ignore_ascii_case(names::SIGNATURE))
+            .map(|(suffix, value)| (suffix.as_str(), value.as_str()))
+            .collect();
+        // Same prefix on every name: sorting the suffixes sorts the names.
+        // Suffixes pushed through `IdentityHeaders` are lower case already;
+        // others are lower-cased below and sorted as such.
+        lines.sort_by(|a, b| {
+            a.0.bytes()
+                .map(|c| c.to_ascii_lowercase())
+                .cmp(b.0.bytes().map(|c| c.to_ascii_lowercase()))
+        });
+        let mut mac = self.mac.clone();
+        let mut t = itoa_buf(unix_now);
+        for part in [
+            CANONICAL_VERSION,
+            "\n",
+            t.as_str(),
+            "\n",
+            method,
+            "\n",
+            path,
+            "\n",
+        ] {
+            mac.update(part.as_bytes());
+        }
+        for (suffix, value) in lines {
+            mac.update(self.prefix.as_bytes());
+            if suffix.bytes().any(|c| c.is_ascii_uppercase()) {
+                mac.update(suffix.to_ascii_lowercase().as_bytes());
+            } else {
+                mac.update(suffix.as_bytes());
+            }
+            mac.update(b":");
+            mac.update(value.as_bytes());
+            mac.update(b"\n");
+        }
+        let tag = mac.finalize().into_bytes();
+        t.insert_str(0, "t=");
+        t.push_str(",v1=");
+        t.push_str(&hex::encode(tag));
+        t
+    }
+
+    fn name(&self, suffix: &str) -> Result<HeaderName, IdentityError> {
+        if let Some((_, n)) = self.names.iter().find(|(s, _)| *s == suffix) {
+            return Ok(n.clone());
+        }
+        let full = format!("{}{suffix}", self.prefix);
+        HeaderName::from_bytes(full.as_bytes()).map_err(|e| IdentityError::Rejected {
+            header: full.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// The headers to put on the upstream request, signature last.
+    pub fn signed_headers(
+        &self,
+        identity: &IdentityHeaders,
+        method: &str,
+        path: &str,
+        unix_now: u64,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, IdentityError> {
+        check_request_line(method, path)
+            .map_err(|reason| IdentityError::UnsafeRequestLine { reason })?;
+        let signature = self.signature(method, path, &identity.pairs, unix_now);
+        let mut out = Vec::with_capacity(identity.pairs.len() + 1);
+        let all = identity
+            .pairs
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .chain(std::iter::once((names::SIGNATURE, signature.as_str())));
+        for (suffix, value) in all {
+            let name = self.name(suffix)?;
+            let value = HeaderValue::from_str(value).map_err(|e| IdentityError::Rejected {
+                header: name.as_str().to_string(),
+                reason: e.to_string(),
+            })?;
+            out.push((name, value));
+        }
+        Ok(out)
+    }
+
+    /// Replace every prefixed header of `req` with `identity` and its
+    /// signature, over the method and path `req` carries now.
+    pub fn sign_request(
+        &self,
+        req: &mut RequestHeader,
+        identity: &IdentityHeaders,
+        unix_now: u64,
+    ) -> Result<(), IdentityError> {
+        let headers =
+            self.signed_headers(identity, req.method.as_str(), req.uri.path(), unix_now)?;
+        strip_client_headers(req, &self.prefix);
+        for (name, value) in headers {
+            let header = name.as_str().to_string();
+            req.insert_header(name, value)
+                .map_err(|e| IdentityError::Rejected {
+                    header,
+                    reason: e.to_string(),
+                })?;
+        }
+        Ok(())
+    }
+}
+
+/// Decimal digits of `n` in a fresh string with room for the signature.
+fn itoa_buf(n: u64) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(2 + 20 + 4 + 64);
+    let _ = write!(s, "{n}");
+    s
 }
 
 fn mac(key: &[u8], canonical: &str) -> HmacSha256 {

@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use pingora::upstreams::peer::HttpPeer;
 
 use crate::config::Config;
+use crate::identity::Signer;
 use crate::routes::RouteTable;
 
 /// The live configuration, shared by every hook and swapped on reload.
@@ -22,6 +23,8 @@ pub struct Live {
     /// The upstream peer with its timeouts set; cloned per request, which is
     /// cheaper than building one and keeps the pool key stable.
     pub peer: HttpPeer,
+    /// Signs identity headers with the configured key and prefix.
+    pub signer: Signer,
 }
 
 impl Live {
@@ -39,10 +42,12 @@ impl Live {
         peer.options.idle_timeout = Some(up.idle_timeout);
         peer.options.verify_cert = up.verify_certificate;
         peer.options.verify_hostname = up.verify_certificate;
+        let signer = Signer::new(&config.identity.signing_key, &config.identity.header_prefix);
         Ok(Live {
             config: Arc::new(config),
             routes,
             peer,
+            signer,
         })
     }
 

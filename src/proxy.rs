@@ -117,20 +117,16 @@ impl ProxyHttp for GatewayProxy {
     ) -> Result<()> {
         forwarded::set_headers(session, upstream_request)?;
         if let Some(id) = &ctx.identity {
-            let identity = &ctx.live.config.identity;
-            let headers = IdentityHeaders::for_user(
+            let signed = IdentityHeaders::for_user(
                 &id.user.id,
                 &id.user.email,
                 &id.user.role_names(),
                 &id.session.record.reference,
-            );
-            let signed = headers.and_then(|h| {
-                h.sign_request(
-                    upstream_request,
-                    &identity.signing_key,
-                    &identity.header_prefix,
-                    identity::unix_now(),
-                )
+            )
+            .and_then(|h| {
+                ctx.live
+                    .signer
+                    .sign_request(upstream_request, &h, identity::unix_now())
             });
             if let Err(e) = signed {
                 // Never forward a request whose identity cannot be stated

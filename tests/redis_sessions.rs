@@ -239,6 +239,9 @@ async fn redis_down_serves_cached_sessions_for_the_bound_then_503_and_recovers()
     );
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"], "session_store_unavailable");
+    // Public pages still work, with or without the now-unverifiable cookie.
+    assert_eq!(c.get(f.url("/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(get(&c, &base, &alice, "/healthz").await.status(), 200);
     // Logins get 503 too, promptly.
     let t0 = Instant::now();
     let r = try_login(&c, &base, "bob@test.example", PW).await;

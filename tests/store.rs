@@ -538,6 +538,23 @@ async fn redis_store_recovers_after_redis_restarts_on_the_same_port() {
 }
 
 #[tokio::test]
+async fn redis_store_hides_a_restart_that_happened_while_it_was_idle() {
+    let mut server = RedisServer::start();
+    let port = server.port();
+    let store = redis_store(single(&server.url()));
+    store
+        .put_session(&key("idle"), &record("x", "x"), LONG)
+        .await
+        .unwrap();
+    server.kill();
+    let _server = RedisServer::start_on(port);
+    // The old connection is dead but nobody noticed yet: the first
+    // operation finds out and repeats itself on a new connection.
+    assert_eq!(store.get_session(&key("idle")).await.unwrap(), None);
+    assert_eq!(store.hit("once", LONG).await.unwrap().count, 1);
+}
+
+#[tokio::test]
 async fn redis_store_answers_unavailable_when_redis_stops_answering() {
     let server = RedisServer::start();
     let store = redis_store(single(&server.url()));

@@ -28,15 +28,15 @@
 //! # Failure and recovery
 //!
 //! Nothing connects at construction (the gateway starts while Redis is
-//! down). Commands go over one lazily opened connection (see [`conn`]); an
+//! down). Commands go over one lazily opened connection (see `conn.rs`); an
 //! operation fails with [`StoreError::Unavailable`] within
 //! `connect + 2 × response` of [`RedisTimeouts`] however dead Redis is, and
 //! a broken connection is replaced on the next operation. The subscriber
-//! loop (see [`subscriber`]) re-subscribes on its own and sends
+//! loop (see `subscriber.rs`) re-subscribes on its own and sends
 //! [`StoreEvent::Resync`] before the first event after an interruption.
 //! In the steady state nothing is sent but the commands callers make.
 //!
-//! All Redis I/O runs on the store's own runtime thread (see [`runtime`]),
+//! All Redis I/O runs on the store's own runtime thread (see `runtime.rs`),
 //! so the store works from any runtime, and outlives any of them.
 
 mod conn;
@@ -242,9 +242,18 @@ impl RedisStore {
     /// Run `body` with a connection on the store's runtime, bounded by the
     /// operation budget. Failures become [`StoreError::Unavailable`]
     /// (counted) and drop a connection that can no longer be trusted.
+    ///
+    /// A connection whose server went away while it sat idle (Redis was
+    /// restarted) is only found out by the next command, which fails with
+    /// "connection dropped"; that attempt is made once more on a fresh
+    /// connection, so a restart costs callers nothing once Redis is back.
+    /// The repeat is harmless for every operation: all are idempotent but
+    /// `hit` (a login attempt counted twice, in the rare case the first
+    /// reached Redis before the connection died) and `publish` (an event
+    /// delivered twice: one more cache eviction).
     async fn exec<T, F, Fut>(&self, op: &'static str, body: F) -> Result<T, StoreError>
     where
-        F: FnOnce(Arc<Shared>, Conn) -> Fut + Send + 'static,
+        F: FnOnce(Arc<Shared>, Conn) -> Fut + Clone + Send + 'static,
         Fut: Future<Output = Result<T, OpError>> + Send + 'static,
         T: Send + 'static,
     {
@@ -252,22 +261,35 @@ impl RedisStore {
         let budget = self.budget;
         let task = self.runtime.spawn(async move {
             let deadline = tokio::time::Instant::now() + budget;
-            // Bounded by itself (connect + response), which leaves at
-            // least one response timeout for the commands.
-            let (conn, generation) = shared.connector.get().await?;
-            match tokio::time::timeout_at(deadline, body(shared.clone(), conn)).await {
-                Ok(Ok(v)) => Ok(v),
-                Ok(Err(OpError::Store(e))) => Err(e),
-                Ok(Err(OpError::Redis(e))) => {
-                    if needs_reconnect(&e) {
-                        shared.connector.invalidate(generation, &e).await;
+            let out_of_time =
+                || StoreError::Unavailable(format!("redis {op}: no answer within {budget:?}"));
+            let mut retried = false;
+            loop {
+                // Bounded by itself (connect + response), which leaves at
+                // least one response timeout for the commands the first
+                // time round.
+                let (conn, generation) = tokio::time::timeout_at(deadline, shared.connector.get())
+                    .await
+                    .map_err(|_| out_of_time())??;
+                let attempt = body.clone();
+                match tokio::time::timeout_at(deadline, attempt(shared.clone(), conn)).await {
+                    Ok(Ok(v)) => return Ok(v),
+                    Ok(Err(OpError::Store(e))) => return Err(e),
+                    Ok(Err(OpError::Redis(e))) => {
+                        if needs_reconnect(&e) {
+                            shared.connector.invalidate(generation, &e).await;
+                        }
+                        if !retried && e.is_connection_dropped() {
+                            retried = true;
+                            continue;
+                        }
+                        return Err(StoreError::Unavailable(format!("redis {op} failed: {e}")));
                     }
-                    Err(StoreError::Unavailable(format!("redis {op} failed: {e}")))
-                }
-                Err(_) => {
-                    let why = format!("redis {op}: no answer within {budget:?}");
-                    shared.connector.invalidate(generation, &why).await;
-                    Err(StoreError::Unavailable(why))
+                    Err(_) => {
+                        let why = out_of_time();
+                        shared.connector.invalidate(generation, &why).await;
+                        return Err(why);
+                    }
                 }
             }
         });

@@ -11,8 +11,13 @@
 use std::future::Future;
 use std::thread::JoinHandle;
 
+use std::time::Duration;
+
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
+
+/// Longest the store's thread waits for blocking tasks at shutdown.
+const SHUTDOWN_WAIT: Duration = Duration::from_millis(500);
 
 /// A current-thread runtime driven by its own std thread, stopped (every
 /// task cancelled, every connection closed) when this is dropped.
@@ -34,9 +39,11 @@ impl StoreRuntime {
             .spawn(move || {
                 // Returns when the sender is dropped, too.
                 let _ = rt.block_on(stopped);
-                // Dropped here, on this thread and outside any async
-                // context, which is where tokio allows it.
-                drop(rt);
+                // Shut down here, on this thread and outside any async
+                // context, which is where tokio allows it. Bounded: a
+                // blocking DNS lookup still running must not hold up the
+                // caller that dropped the store.
+                rt.shutdown_timeout(SHUTDOWN_WAIT);
             })?;
         Ok(StoreRuntime {
             handle,
