@@ -18,17 +18,34 @@
 #   nginx-auth    nginx + auth_request to a trivial auth server (answers 204)
 #   haproxy       haproxy (nbthread 1, http mode, http-reuse always)
 #   bare-pingora  examples/bare_pingora.rs (pingora 0.9, default settings)
-#   guise         target/release/guise run --config bench/guise-bench.yaml
+#   guise-anon    guise without sessions: bench/guise-bench.yaml, where the
+#                 bench routes are public and wrk sends no cookie
+#   guise-login   guise, logged in: bench/guise-bench-login.yaml (no public
+#                 route, memory store); the script logs in once through
+#                 POST /_guise/login and wrk sends the session cookie on
+#                 every request
+#   guise-login-redis
+#                 the same with `sessions.store: redis`, against a
+#                 redis-server the script starts on a free loopback port
+#                 (--save "" --appendonly no); steady state is cache hits, so
+#                 it should match guise-login
 #
-# Every proxy is pinned to core 0; upstream, auth server and wrk to core 1
-# (see notes/testing.md: only ratios measured side by side in one run mean
-# anything on these shared 2-core machines).
+# Every proxy is pinned to core 0; upstream, auth server, redis and wrk to
+# core 1 (see notes/testing.md: only ratios measured side by side in one run
+# mean anything on these shared 2-core machines). Each guise target is its
+# own guise process (the idle ones cost nothing while another is measured).
+#
+# The report ends with the ratios the sessions work is judged by (median
+# req/s): guise-login/guise-anon (aim >= 0.95: a logged-in request costs at
+# most 5% more than one without sessions), guise-login/nginx-auth (aim > 1),
+# guise-anon/bare-pingora, guise-anon/nginx, and the redis store against the
+# memory store.
 #
 # Environment:
-#   BENCH_PATH  request path (default /api/companies/1, a small JSON GET; if it
-#               is not 200 on the upstream and was not set explicitly, the
-#               script falls back, with a warning, to the first of
-#               /api/companies/co-101, /api/status/200, /healthz that is 200)
+#   BENCH_PATH  request path (default /api/companies/co-101, a small JSON GET
+#               of the demo app; if it is not 200 on the upstream and was not
+#               set explicitly, the script falls back, with a warning, to the
+#               first of /api/status/200, /healthz that is 200)
 #
 # Adding a case: one `add_target` line in define_targets (section "targets"),
 # plus a start_server_<name> function if it needs a server or setup step.
@@ -43,10 +60,10 @@ UPSTREAM_KIND=demo
 DO_BUILD=1
 DO_INSTALL=1
 BENCH_PATH_SET=${BENCH_PATH+x}
-BENCH_PATH=${BENCH_PATH:-/api/companies/1}
+BENCH_PATH=${BENCH_PATH:-/api/companies/co-101}
 # Tried in order when BENCH_PATH is not set and the default is not 200
-# (the demo app's company ids look like co-101).
-FALLBACK_PATHS=(/api/companies/co-101 /api/status/200 /healthz)
+# (the static upstream, say, has no companies).
+FALLBACK_PATHS=(/api/status/200 /healthz)
 READY_DEADLINE=60   # seconds per server
 
 usage() { awk 'NR == 1 {next} /^#/ {sub(/^# ?/, ""); print; next} {exit}' "$0"; }
@@ -134,6 +151,7 @@ install_missing() {
     command -v curl    >/dev/null || pkgs+=(curl)
     command -v taskset >/dev/null || pkgs+=(util-linux)
     command -v python3 >/dev/null || pkgs+=(python3)
+    command -v redis-server >/dev/null || pkgs+=(redis-server)
     [[ ${#pkgs[@]} -eq 0 ]] && return 0
     local sudo=""
     [[ $(id -u) -eq 0 ]] || sudo=sudo
@@ -152,7 +170,7 @@ for t in wrk nginx haproxy curl taskset python3; do command -v "$t" >/dev/null |
 read -r -a PORTS <<<"$(python3 - <<'EOF'
 import socket
 socks = []
-for _ in range(9):
+for _ in range(13):
     s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
@@ -165,6 +183,11 @@ P_HAPROXY=${PORTS[4]}
 P_BARE=${PORTS[5]}
 P_GUISE=${PORTS[6]}
 P_GUISE_OPS=${PORTS[7]}
+P_LOGIN=${PORTS[8]}
+P_LOGIN_OPS=${PORTS[9]}
+P_LOGIN_REDIS=${PORTS[10]}
+P_LOGIN_REDIS_OPS=${PORTS[11]}
+P_REDIS=${PORTS[12]}
 
 URL_BASE=http://127.0.0.1
 
@@ -174,11 +197,9 @@ URL_BASE=http://127.0.0.1
 #   target needs (started once, in order of first use, even if several
 #   targets share it). define_targets runs twice: first to learn which
 #   servers to start, then again once they are all up, so URL and arguments
-#   may use variables a start function sets (write them as ${VAR:-}), e.g.
-#     add_target guise-logged-in guise_login "$URL_BASE:$P_GUISE$BENCH_PATH" \
-#         -H "Cookie: ${GUISE_COOKIE:-}"
-#   with a start_server_guise_login that logs in through guise and sets
-#   GUISE_COOKIE (put it after the plain guise target so guise starts first).
+#   may use variables a start function sets (write them as ${VAR:-}), as
+#   the guise-login targets do with the session cookie their start function
+#   gets by logging in.
 T_NAMES=(); T_SERVERS=(); T_URLS=(); T_ARGS=()
 add_target() {
     local name=$1 server=$2 url=$3; shift 3
@@ -192,7 +213,11 @@ define_targets() {
     add_target nginx-auth   nginx_auth "$URL_BASE:$P_NGINX_AUTH$BENCH_PATH"
     add_target haproxy      haproxy    "$URL_BASE:$P_HAPROXY$BENCH_PATH"
     add_target bare-pingora bare       "$URL_BASE:$P_BARE$BENCH_PATH"
-    add_target guise        guise      "$URL_BASE:$P_GUISE$BENCH_PATH"
+    add_target guise-anon   guise      "$URL_BASE:$P_GUISE$BENCH_PATH"
+    add_target guise-login  guise_login "$URL_BASE:$P_LOGIN$BENCH_PATH" \
+        -H "Cookie: ${LOGIN_COOKIE:-}"
+    add_target guise-login-redis guise_login_redis "$URL_BASE:$P_LOGIN_REDIS$BENCH_PATH" \
+        -H "Cookie: ${LOGIN_REDIS_COOKIE:-}"
 }
 
 # ---------------------------------------------------------------- readiness
@@ -280,22 +305,80 @@ start_server_bare() {
     STOPSIG=INT start bare-pingora 0 "$RELEASE/examples/bare_pingora" "127.0.0.1:$P_BARE" "127.0.0.1:$P_UPSTREAM"
     wait_http bare-pingora "$URL_BASE:$P_BARE$BENCH_PATH"
 }
-start_server_guise() {
-    sed -e "s|127\.0\.0\.1:18080|127.0.0.1:$P_GUISE|" \
-        -e "s|127\.0\.0\.1:19090|127.0.0.1:$P_GUISE_OPS|" \
+# One signing key for every guise process of the run.
+GUISE_SIGNING_KEY=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+export GUISE_SIGNING_KEY
+
+# start_guise NAME YAML PORT OPS_PORT [SED ARGS...]: a guise process with a
+# copy of bench/YAML whose placeholder ports are rewritten (plus any further
+# sed edits), ready once it answers and its /readyz is 200.
+start_guise() {
+    local name=$1 yaml=$2 port=$3 ops=$4; shift 4
+    sed -e "s|127\.0\.0\.1:18080|127.0.0.1:$port|" \
+        -e "s|127\.0\.0\.1:19090|127.0.0.1:$ops|" \
         -e "s|127\.0\.0\.1:18081|127.0.0.1:$P_UPSTREAM|" \
-        "$BENCH/guise-bench.yaml" >"$TMP/guise-bench.yaml"
-    GUISE_SIGNING_KEY=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
-    export GUISE_SIGNING_KEY
-    STOPSIG=INT start guise 0 "$RELEASE/guise" run --config "$TMP/guise-bench.yaml"
-    wait_http guise "$URL_BASE:$P_GUISE$BENCH_PATH"
+        "$@" "$BENCH/$yaml" >"$TMP/$name.yaml"
+    STOPSIG=INT start "$name" 0 "$RELEASE/guise" run --config "$TMP/$name.yaml"
+    wait_http "$name" "$URL_BASE:$port$BENCH_PATH"
     local deadline=$((SECONDS + 15)) code=""
     while [[ $SECONDS -lt $deadline ]]; do
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$URL_BASE:$P_GUISE_OPS/readyz" || true)
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$URL_BASE:$ops/readyz" || true)
         [[ $code == 200 ]] && break
         sleep 0.1
     done
-    [[ $code == 200 ]] || log "WARNING: guise /readyz answers ${code:-nothing} (measuring anyway)"
+    [[ $code == 200 ]] || log "WARNING: $name /readyz answers ${code:-nothing} (measuring anyway)"
+}
+
+# The benchmark user of bench/guise-bench-login.yaml (password: a
+# benchmark-only value, never a real secret).
+BENCH_USER=bench@bench.test
+BENCH_PASSWORD=bench-pass
+
+# login NAME PORT -> "guise_session=TOKEN" on stdout. Logs in once through
+# guise's JSON login, then checks that the cookie really opens BENCH_PATH
+# (200, not the 401 of a request without a session).
+login() {
+    local name=$1 port=$2 code cookie
+    code=$(curl -s -o "$TMP/$name-login.json" -D "$TMP/$name-login.hdr" -w '%{http_code}' \
+        -H 'Content-Type: application/json' \
+        --data "{\"username\":\"$BENCH_USER\",\"password\":\"$BENCH_PASSWORD\"}" \
+        "$URL_BASE:$port/_guise/login" || true)
+    [[ $code == 200 ]] || die "$name: login answered ${code:-nothing} (want 200): $(head -c 300 "$TMP/$name-login.json" 2>/dev/null)"
+    cookie=$(tr -d '\r' <"$TMP/$name-login.hdr" \
+        | awk 'tolower($1) == "set-cookie:" && $2 ~ /^guise_session=/ {sub(/;.*/, "", $2); print $2; exit}')
+    [[ -n $cookie && $cookie != guise_session= ]] || die "$name: login answered 200 without a guise_session cookie"
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $cookie" "$URL_BASE:$port$BENCH_PATH" || true)
+    [[ $code == 200 ]] || die "$name: GET $BENCH_PATH with the session cookie answers ${code:-nothing} (want 200)"
+    code=$(curl -s -o /dev/null -w '%{http_code}' "$URL_BASE:$port$BENCH_PATH" || true)
+    [[ $code != 200 ]] || die "$name: GET $BENCH_PATH answers 200 without a cookie: the route is public, nothing measures the session path"
+    log "$name: logged in as $BENCH_USER; with the cookie $BENCH_PATH -> 200, without -> $code"
+    echo "$cookie"
+}
+
+start_server_guise() {
+    start_guise guise guise-bench.yaml "$P_GUISE" "$P_GUISE_OPS"
+}
+start_server_guise_login() {
+    start_guise guise-login guise-bench-login.yaml "$P_LOGIN" "$P_LOGIN_OPS"
+    LOGIN_COOKIE=$(login guise-login "$P_LOGIN")
+}
+start_server_redis() {
+    command -v redis-server >/dev/null || die "redis-server not found (apt-get install redis-server)"
+    command -v redis-cli >/dev/null || die "redis-cli not found (apt-get install redis-tools)"
+    start redis 1 redis-server --bind 127.0.0.1 --port "$P_REDIS" --save "" --appendonly no
+    local deadline=$((SECONDS + READY_DEADLINE)) pid=${PIDS[-1]}
+    until [[ $(redis-cli -h 127.0.0.1 -p "$P_REDIS" ping 2>/dev/null) == PONG ]]; do
+        kill -0 "$pid" 2>/dev/null || die "redis-server exited before answering PING"
+        [[ $SECONDS -lt $deadline ]] || die "redis-server did not answer PING within ${READY_DEADLINE}s"
+        sleep 0.05
+    done
+}
+start_server_guise_login_redis() {
+    start_server_redis
+    start_guise guise-login-redis guise-bench-login.yaml "$P_LOGIN_REDIS" "$P_LOGIN_REDIS_OPS" \
+        -e "s|^  store: memory\$|  store: redis\\n  redis: { url: \"redis://127.0.0.1:$P_REDIS/0\" }|"
+    grep -q '^  store: redis$' "$TMP/guise-login-redis.yaml" || die "could not switch guise-login-redis to the redis store"
+    LOGIN_REDIS_COOKIE=$(login guise-login-redis "$P_LOGIN_REDIS")
 }
 
 # ---------------------------------------------------------------- wrk
@@ -333,16 +416,19 @@ declare -A NEED=()
 for s in "${T_SERVERS[@]}"; do NEED[$s]=1; done
 NEED[upstream]=1
 
+NEED_GUISE=""
+for s in "${!NEED[@]}"; do [[ $s == guise* ]] && NEED_GUISE=1; done
+[[ $UPSTREAM_KIND == demo ]] && NEED_GUISE=1
 if [[ $DO_BUILD -eq 1 ]]; then
     build=(cargo build --release)
-    if [[ -n ${NEED[guise]:-} || $UPSTREAM_KIND == demo ]]; then build+=(--bin guise); fi
+    if [[ -n $NEED_GUISE ]]; then build+=(--bin guise); fi
     if [[ -n ${NEED[bare]:-} ]]; then build+=(--example bare_pingora); fi
     if [[ ${#build[@]} -gt 3 ]]; then
         log "building: ${build[*]}"
         (cd "$ROOT" && "${build[@]}")
     fi
 fi
-if [[ -n ${NEED[guise]:-} || $UPSTREAM_KIND == demo ]]; then [[ -x $RELEASE/guise ]] || die "$RELEASE/guise missing"; fi
+if [[ -n $NEED_GUISE ]]; then [[ -x $RELEASE/guise ]] || die "$RELEASE/guise missing"; fi
 if [[ -n ${NEED[bare]:-} ]]; then [[ -x $RELEASE/examples/bare_pingora ]] || die "$RELEASE/examples/bare_pingora missing"; fi
 
 # ---------------------------------------------------------------- start
@@ -393,7 +479,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
         parsed=$(parse_wrk "$out")
         read -r rps p50 p99 non2xx errs <<<"$parsed"
         echo "$r $name $rps $p50 $p99 $non2xx $errs" >>"$ROWS"
-        log "round $r/$ROUNDS  $(printf '%-14s %10s req/s  p50 %7s ms  p99 %7s ms' "$name" "$rps" "$p50" "$p99")$([[ $non2xx != 0 || $errs != 0 ]] && echo "  non-2xx/3xx $non2xx, socket errors $errs")"
+        log "round $r/$ROUNDS  $(printf '%-17s %10s req/s  p50 %7s ms  p99 %7s ms' "$name" "$rps" "$p50" "$p99")$([[ $non2xx != 0 || $errs != 0 ]] && echo "  non-2xx/3xx $non2xx, socket errors $errs")"
         { echo "===== round $r  $name  ${T_URLS[$i]}  ${T_ARGS[$i]}"; cat "$out"; } >>"$RAW"
     done
 done
@@ -401,7 +487,7 @@ done
 # ---------------------------------------------------------------- report
 declare -A MED_RPS=()
 table() {
-    printf '%-16s %12s %10s %10s %8s %10s\n' target "req/s" "p50 ms" "p99 ms" status "errors"
+    printf '%-18s %12s %10s %10s %8s %10s\n' target "req/s" "p50 ms" "p99 ms" status "errors"
     local name
     for name in "${T_NAMES[@]}"; do
         local rps p50 p99 errs
@@ -410,18 +496,30 @@ table() {
         p99=$(awk -v n="$name" '$2 == n {print $5}' "$ROWS" | median)
         errs=$(awk -v n="$name" '$2 == n {s += $6 + $7} END {print s + 0}' "$ROWS")
         MED_RPS[$name]=$rps
-        printf '%-16s %12.0f %10.2f %10.2f %8s %10s\n' "$name" "$rps" "$p50" "$p99" "${STATUS[$name]}" "$errs"
+        printf '%-18s %12.0f %10.2f %10.2f %8s %10s\n' "$name" "$rps" "$p50" "$p99" "${STATUS[$name]}" "$errs"
     done
     echo
-    for name in "${T_NAMES[@]}"; do
-        [[ $name == guise* ]] || continue
-        local peer
-        for peer in bare-pingora nginx nginx-auth; do
-            [[ -n ${MED_RPS[$peer]:-} ]] || continue
-            awk -v a="${MED_RPS[$name]}" -v b="${MED_RPS[$peer]}" -v n="$name" -v p="$peer" \
-                'BEGIN {printf "%s/%s (req/s): %.2f\n", n, p, a / b}'
-        done
-    done
+    echo "ratios of median req/s (higher is better for the first name):"
+    # ratio A B AIM_OP AIM WHY: A/B, and whether it meets the aim (if any).
+    ratio() {
+        local a=$1 b=$2 op=${3:-} aim=${4:-} why=${5:-}
+        [[ -n ${MED_RPS[$a]:-} && -n ${MED_RPS[$b]:-} ]] || return 0
+        awk -v x="${MED_RPS[$a]}" -v y="${MED_RPS[$b]}" -v n="$a/$b" -v op="$op" -v aim="$aim" -v why="$why" 'BEGIN {
+            r = x / y
+            line = sprintf("  %-34s %5.3f", n, r)
+            if (op != "") {
+                ok = (op == ">=") ? (r >= aim) : (r > aim)
+                line = line sprintf("   aim %s %s (%s): %s", op, aim, why, ok ? "met" : "NOT met")
+            }
+            print line }'
+    }
+    ratio guise-login guise-anon ">=" 0.952 "a logged-in request costs at most 5% more"
+    ratio guise-login nginx-auth ">" 1 "beats nginx+auth_request"
+    ratio guise-login-redis guise-anon ">=" 0.952 "same, redis store"
+    ratio guise-login-redis nginx-auth ">" 1 "same, redis store"
+    ratio guise-login-redis guise-login
+    ratio guise-anon bare-pingora
+    ratio guise-anon nginx
 }
 
 {

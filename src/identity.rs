@@ -329,26 +329,57 @@ pub fn canonical_string(
     headers: &[(String, String)],
     unix_now: u64,
 ) -> String {
+    let mut s = String::new();
     let prefix = prefix.to_ascii_lowercase();
-    let mut lines: Vec<(String, &str)> = headers
+    write_canonical(
+        &mut |part| s.push_str(part),
+        &prefix,
+        method,
+        path,
+        headers,
+        unix_now,
+    );
+    s
+}
+
+/// The one writer of the canonical string: hands its pieces, in order, to
+/// `out`. [`canonical_string`] collects them; [`Signer`] feeds them straight
+/// into the MAC without building the string. `prefix` is lower case.
+fn write_canonical(
+    out: &mut dyn FnMut(&str),
+    prefix: &str,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    unix_now: u64,
+) {
+    let mut lines: Vec<(&str, &str)> = headers
         .iter()
         .filter(|(suffix, _)| !suffix.eq_ignore_ascii_case(names::SIGNATURE))
-        .map(|(suffix, value)| {
-            (
-                format!("{prefix}{}", suffix.to_ascii_lowercase()),
-                value.as_str(),
-            )
-        })
+        .map(|(suffix, value)| (suffix.as_str(), value.as_str()))
         .collect();
-    lines.sort();
-    let mut s = format!("{CANONICAL_VERSION}\n{unix_now}\n{method}\n{path}\n");
-    for (name, value) in lines {
-        s.push_str(&name);
-        s.push(':');
-        s.push_str(value);
-        s.push('\n');
+    // Every name has the same prefix, so sorting the lower-cased suffixes
+    // sorts the names.
+    lines.sort_by(|a, b| {
+        a.0.bytes()
+            .map(|c| c.to_ascii_lowercase())
+            .cmp(b.0.bytes().map(|c| c.to_ascii_lowercase()))
+    });
+    let t = unix_now.to_string();
+    for part in [CANONICAL_VERSION, "\n", &t, "\n", method, "\n", path, "\n"] {
+        out(part);
     }
-    s
+    for (suffix, value) in lines {
+        out(prefix);
+        if suffix.bytes().any(|c| c.is_ascii_uppercase()) {
+            out(&suffix.to_ascii_lowercase());
+        } else {
+            out(suffix);
+        }
+        out(":");
+        out(value);
+        out("\n");
+    }
 }
 
 /// The signature header's value, `t={unix_now},v1={hex HMAC-SHA256}`, over
@@ -425,49 +456,17 @@ impl Signer {
         headers: &[(String, String)],
         unix_now: u64,
     ) -> String {
-        let mut lines: Vec<(&str, &str)> = headers
-            .iter()
-            .filter(|(suffix, _)| !suffix.eq_ignore_ascii_case(names::SIGNATURE))
-            .map(|(suffix, value)| (suffix.as_str(), value.as_str()))
-            .collect();
-        // Same prefix on every name: sorting the suffixes sorts the names.
-        // Suffixes pushed through `IdentityHeaders` are lower case already;
-        // others are lower-cased below and sorted as such.
-        lines.sort_by(|a, b| {
-            a.0.bytes()
-                .map(|c| c.to_ascii_lowercase())
-                .cmp(b.0.bytes().map(|c| c.to_ascii_lowercase()))
-        });
         let mut mac = self.mac.clone();
-        let mut t = itoa_buf(unix_now);
-        for part in [
-            CANONICAL_VERSION,
-            "\n",
-            t.as_str(),
-            "\n",
+        write_canonical(
+            &mut |part| mac.update(part.as_bytes()),
+            &self.prefix,
             method,
-            "\n",
             path,
-            "\n",
-        ] {
-            mac.update(part.as_bytes());
-        }
-        for (suffix, value) in lines {
-            mac.update(self.prefix.as_bytes());
-            if suffix.bytes().any(|c| c.is_ascii_uppercase()) {
-                mac.update(suffix.to_ascii_lowercase().as_bytes());
-            } else {
-                mac.update(suffix.as_bytes());
-            }
-            mac.update(b":");
-            mac.update(value.as_bytes());
-            mac.update(b"\n");
-        }
+            headers,
+            unix_now,
+        );
         let tag = mac.finalize().into_bytes();
-        t.insert_str(0, "t=");
-        t.push_str(",v1=");
-        t.push_str(&hex::encode(tag));
-        t
+        format!("t={unix_now},v1={}", hex::encode(tag))
     }
 
     fn name(&self, suffix: &str) -> Result<HeaderName, IdentityError> {
@@ -530,14 +529,6 @@ impl Signer {
         }
         Ok(())
     }
-}
-
-/// Decimal digits of `n` in a fresh string with room for the signature.
-fn itoa_buf(n: u64) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(2 + 20 + 4 + 64);
-    let _ = write!(s, "{n}");
-    s
 }
 
 fn mac(key: &[u8], canonical: &str) -> HmacSha256 {

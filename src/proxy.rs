@@ -198,6 +198,9 @@ impl ProxyHttp for GatewayProxy {
         // status; the only honest signal left is closing the connection.
         if let (Some(r), None) = (refusal, session.response_written()) {
             code = r.status;
+            // pingora closes the connection after a proxy failure; say so in
+            // the answer, or a keep-alive client reuses it and gets a reset.
+            session.set_keepalive(None);
             if let Err(err) = send_refusal(session, &r).await {
                 tracing::debug!(error = %err, "could not send error response");
             }

@@ -26,7 +26,7 @@ fn good_yaml(
     up: std::net::SocketAddr,
 ) -> String {
     format!(
-        "listeners:\n  http: {http}\noperations:\n  address: {ops}\nserver:\n  grace_period_seconds: 0\n  shutdown_timeout_seconds: 1\nupstream:\n  address: {up}\nroutes:\n  - {{ name: first, path: /api/companies }}\n"
+        "listeners:\n  http: {http}\noperations:\n  address: {ops}\nserver:\n  grace_period_seconds: 0\n  shutdown_timeout_seconds: 1\nupstream:\n  address: {up}\nauth:\n  require_login: false\nroutes:\n  - {{ name: first, path: /api/companies }}\n"
     )
 }
 

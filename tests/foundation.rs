@@ -166,6 +166,8 @@ async fn upstream_down_gives_502_in_the_clients_format_and_recovers() {
         .await
         .unwrap();
     assert_eq!(r.status(), 502);
+    // The gateway closes the connection after a proxy failure and says so.
+    assert_eq!(r.headers()["connection"], "close");
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"], "upstream_unreachable");
 

@@ -26,17 +26,7 @@ async fn https_serves_http2_to_a_client_trusting_the_test_ca() {
         .replace("{UPSTREAM}", &upstream.to_string());
     let path = dir.join("tls.yaml");
     std::fs::write(&path, filled).unwrap();
-    let config = guise::config::Config::load(&path, &test_env).unwrap();
-    let gw = guise::server::Gateway::build(
-        config,
-        guise::server::BuildOptions {
-            config_path: None,
-            reload_on_sighup: false,
-            env: std::sync::Arc::new(test_env),
-        },
-    )
-    .unwrap()
-    .spawn();
+    let gw = spawn_gateway(&path);
     wait_listening(https).await;
 
     let ca = reqwest::Certificate::from_pem(certs.ca_pem.as_bytes()).unwrap();
@@ -100,17 +90,7 @@ async fn over_https_the_session_cookie_is_host_prefixed_and_secure() {
     );
     let path = probe.dir.path().join("tls-session.yaml");
     std::fs::write(&path, yaml).unwrap();
-    let config = guise::config::Config::load(&path, &test_env).unwrap();
-    let gw = guise::server::Gateway::build(
-        config,
-        guise::server::BuildOptions {
-            config_path: None,
-            reload_on_sighup: false,
-            env: std::sync::Arc::new(test_env),
-        },
-    )
-    .unwrap()
-    .spawn();
+    let gw = spawn_gateway(&path);
     wait_listening(https).await;
     let ca = reqwest::Certificate::from_pem(certs.ca_pem.as_bytes()).unwrap();
     let c = reqwest::Client::builder()

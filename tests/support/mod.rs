@@ -232,6 +232,21 @@ pub fn client() -> reqwest::Client {
         .expect("client")
 }
 
+/// Build a gateway from the YAML file at `path` and run it (no reload).
+pub fn spawn_gateway(path: &Path) -> Running {
+    let config = Config::load(path, &test_env).expect("config is valid");
+    Gateway::build(
+        config,
+        BuildOptions {
+            config_path: None,
+            reload_on_sighup: false,
+            env: Arc::new(test_env),
+        },
+    )
+    .expect("gateway builds")
+    .spawn()
+}
+
 /// Path of the built `guise` binary.
 pub fn guise_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_guise"))
