@@ -312,8 +312,10 @@ export GUISE_SIGNING_KEY
 # start_guise NAME YAML PORT OPS_PORT [SED ARGS...]: a guise process with a
 # copy of bench/YAML whose placeholder ports are rewritten (plus any further
 # sed edits), ready once it answers and its /readyz is 200.
+declare -A GUISE_OPS=()   # guise process name -> its operations port
 start_guise() {
     local name=$1 yaml=$2 port=$3 ops=$4; shift 4
+    GUISE_OPS[$name]=$ops
     sed -e "s|127\.0\.0\.1:18080|127.0.0.1:$port|" \
         -e "s|127\.0\.0\.1:19090|127.0.0.1:$ops|" \
         -e "s|127\.0\.0\.1:18081|127.0.0.1:$P_UPSTREAM|" \
@@ -365,7 +367,7 @@ start_server_guise_login() {
 start_server_redis() {
     command -v redis-server >/dev/null || die "redis-server not found (apt-get install redis-server)"
     command -v redis-cli >/dev/null || die "redis-cli not found (apt-get install redis-tools)"
-    start redis 1 redis-server --bind 127.0.0.1 --port "$P_REDIS" --save "" --appendonly no
+    start redis 1 redis-server --bind 127.0.0.1 --port "$P_REDIS" --save '' --appendonly no
     local deadline=$((SECONDS + READY_DEADLINE)) pid=${PIDS[-1]}
     until [[ $(redis-cli -h 127.0.0.1 -p "$P_REDIS" ping 2>/dev/null) == PONG ]]; do
         kill -0 "$pid" 2>/dev/null || die "redis-server exited before answering PING"
@@ -484,6 +486,29 @@ for ((r = 1; r <= ROUNDS; r++)); do
     done
 done
 
+# ---------------------------------------------------------------- sessions
+# What the logged-in guise processes did over the whole run (their own
+# /metrics): the steady state is meant to be all session-cache hits.
+SESSIONS=$TMP/sessions.txt
+: >"$SESSIONS"
+metric() { # metric TEXT_FILE NAME_WITH_LABELS -> value (0 if absent)
+    awk -v m="$2" '$1 == m {v = $2} END {print v + 0}' "$1"
+}
+for name in guise-login guise-login-redis; do
+    [[ -n ${GUISE_OPS[$name]:-} ]] || continue
+    m=$TMP/$name-metrics.txt
+    curl -s --max-time 5 "$URL_BASE:${GUISE_OPS[$name]}/metrics" >"$m" || true
+    [[ -s $m ]] || { log "WARNING: $name /metrics did not answer"; continue; }
+    hit=$(metric "$m" 'guise_session_cache_requests_total{result="hit"}')
+    miss=$(metric "$m" 'guise_session_cache_requests_total{result="miss"}')
+    rerr=$(metric "$m" 'guise_redis_errors_total')
+    printf '  %-18s session cache hits %s, misses %s; redis errors %s\n' "$name" "$hit" "$miss" "$rerr" >>"$SESSIONS"
+    # A miss per login and per cache_ttl is expected; more means the
+    # measured rounds were not the cached steady state.
+    [[ $miss -le 5 ]] || log "WARNING: $name had $miss session-cache misses (want a handful at most)"
+    [[ $rerr -eq 0 ]] || log "WARNING: $name counted $rerr redis errors"
+done
+
 # ---------------------------------------------------------------- report
 declare -A MED_RPS=()
 table() {
@@ -520,6 +545,11 @@ table() {
     ratio guise-login-redis guise-login
     ratio guise-anon bare-pingora
     ratio guise-anon nginx
+    if [[ -s $SESSIONS ]]; then
+        echo
+        echo "logged-in targets over the whole run (their /metrics):"
+        cat "$SESSIONS"
+    fi
 }
 
 {

@@ -65,6 +65,9 @@ pub struct SessionManager {
     tombstones: moka::sync::Cache<SessionKey, ()>,
     settings: Settings,
     metrics: Metrics,
+    /// Resolved once: a labelled lookup per request costs a hash and a lock.
+    hits: prometheus::IntCounter,
+    misses: prometheus::IntCounter,
 }
 
 pub use crate::identity::unix_now;
@@ -79,12 +82,16 @@ impl SessionManager {
             .max_capacity(100_000)
             .time_to_live(settings.cache_ttl + settings.stale_grace)
             .build();
+        let hits = metrics.session_cache.with_label_values(&["hit"]);
+        let misses = metrics.session_cache.with_label_values(&["miss"]);
         Arc::new(SessionManager {
             store,
             cache,
             tombstones,
             settings,
             metrics,
+            hits,
+            misses,
         })
     }
 
@@ -157,12 +164,8 @@ impl SessionManager {
         let now = unix_now();
         let cached = self.cache.get(&key).await;
         match &cached {
-            Some(_) => self.metrics.session_cache.with_label_values(&["hit"]).inc(),
-            None => self
-                .metrics
-                .session_cache
-                .with_label_values(&["miss"])
-                .inc(),
+            Some(_) => self.hits.inc(),
+            None => self.misses.inc(),
         }
         if let Some(c) = &cached {
             if c.record.absolute_expiry <= now {
