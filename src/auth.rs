@@ -29,6 +29,9 @@ use crate::session::{cookie, Active, SessionError, SessionManager, Token};
 use crate::store::Store;
 use crate::users::{Directory, User};
 
+/// The login form's double-submit CSRF cookie.
+const LOGIN_CSRF_COOKIE: &str = "guise_login_csrf";
+
 /// Largest login or admin request body read into memory.
 const BODY_LIMIT: usize = 64 * 1024;
 
@@ -119,6 +122,22 @@ impl AuthService {
             metrics,
             connector: pingora::connectors::http::Connector::new(None),
         }
+    }
+
+    /// Take guise's cookies (session, login CSRF) off a request bound for
+    /// the upstream, under both their plain and `__Host-` names.
+    pub fn strip_gateway_cookies(&self, req: &mut pingora::http::RequestHeader) {
+        let base = &self.sessions.settings().cookie_name;
+        let host = cookie::name(base, true);
+        cookie::strip(
+            req,
+            &[
+                base,
+                &host,
+                LOGIN_CSRF_COOKIE,
+                &cookie::name(LOGIN_CSRF_COOKIE, true),
+            ],
+        );
     }
 
     fn store(&self) -> &Arc<dyn Store> {
@@ -354,7 +373,7 @@ impl AuthService {
     }
 
     fn login_csrf_name(req: &Req) -> String {
-        cookie::name("guise_login_csrf", req.https)
+        cookie::name(LOGIN_CSRF_COOKIE, req.https)
     }
 
     async fn login_page(

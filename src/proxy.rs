@@ -116,6 +116,7 @@ impl ProxyHttp for GatewayProxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         forwarded::set_headers(session, upstream_request)?;
+        self.auth.strip_gateway_cookies(upstream_request);
         if let Some(id) = &ctx.identity {
             let signed = IdentityHeaders::for_user(
                 &id.user.id,

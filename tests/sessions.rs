@@ -64,6 +64,18 @@ async fn a_json_login_sets_a_safe_cookie_and_signed_identity_reaches_the_app() {
         .unwrap()
         .starts_with("t="));
 
+    // The session token is guise's secret: the app never sees it, while
+    // the app's own cookies still reach it.
+    assert!(h.get("cookie").is_none(), "{h}");
+    let r = c
+        .get(f.url("/api/echo/me"))
+        .header("cookie", format!("app=1; {}", alice.cookie))
+        .send()
+        .await
+        .unwrap();
+    let echo: Value = r.json().await.unwrap();
+    assert_eq!(echo["headers"]["cookie"], serde_json::json!(["app=1"]));
+
     // A client cannot add or replace identity headers of its own.
     let r = c
         .get(f.url("/api/echo/me"))

@@ -36,6 +36,40 @@ pub fn read_token(req: &RequestHeader, name: &str) -> Option<Token> {
     read(req, name).and_then(|v| Token::from_cookie(&v))
 }
 
+/// Remove the gateway's own cookies from a request before it goes
+/// upstream: the session token is guise's secret, and the app (and its
+/// logs) must never see it. Other cookies pass unchanged.
+pub fn strip(req: &mut RequestHeader, names: &[&str]) {
+    let ours = |v: &http::HeaderValue| {
+        let b = v.as_bytes();
+        names
+            .iter()
+            .any(|n| b.windows(n.len()).any(|w| w == n.as_bytes()))
+    };
+    // Fast path: most requests carry none of our cookies by name.
+    if !req.headers.get_all(http::header::COOKIE).iter().any(ours) {
+        return;
+    }
+    let kept: Vec<String> = req
+        .headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| {
+            let name = pair.split('=').next().unwrap_or("");
+            !pair.is_empty() && !names.contains(&name)
+        })
+        .map(str::to_string)
+        .collect();
+    req.remove_header(&http::header::COOKIE);
+    if !kept.is_empty() {
+        // Joined back as one header, as HTTP/1.1 requires.
+        let _ = req.insert_header(http::header::COOKIE, kept.join("; "));
+    }
+}
+
 /// `Set-Cookie` value for a fresh session.
 pub fn set(name: &str, token: &Token, https: bool, max_age: Duration) -> String {
     build(
@@ -135,6 +169,36 @@ mod tests {
             .unwrap();
         assert_eq!(read_token(&r, "guise_session"), Some(t));
         assert_eq!(read_token(&r, "__Host-guise_session"), None);
+    }
+
+    #[test]
+    fn the_gateways_cookies_never_reach_the_upstream_and_others_do() {
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        r.append_header("cookie", "app=1; guise_session=secret")
+            .unwrap();
+        r.append_header("cookie", "__Host-guise_session=secret2; other=2")
+            .unwrap();
+        strip(
+            &mut r,
+            &["guise_session", "__Host-guise_session", "guise_login_csrf"],
+        );
+        let all: Vec<_> = r.headers.get_all("cookie").iter().collect();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0], "app=1; other=2");
+
+        let mut only = RequestHeader::build("GET", b"/", None).unwrap();
+        only.append_header("cookie", "guise_session=secret")
+            .unwrap();
+        strip(&mut only, &["guise_session"]);
+        assert!(only.headers.get("cookie").is_none());
+
+        // A cookie whose name merely contains ours is kept.
+        let mut similar = RequestHeader::build("GET", b"/", None).unwrap();
+        similar
+            .append_header("cookie", "my_guise_session=1")
+            .unwrap();
+        strip(&mut similar, &["guise_session"]);
+        assert_eq!(similar.headers["cookie"], "my_guise_session=1");
     }
 
     #[test]
