@@ -37,7 +37,9 @@ impl Token {
     /// What the store keys the session on: a SHA-256 of the token, so a
     /// leaked store dump holds no usable cookie.
     pub fn key(&self) -> SessionKey {
-        SessionKey(hex::encode(Sha256::digest(self.0.as_bytes())))
+        SessionKey(crate::identity::hex_lower(&Sha256::digest(
+            self.0.as_bytes(),
+        )))
     }
 }
 
