@@ -518,9 +518,16 @@ impl AuthService {
                     .trim()
                     .eq_ignore_ascii_case("application/json")
             });
-        if !is_json || csrf::same_origin(s.req_header(), req.https).is_err() {
+        if !is_json {
             let r = Refusal::new(415, "json_required", "JSON required", "send the credentials as an application/json body: {\"username\": ..., \"password\": ...}");
             return send_refusal(s, &r).await;
+        }
+        if let Err(e) = csrf::same_origin(s.req_header(), req.https) {
+            return send_refusal(
+                s,
+                &Refusal::new(403, "csrf", "Request refused", e.to_string()),
+            )
+            .await;
         }
         let body = match read_body(s).await {
             Ok(b) => b,

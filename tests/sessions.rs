@@ -105,6 +105,36 @@ async fn a_json_login_sets_a_safe_cookie_and_signed_identity_reaches_the_app() {
 }
 
 #[tokio::test]
+async fn the_json_login_refuses_forms_and_other_sites() {
+    let f = Fixture::start_with(&session_yaml("")).await;
+    let c = client();
+    let r = c
+        .post(f.url("/_guise/login"))
+        .form(&[("username", "alice@test.example"), ("password", PW)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    let r = c
+        .post(f.url("/_guise/login"))
+        .header("origin", "https://evil.test")
+        .json(&serde_json::json!({"username": "alice@test.example", "password": PW}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.headers().get("set-cookie").is_none());
+    let r = c
+        .post(f.url("/_guise/login"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
 async fn wrong_password_unknown_user_and_disabled_user_get_the_same_answer() {
     let f = Fixture::start_with(&session_yaml("")).await;
     let c = client();
