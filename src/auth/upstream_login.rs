@@ -155,7 +155,10 @@ fn user_id(source: &UserIdSource, head: &ResponseHeader, body: &[u8]) -> Option<
         }
     };
     let id = id.trim().to_string();
-    (!id.is_empty() && !id.chars().any(char::is_control)).then_some(id)
+    // The id travels in an identity header: visible ASCII, no commas (the
+    // same rule the directory applies to its own ids).
+    let fits = !id.is_empty() && id.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b',');
+    fits.then_some(id)
 }
 
 #[cfg(test)]
@@ -192,5 +195,11 @@ mod tests {
         assert_eq!(user_id(&by_header, &h, b""), None);
         let by_json = UserIdSource::JsonPointer("/nope".into());
         assert_eq!(user_id(&by_json, &h, b"not json"), None);
+        let by_json = UserIdSource::JsonPointer("/id".into());
+        assert_eq!(
+            user_id(&by_json, &h, "{\"id\":\"jos\u{e9}\"}".as_bytes()),
+            None
+        );
+        assert_eq!(user_id(&by_json, &h, br#"{"id":"a,b"}"#), None);
     }
 }
