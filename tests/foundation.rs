@@ -287,14 +287,7 @@ async fn dashboard_queries_only_use_exposed_metrics() {
         .await
         .unwrap();
     client().get(f.ops_url("/readyz")).send().await.unwrap();
-    let text = client()
-        .get(f.ops_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = f.metrics_text().await;
     let exposed: std::collections::HashSet<String> = text
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())

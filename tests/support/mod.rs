@@ -188,17 +188,21 @@ impl Fixture {
         self.gateway.as_ref().expect("gateway running")
     }
 
-    /// The value of one sample line of /metrics (`name{labels}`), 0 if absent.
-    pub async fn metric(&self, sample: &str) -> f64 {
-        let text = client()
+    /// The whole /metrics page.
+    pub async fn metrics_text(&self) -> String {
+        client()
             .get(self.ops_url("/metrics"))
             .send()
             .await
             .unwrap()
             .text()
             .await
-            .unwrap();
-        metric_value(&text, sample)
+            .unwrap()
+    }
+
+    /// The value of one sample line of /metrics (`name{labels}`), 0 if absent.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        metric_value(&self.metrics_text().await, sample)
     }
 }
 
