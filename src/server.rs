@@ -36,7 +36,7 @@ use crate::users::Directory;
 /// Why the gateway did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot listen on {addr} ({role}): {source}")]
+    #[error("cannot listen on {addr} ({role})")]
     Bind {
         role: &'static str,
         addr: SocketAddr,
