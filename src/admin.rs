@@ -68,7 +68,7 @@ impl AdminError {
 pub async fn handle(
     svc: &AuthService,
     s: &mut Session,
-    req: &Req,
+    req: &Req<'_>,
     identity: Option<&Identity>,
 ) -> pingora::Result<()> {
     match dispatch(svc, s, req, identity).await {
@@ -85,7 +85,7 @@ pub async fn handle(
 async fn dispatch(
     svc: &AuthService,
     s: &mut Session,
-    req: &Req,
+    req: &Req<'_>,
     identity: Option<&Identity>,
 ) -> Result<(u16, Value), AdminError> {
     let actor = identity.ok_or(AdminError::NotSignedIn)?;

@@ -105,22 +105,27 @@ pub struct AuthService {
     pub directory: Arc<Directory>,
     pub metrics: Metrics,
     connector: pingora::connectors::http::Connector,
+    /// The session cookie's name on HTTPS (`__Host-` prefixed), made once
+    /// rather than per request.
+    cookie_https: String,
 }
 
 /// Facts about the request every handler needs.
-pub struct Req {
+pub struct Req<'a> {
     pub https: bool,
-    pub cookie_name: String,
+    pub cookie_name: &'a str,
     pub client_ip: Option<String>,
 }
 
 impl AuthService {
     pub fn new(sessions: Arc<SessionManager>, directory: Arc<Directory>, metrics: Metrics) -> Self {
+        let cookie_https = cookie::name(&sessions.settings().cookie_name, true);
         AuthService {
             sessions,
             directory,
             metrics,
             connector: pingora::connectors::http::Connector::new(None),
+            cookie_https,
         }
     }
 
@@ -154,7 +159,11 @@ impl AuthService {
         let https = s.digest().and_then(|d| d.ssl_digest.as_ref()).is_some();
         let req = Req {
             https,
-            cookie_name: cookie::name(&self.sessions.settings().cookie_name, https),
+            cookie_name: if https {
+                &self.cookie_https
+            } else {
+                &self.sessions.settings().cookie_name
+            },
             client_ip: s
                 .client_addr()
                 .and_then(|a| a.as_inet())
@@ -238,8 +247,8 @@ impl AuthService {
     }
 
     /// The session and user behind the request's cookie, if any.
-    async fn identify(&self, s: &Session, req: &Req) -> Result<Option<Identity>, SessionError> {
-        let Some(token) = cookie::read_token(s.req_header(), &req.cookie_name) else {
+    async fn identify(&self, s: &Session, req: &Req<'_>) -> Result<Option<Identity>, SessionError> {
+        let Some(token) = cookie::read_token(s.req_header(), req.cookie_name) else {
             return Ok(None);
         };
         let Some(active) = self.sessions.resolve(&token).await? else {
@@ -352,7 +361,7 @@ impl AuthService {
     pub async fn start_session(
         &self,
         user: &User,
-        req: &Req,
+        req: &Req<'_>,
         extra: BTreeMap<String, String>,
     ) -> Result<(Token, Active), LoginError> {
         let (token, active) = self
@@ -364,22 +373,22 @@ impl AuthService {
         Ok((token, active))
     }
 
-    fn session_cookie(&self, req: &Req, token: &Token) -> (HeaderName, String) {
+    fn session_cookie(&self, req: &Req<'_>, token: &Token) -> (HeaderName, String) {
         let max_age = self.sessions.settings().absolute_lifetime;
         (
             SET_COOKIE,
-            cookie::set(&req.cookie_name, token, req.https, max_age),
+            cookie::set(req.cookie_name, token, req.https, max_age),
         )
     }
 
-    fn login_csrf_name(req: &Req) -> String {
+    fn login_csrf_name(req: &Req<'_>) -> String {
         cookie::name(LOGIN_CSRF_COOKIE, req.https)
     }
 
     async fn login_page(
         &self,
         s: &mut Session,
-        req: &Req,
+        req: &Req<'_>,
         live: &Live,
         identity: Option<&Identity>,
     ) -> pingora::Result<()> {
@@ -405,7 +414,7 @@ impl AuthService {
     async fn render_login(
         &self,
         s: &mut Session,
-        req: &Req,
+        req: &Req<'_>,
         live: &Live,
         status: u16,
         next: &str,
@@ -424,7 +433,7 @@ impl AuthService {
         respond::send_html(s, status, html, &[(SET_COOKIE, set)]).await
     }
 
-    async fn form_login(&self, s: &mut Session, req: &Req, live: &Live) -> pingora::Result<()> {
+    async fn form_login(&self, s: &mut Session, req: &Req<'_>, live: &Live) -> pingora::Result<()> {
         let body = match read_body(s).await {
             Ok(b) => b,
             Err(r) => return send_refusal(s, &r).await,
@@ -494,7 +503,7 @@ impl AuthService {
         send_refusal_with(s, &r, &extra).await
     }
 
-    async fn json_login(&self, s: &mut Session, req: &Req, live: &Live) -> pingora::Result<()> {
+    async fn json_login(&self, s: &mut Session, req: &Req<'_>, live: &Live) -> pingora::Result<()> {
         if !matches!(live.config.auth.mode, LoginMode::Gateway) {
             let r = Refusal::new(
                 404,
@@ -583,7 +592,7 @@ impl AuthService {
     async fn upstream_login(
         &self,
         s: &mut Session,
-        req: &Req,
+        req: &Req<'_>,
         live: &Live,
         cfg: &crate::config::UpstreamLogin,
     ) -> pingora::Result<()> {
@@ -595,12 +604,12 @@ impl AuthService {
     async fn logout(
         &self,
         s: &mut Session,
-        req: &Req,
+        req: &Req<'_>,
         live: &Live,
         identity: Option<&Identity>,
     ) -> pingora::Result<()> {
         let browser = Format::of(s.req_header()) == Format::Html || is_form(s);
-        let clear = (SET_COOKIE, cookie::clear(&req.cookie_name, req.https));
+        let clear = (SET_COOKIE, cookie::clear(req.cookie_name, req.https));
         let Some(identity) = identity else {
             // Nothing to end; still clear whatever cookie the browser holds.
             return if browser {

@@ -25,7 +25,7 @@ const RESPONSE_LIMIT: usize = 1024 * 1024;
 pub(super) async fn handle(
     svc: &AuthService,
     s: &mut Session,
-    req: &Req,
+    req: &Req<'_>,
     live: &Live,
     cfg: &UpstreamLogin,
 ) -> pingora::Result<()> {
