@@ -465,6 +465,17 @@ pub(crate) mod tests {
             .expect("client builds")
     }
 
+    /// GET `url` and read the JSON answer, whatever its status.
+    pub(crate) async fn get_json(http: &reqwest::Client, url: String) -> Value {
+        http.get(url)
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json")
+    }
+
     #[test]
     fn every_route_is_registered() {
         let router = router();
@@ -502,26 +513,20 @@ pub(crate) mod tests {
         let handle = start();
         let http = client();
         let base = handle.base_url();
-        let company: Value = http
-            .get(format!("{base}/api/companies/{}", seed_ids::ACCOUNT_100))
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
+        let company: Value = get_json(
+            &http,
+            format!("{base}/api/companies/{}", seed_ids::ACCOUNT_100),
+        )
+        .await;
         assert_eq!(company["data"]["name"], "Account 100");
-        let rels: Value = http
-            .get(format!(
+        let rels: Value = get_json(
+            &http,
+            format!(
                 "{base}/api/relationships?company_id={}",
                 seed_ids::ACCOUNT_100
-            ))
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
+            ),
+        )
+        .await;
         let types: Vec<&str> = rels["data"]
             .as_array()
             .expect("list")
@@ -530,28 +535,19 @@ pub(crate) mod tests {
             .collect();
         assert!(types.contains(&"Product A"), "{types:?}");
         assert!(types.contains(&"Spark"), "{types:?}");
-        let ctas: Value = http
-            .get(format!(
+        let ctas: Value = get_json(
+            &http,
+            format!(
                 "{base}/api/ctas?relationship_id={}",
                 seed_ids::REL_ACCOUNT_100_PRODUCT_A
-            ))
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
+            ),
+        )
+        .await;
         assert!(!ctas["data"].as_array().expect("list").is_empty());
         for partner in [seed_ids::PARTNER_ACME, seed_ids::PARTNER_GLOBEX] {
             for kind in ["companies", "relationships", "leads"] {
-                let list: Value = http
-                    .get(format!("{base}/api/{kind}?partner_id={partner}"))
-                    .send()
-                    .await
-                    .expect("get")
-                    .json()
-                    .await
-                    .expect("json");
+                let list: Value =
+                    get_json(&http, format!("{base}/api/{kind}?partner_id={partner}")).await;
                 assert!(
                     !list["data"].as_array().expect("list").is_empty(),
                     "{kind} of {partner}"

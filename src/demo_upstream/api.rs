@@ -466,7 +466,7 @@ fn filtered<T: Record>(store: &Store, filters: &Filters) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::super::seed_ids;
-    use super::super::tests::{client, start};
+    use super::super::tests::{client, get_json, start};
     use serde_json::{json, Value};
 
     #[test]
@@ -498,14 +498,7 @@ mod tests {
         let id = body["data"]["id"].as_str().expect("id").to_owned();
         assert_eq!(location, format!("/api/companies/{id}"));
 
-        let fetched: Value = http
-            .get(format!("{base}/api/companies/{id}"))
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
+        let fetched: Value = get_json(&http, format!("{base}/api/companies/{id}")).await;
         assert_eq!(fetched["data"]["name"], "Test Co");
         assert_eq!(fetched["data"]["partner_id"], "p-acme");
 
@@ -654,17 +647,14 @@ mod tests {
         let handle = start();
         let http = client();
         let base = handle.base_url();
-        let rels: Value = http
-            .get(format!(
+        let rels: Value = get_json(
+            &http,
+            format!(
                 "{base}/api/relationships?company_id={}&relationship_type=Spark",
                 seed_ids::ACCOUNT_100
-            ))
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
+            ),
+        )
+        .await;
         let ids: Vec<&str> = rels["data"]
             .as_array()
             .expect("list")
@@ -678,14 +668,7 @@ mod tests {
                 seed_ids::REL_ACCOUNT_100_SPARK_PILOT
             ]
         );
-        let direct: Value = http
-            .get(format!("{base}/api/leads?partner_id="))
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
+        let direct: Value = get_json(&http, format!("{base}/api/leads?partner_id=")).await;
         assert!(direct["data"]
             .as_array()
             .expect("list")
