@@ -6,6 +6,9 @@ use minijinja::{context, Environment};
 
 static PAGES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
+    // Both pages extend one card layout, so they look alike.
+    env.add_template("card.html", include_str!("card.html"))
+        .expect("card layout parses");
     env.add_template("login.html", include_str!("login.html"))
         .expect("login template parses");
     env.add_template("signed_out.html", include_str!("signed_out.html"))
