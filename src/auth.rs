@@ -304,8 +304,7 @@ impl AuthService {
         client_ip: Option<&str>,
     ) -> Result<Arc<User>, LoginError> {
         let auth = &live.config.auth;
-        let user_counter = format!("login:user:{}", username.trim().to_lowercase());
-        let client_counter = format!("login:client:{}", client_ip.unwrap_or("unknown"));
+        let (user_counter, client_counter) = attempt_counters(username, client_ip);
         self.check_limits(auth, &user_counter, &client_counter)
             .await?;
 
@@ -701,6 +700,15 @@ impl AuthService {
             }
         }
     }
+}
+
+/// The attempt counters a login by `username` from `client_ip` counts
+/// against: one per username (case-blind), one per client address.
+fn attempt_counters(username: &str, client_ip: Option<&str>) -> (String, String) {
+    (
+        format!("login:user:{}", username.trim().to_lowercase()),
+        format!("login:client:{}", client_ip.unwrap_or("unknown")),
+    )
 }
 
 fn is_form(s: &Session) -> bool {

@@ -13,7 +13,7 @@ use http::header::{CONTENT_LENGTH, LOCATION, SET_COOKIE, TRANSFER_ENCODING};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
-use super::{read_body, AuthService, LoginError, Req};
+use super::{attempt_counters, read_body, AuthService, LoginError, Req};
 use crate::config::{AppCookies, UpstreamLogin, UserIdSource};
 use crate::live::Live;
 use crate::respond::{send_refusal, Refusal};
@@ -35,13 +35,9 @@ pub(super) async fn handle(
     };
     let username = url::form_urlencoded::parse(&body)
         .find(|(k, _)| k == "username" || k == "email")
-        .map(|(_, v)| v.trim().to_lowercase())
+        .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
-    let user_counter = format!("login:user:{username}");
-    let client_counter = format!(
-        "login:client:{}",
-        req.client_ip.as_deref().unwrap_or("unknown")
-    );
+    let (user_counter, client_counter) = attempt_counters(&username, req.client_ip.as_deref());
     if let Err(e) = svc
         .check_limits(&live.config.auth, &user_counter, &client_counter)
         .await
