@@ -12,6 +12,7 @@ pub mod redirect;
 mod upstream_login;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -108,41 +109,44 @@ pub struct AuthService {
     /// The session cookie's name on HTTPS (`__Host-` prefixed), made once
     /// rather than per request.
     cookie_https: String,
+    /// Every cookie name of the gateway's own (session and login CSRF,
+    /// plain and `__Host-`), taken off requests bound upstream.
+    own_cookies: [String; 4],
 }
 
 /// Facts about the request every handler needs.
 pub struct Req<'a> {
     pub https: bool,
     pub cookie_name: &'a str,
-    pub client_ip: Option<String>,
+    /// Kept as an address: only logins need it as text, so most requests
+    /// never format it.
+    pub client_ip: Option<IpAddr>,
 }
 
 impl AuthService {
     pub fn new(sessions: Arc<SessionManager>, directory: Arc<Directory>, metrics: Metrics) -> Self {
-        let cookie_https = cookie::name(&sessions.settings().cookie_name, true);
+        let base = &sessions.settings().cookie_name;
+        let cookie_https = cookie::name(base, true);
+        let own_cookies = [
+            base.clone(),
+            cookie_https.clone(),
+            LOGIN_CSRF_COOKIE.to_string(),
+            cookie::name(LOGIN_CSRF_COOKIE, true),
+        ];
         AuthService {
             sessions,
             directory,
             metrics,
             connector: pingora::connectors::http::Connector::new(None),
             cookie_https,
+            own_cookies,
         }
     }
 
     /// Take guise's cookies (session, login CSRF) off a request bound for
     /// the upstream, under both their plain and `__Host-` names.
     pub fn strip_gateway_cookies(&self, req: &mut pingora::http::RequestHeader) {
-        let base = &self.sessions.settings().cookie_name;
-        let host = cookie::name(base, true);
-        cookie::strip(
-            req,
-            &[
-                base,
-                &host,
-                LOGIN_CSRF_COOKIE,
-                &cookie::name(LOGIN_CSRF_COOKIE, true),
-            ],
-        );
+        cookie::strip(req, &self.own_cookies);
     }
 
     fn store(&self) -> &Arc<dyn Store> {
@@ -164,10 +168,7 @@ impl AuthService {
             } else {
                 &self.sessions.settings().cookie_name
             },
-            client_ip: s
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip().to_string()),
+            client_ip: s.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()),
         };
         let auth = &live.config.auth;
         let path = s.req_header().uri.path().to_string();
@@ -193,50 +194,16 @@ impl AuthService {
             }
         };
 
-        if let Some(rest) = path.strip_prefix("/_guise/") {
-            match (method.as_str(), rest) {
-                ("POST", "login") => self.json_login(s, &req, live).await?,
-                ("POST", "logout") => self.logout(s, &req, live, identity.as_ref()).await?,
-                ("GET", "logout") => self.sign_out_page(s, live, identity.as_ref()).await?,
-                ("GET", "session") => self.session_info(s, identity.as_ref()).await?,
-                (_, r) if r.starts_with("admin/") || r == "admin" => {
-                    crate::admin::handle(self, s, &req, identity.as_ref()).await?
-                }
-                _ => {
-                    let r = Refusal::new(
-                        404,
-                        "not_found",
-                        "Not found",
-                        format!("the gateway has no endpoint {method} {path}"),
-                    );
-                    send_refusal(s, &r).await?;
-                }
-            }
+        // The gateway's own endpoints and the login page are rare next to
+        // proxied requests, and their futures are large (the upstream login
+        // holds a whole client connection): boxed, they cost an allocation
+        // when used instead of a bigger future copied on every request.
+        if let Some(rest) = path.strip_prefix(crate::proxy::GATEWAY_PREFIX) {
+            Box::pin(self.endpoint(s, &req, live, rest, identity.as_ref())).await?;
             return Ok(Gate::Answered);
         }
-
         if path == auth.login_path {
-            match (&auth.mode, method.as_str()) {
-                (LoginMode::Gateway, "GET" | "HEAD") => {
-                    self.login_page(s, &req, live, identity.as_ref()).await?
-                }
-                (LoginMode::Gateway, "POST") => self.form_login(s, &req, live).await?,
-                (LoginMode::Gateway, _) => {
-                    let r = Refusal::new(
-                        405,
-                        "method_not_allowed",
-                        "Method not allowed",
-                        "the login page takes GET and POST",
-                    );
-                    send_refusal(s, &r).await?;
-                }
-                (LoginMode::Upstream(cfg), "POST") => {
-                    self.upstream_login(s, &req, live, cfg).await?;
-                }
-                // The app's own login page: show it without a session.
-                (LoginMode::Upstream(_), _) => return Ok(Gate::Continue(identity)),
-            }
-            return Ok(Gate::Answered);
+            return Box::pin(self.login_path(s, &req, live, identity)).await;
         }
 
         if identity.is_none() && auth.require_login && !public {
@@ -244,6 +211,73 @@ impl AuthService {
             return Ok(Gate::Answered);
         }
         Ok(Gate::Continue(identity))
+    }
+
+    /// Answer `/_guise/{rest}`.
+    async fn endpoint(
+        &self,
+        s: &mut Session,
+        req: &Req<'_>,
+        live: &Live,
+        rest: &str,
+        identity: Option<&Identity>,
+    ) -> pingora::Result<()> {
+        let method = s.req_header().method.clone();
+        match (method.as_str(), rest) {
+            ("POST", "login") => self.json_login(s, req, live).await,
+            ("POST", "logout") => self.logout(s, req, live, identity).await,
+            ("GET", "logout") => self.sign_out_page(s, live, identity).await,
+            ("GET", "session") => self.session_info(s, identity).await,
+            (_, r) if r.starts_with("admin/") || r == "admin" => {
+                crate::admin::handle(self, s, req, identity).await
+            }
+            _ => {
+                let r = Refusal::new(
+                    404,
+                    "not_found",
+                    "Not found",
+                    format!(
+                        "the gateway has no endpoint {method} {}{rest}",
+                        crate::proxy::GATEWAY_PREFIX
+                    ),
+                );
+                send_refusal(s, &r).await
+            }
+        }
+    }
+
+    /// Answer the app's login path: guise's own form in gateway mode; in
+    /// upstream mode the app's page, and its form posted through guise.
+    async fn login_path(
+        &self,
+        s: &mut Session,
+        req: &Req<'_>,
+        live: &Live,
+        identity: Option<Identity>,
+    ) -> pingora::Result<Gate> {
+        let auth = &live.config.auth;
+        let method = s.req_header().method.clone();
+        match (&auth.mode, method.as_str()) {
+            (LoginMode::Gateway, "GET" | "HEAD") => {
+                self.login_page(s, req, live, identity.as_ref()).await?
+            }
+            (LoginMode::Gateway, "POST") => self.form_login(s, req, live).await?,
+            (LoginMode::Gateway, _) => {
+                let r = Refusal::new(
+                    405,
+                    "method_not_allowed",
+                    "Method not allowed",
+                    "the login page takes GET and POST",
+                );
+                send_refusal(s, &r).await?;
+            }
+            (LoginMode::Upstream(cfg), "POST") => {
+                self.upstream_login(s, req, live, cfg).await?;
+            }
+            // The app's own login page: show it without a session.
+            (LoginMode::Upstream(_), _) => return Ok(Gate::Continue(identity)),
+        }
+        Ok(Gate::Answered)
     }
 
     /// The session and user behind the request's cookie, if any.
@@ -301,7 +335,7 @@ impl AuthService {
         live: &Live,
         username: &str,
         password: &str,
-        client_ip: Option<&str>,
+        client_ip: Option<IpAddr>,
     ) -> Result<Arc<User>, LoginError> {
         let auth = &live.config.auth;
         let (user_counter, client_counter) = attempt_counters(username, client_ip);
@@ -365,7 +399,7 @@ impl AuthService {
     ) -> Result<(Token, Active), LoginError> {
         let (token, active) = self
             .sessions
-            .create(&user.id, req.client_ip.clone(), extra)
+            .create(&user.id, req.client_ip.map(|ip| ip.to_string()), extra)
             .await?;
         self.metrics.logins.with_label_values(&["ok"]).inc();
         tracing::info!(user = %user.id, session = %active.record.reference, "login");
@@ -456,7 +490,7 @@ impl AuthService {
         }
 
         match self
-            .attempt(live, &username, field("password"), req.client_ip.as_deref())
+            .attempt(live, &username, field("password"), req.client_ip)
             .await
         {
             Ok(user) => match self.start_session(&user, req, BTreeMap::new()).await {
@@ -560,12 +594,7 @@ impl AuthService {
             }
         };
         let result = match self
-            .attempt(
-                live,
-                &creds.username,
-                &creds.password,
-                req.client_ip.as_deref(),
-            )
+            .attempt(live, &creds.username, &creds.password, req.client_ip)
             .await
         {
             Ok(user) => self
@@ -704,10 +733,14 @@ impl AuthService {
 
 /// The attempt counters a login by `username` from `client_ip` counts
 /// against: one per username (case-blind), one per client address.
-fn attempt_counters(username: &str, client_ip: Option<&str>) -> (String, String) {
+fn attempt_counters(username: &str, client_ip: Option<IpAddr>) -> (String, String) {
+    let client = match client_ip {
+        Some(ip) => format!("login:client:{ip}"),
+        None => "login:client:unknown".to_string(),
+    };
     (
         format!("login:user:{}", username.trim().to_lowercase()),
-        format!("login:client:{}", client_ip.unwrap_or("unknown")),
+        client,
     )
 }
 
@@ -763,3 +796,6 @@ pub fn user_json(u: &User) -> serde_json::Value {
     }
     v
 }
+
+#[cfg(test)]
+mod tests;

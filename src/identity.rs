@@ -31,6 +31,7 @@
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
@@ -291,6 +292,10 @@ impl IdentityHeaders {
 /// Remove every header whose name starts with `prefix` (lower case). Header
 /// names are stored lower-cased, so the comparison is case-blind.
 pub fn strip_client_headers(req: &mut RequestHeader, prefix: &str) {
+    // Nearly every request has none: look before collecting.
+    if !req.headers.keys().any(|k| k.as_str().starts_with(prefix)) {
+        return;
+    }
     let spoofed: Vec<http::HeaderName> = req
         .headers
         .keys()
@@ -405,7 +410,11 @@ pub fn hex_lower(digest: &[u8]) -> String {
         return hex::encode(digest);
     }
     match hex::encode_to_slice(digest, &mut buf[..n]) {
-        Ok(()) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+        // Hex digits are ASCII, so this never takes the error arm.
+        Ok(()) => match std::str::from_utf8(&buf[..n]) {
+            Ok(text) => text.to_owned(),
+            Err(_) => hex::encode(digest),
+        },
         Err(_) => hex::encode(digest),
     }
 }
@@ -435,8 +444,10 @@ fn hex_lower_matches_hex_encode() {
 pub struct Signer {
     mac: HmacSha256,
     prefix: String,
-    /// Full header names for the known suffixes, signature included.
-    names: Vec<(&'static str, HeaderName)>,
+    /// Full header names for the known suffixes, signature included, with
+    /// the same name as pingora's insert takes it (made once: from a
+    /// `HeaderName` it would copy the name on every insert).
+    names: Vec<(&'static str, HeaderName, Bytes)>,
 }
 
 impl fmt::Debug for Signer {
@@ -463,9 +474,10 @@ impl Signer {
         ]
         .into_iter()
         .filter_map(|suffix| {
-            HeaderName::from_bytes(format!("{prefix}{suffix}").as_bytes())
+            let full = format!("{prefix}{suffix}");
+            HeaderName::from_bytes(full.as_bytes())
                 .ok()
-                .map(|n| (suffix, n))
+                .map(|n| (suffix, n, Bytes::from(full)))
         })
         .collect();
         Signer {
@@ -498,7 +510,7 @@ impl Signer {
     }
 
     fn name(&self, suffix: &str) -> Result<HeaderName, IdentityError> {
-        if let Some((_, n)) = self.names.iter().find(|(s, _)| *s == suffix) {
+        if let Some((_, n, _)) = self.names.iter().find(|(s, _, _)| *s == suffix) {
             return Ok(n.clone());
         }
         let full = format!("{}{suffix}", self.prefix);
@@ -548,10 +560,13 @@ impl Signer {
             self.signed_headers(identity, req.method.as_str(), req.uri.path(), unix_now)?;
         strip_client_headers(req, &self.prefix);
         for (name, value) in headers {
-            let header = name.as_str().to_string();
-            req.insert_header(name, value)
+            let wire = match self.names.iter().find(|(_, n, _)| *n == name) {
+                Some((_, _, wire)) => wire.clone(),
+                None => Bytes::copy_from_slice(name.as_str().as_bytes()),
+            };
+            req.insert_header(wire, value)
                 .map_err(|e| IdentityError::Rejected {
-                    header,
+                    header: name.as_str().to_string(),
                     reason: e.to_string(),
                 })?;
         }

@@ -37,7 +37,7 @@ pub(super) async fn handle(
         .find(|(k, _)| k == "username" || k == "email")
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
-    let (user_counter, client_counter) = attempt_counters(&username, req.client_ip.as_deref());
+    let (user_counter, client_counter) = attempt_counters(&username, req.client_ip);
     if let Err(e) = svc
         .check_limits(&live.config.auth, &user_counter, &client_counter)
         .await

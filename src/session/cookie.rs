@@ -21,6 +21,17 @@ pub fn name(base: &str, https: bool) -> String {
 /// The value of cookie `name` in the request, if any (every `Cookie`
 /// header is read; the first match wins).
 pub fn read(req: &RequestHeader, name: &str) -> Option<String> {
+    with_value(req, name, str::to_string)
+}
+
+/// The session token of the request, if it carries a well-formed one.
+pub fn read_token(req: &RequestHeader, name: &str) -> Option<Token> {
+    with_value(req, name, Token::from_cookie).flatten()
+}
+
+/// `f` of the value of cookie `name`, borrowed from the request: this runs
+/// on every request, so the value is not copied before it is needed.
+fn with_value<T>(req: &RequestHeader, name: &str, f: impl FnOnce(&str) -> T) -> Option<T> {
     req.headers
         .get_all(http::header::COOKIE)
         .iter()
@@ -28,23 +39,19 @@ pub fn read(req: &RequestHeader, name: &str) -> Option<String> {
         .flat_map(Cookie::split_parse)
         .filter_map(Result::ok)
         .find(|c| c.name() == name)
-        .map(|c| c.value().to_string())
-}
-
-/// The session token of the request, if it carries a well-formed one.
-pub fn read_token(req: &RequestHeader, name: &str) -> Option<Token> {
-    read(req, name).and_then(|v| Token::from_cookie(&v))
+        .map(|c| f(c.value()))
 }
 
 /// Remove the gateway's own cookies from a request before it goes
 /// upstream: the session token is guise's secret, and the app (and its
 /// logs) must never see it. Other cookies pass unchanged.
-pub fn strip(req: &mut RequestHeader, names: &[&str]) {
+pub fn strip<N: AsRef<str>>(req: &mut RequestHeader, names: &[N]) {
     let ours = |v: &http::HeaderValue| {
         let b = v.as_bytes();
-        names
-            .iter()
-            .any(|n| b.windows(n.len()).any(|w| w == n.as_bytes()))
+        names.iter().any(|n| {
+            b.windows(n.as_ref().len())
+                .any(|w| w == n.as_ref().as_bytes())
+        })
     };
     // Fast path: most requests carry none of our cookies by name.
     if !req.headers.get_all(http::header::COOKIE).iter().any(ours) {
@@ -59,7 +66,7 @@ pub fn strip(req: &mut RequestHeader, names: &[&str]) {
         .map(str::trim)
         .filter(|pair| {
             let name = pair.split('=').next().unwrap_or("");
-            !pair.is_empty() && !names.contains(&name)
+            !pair.is_empty() && !names.iter().any(|n| n.as_ref() == name)
         })
         .map(str::to_string)
         .collect();
