@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# Instructions per request, counted by valgrind (callgrind): a figure that
+# does not move with the noise of a shared machine, unlike req/s.
+#
+#   bench/instructions.sh [--seconds N] [--no-build] [--no-install]
+#
+#   --seconds     how long each target is driven (default 8); with one
+#                 connection under valgrind that is a few thousand requests
+#   --no-build    use the binaries already in target/release
+#   --no-install  do not apt-get install missing tools
+#   --keep DIR    copy the callgrind dumps to DIR, for callgrind_annotate
+#
+# Targets, one after another, each behind the same static nginx upstream:
+#   bare-pingora  examples/bare_pingora.rs
+#   guise-anon    guise, public route, no cookie (bench/guise-bench.yaml)
+#   guise-login   guise, logged in, memory store (bench/guise-bench-login.yaml)
+#
+# Each target runs under `valgrind --tool=callgrind`; after a warm-up the
+# counters are zeroed, wrk drives one connection for --seconds, and the
+# counters are dumped. Reported: instructions per request (whole process),
+# and for guise-login the part spent in SHA-256 compression.
+#
+# Why the SHA-256 column: valgrind does not offer the CPU's SHA extensions,
+# so under it the sha2 crate takes its portable code, which needs several
+# times the instructions the SHA-NI path needs on real hardware. The session
+# token hash and the identity-header HMAC are SHA-256, so "login extra" is
+# shown with and without it; the truth on hardware lies between, close to
+# the "without" figure.
+set -euo pipefail
+
+SECONDS_PER_TARGET=8
+DO_BUILD=1
+DO_INSTALL=1
+KEEP=""
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --seconds)    SECONDS_PER_TARGET=$2; shift 2 ;;
+        --no-build)   DO_BUILD=0; shift ;;
+        --no-install) DO_INSTALL=0; shift ;;
+        --keep)       KEEP=$2; shift 2 ;;
+        -h|--help)    awk 'NR == 1 {next} /^#/ {sub(/^# ?/, ""); print; next} {exit}' "$0"; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+[[ $SECONDS_PER_TARGET =~ ^[0-9]+$ && $SECONDS_PER_TARGET -ge 1 ]] || { echo "--seconds must be a whole number >= 1" >&2; exit 2; }
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH=$ROOT/bench
+RELEASE=${CARGO_TARGET_DIR:-$ROOT/target}/release
+TMP=$(mktemp -d /tmp/guise-instr.XXXXXX)
+chmod 755 "$TMP"
+export PATH=$PATH:/usr/sbin:/sbin
+
+log() { printf '[instr %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+PIDS=()
+cleanup() {
+    local rc=$? pid
+    trap - EXIT INT TERM
+    for pid in "${PIDS[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do
+        local deadline=$((SECONDS + 20))
+        while kill -0 "$pid" 2>/dev/null && [[ $SECONDS -lt $deadline ]]; do sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    if [[ $rc -ne 0 ]]; then
+        local f
+        for f in "$TMP"/*.log; do [[ -s $f ]] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }; done
+    fi
+    rm -rf "$TMP"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if [[ $DO_INSTALL -eq 1 ]]; then
+    pkgs=()
+    command -v valgrind >/dev/null || pkgs+=(valgrind)
+    command -v wrk >/dev/null || pkgs+=(wrk)
+    command -v nginx >/dev/null || pkgs+=(nginx-light)
+    command -v curl >/dev/null || pkgs+=(curl)
+    if [[ ${#pkgs[@]} -gt 0 ]]; then
+        sudo=""; [[ $(id -u) -eq 0 ]] || sudo=sudo
+        log "installing: ${pkgs[*]}"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${pkgs[@]}" >/dev/null
+    fi
+fi
+for t in valgrind callgrind_control callgrind_annotate wrk nginx curl python3; do
+    command -v "$t" >/dev/null || die "$t not found"
+done
+if [[ $DO_BUILD -eq 1 ]]; then
+    log "building release binaries"
+    (cd "$ROOT" && cargo build --release --bin guise --example bare_pingora)
+fi
+
+read -r -a PORTS <<<"$(python3 - <<'EOF'
+import socket
+socks = []
+for _ in range(6):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+)"
+P_UP=${PORTS[0]} P_BARE=${PORTS[1]} P_ANON=${PORTS[2]} P_ANON_OPS=${PORTS[3]} P_LOGIN=${PORTS[4]} P_LOGIN_OPS=${PORTS[5]}
+BENCH_PATH=/api/companies/co-101
+
+# wait_ok URL [CURL ARGS...]: poll until 200, with a deadline (valgrind
+# starts slowly).
+wait_ok() {
+    local url=$1; shift
+    local deadline=$((SECONDS + 120)) pid=${PIDS[-1]}
+    until [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@" "$url" || true) == 200 ]]; do
+        kill -0 "$pid" 2>/dev/null || die "server for $url exited"
+        [[ $SECONDS -lt $deadline ]] || die "$url did not answer 200 within 120 s"
+        sleep 0.2
+    done
+}
+
+USER_LINE=""; [[ $(id -u) -eq 0 ]] && USER_LINE="user root;"
+sed -e "s|@USER_LINE@|$USER_LINE|" -e "s|@TMP@|$TMP|g" -e "s|@NAME@|upstream|g" \
+    -e "s|@LISTEN_PORT@|$P_UP|" "$BENCH/nginx-static.conf.tmpl" >"$TMP/upstream.conf"
+nginx -p "$TMP" -c "$TMP/upstream.conf" -g 'daemon off;' >"$TMP/upstream.log" 2>&1 &
+PIDS+=($!)
+wait_ok "http://127.0.0.1:$P_UP$BENCH_PATH"
+
+GUISE_SIGNING_KEY=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+export GUISE_SIGNING_KEY
+guise_yaml() { # guise_yaml SRC PORT OPS OUT
+    sed -e "s|127\.0\.0\.1:18080|127.0.0.1:$2|" -e "s|127\.0\.0\.1:19090|127.0.0.1:$3|" \
+        -e "s|127\.0\.0\.1:18081|127.0.0.1:$P_UP|" "$BENCH/$1" >"$4"
+}
+guise_yaml guise-bench.yaml "$P_ANON" "$P_ANON_OPS" "$TMP/anon.yaml"
+guise_yaml guise-bench-login.yaml "$P_LOGIN" "$P_LOGIN_OPS" "$TMP/login.yaml"
+
+# measure NAME PORT [COOKIE] CMD... -> "NAME requests instructions sha256"
+measure() {
+    local name=$1 port=$2 cookie=$3; shift 3
+    valgrind --tool=callgrind --callgrind-out-file="$TMP/$name.cg.%p" "$@" >"$TMP/$name.log" 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    local -a hdr=()
+    if [[ $cookie == login ]]; then
+        local deadline=$((SECONDS + 120)) code=""
+        until [[ $code == 200 ]]; do
+            code=$(curl -s -o "$TMP/login.json" -D "$TMP/login.hdr" -w '%{http_code}' --max-time 10 \
+                -H 'Content-Type: application/json' \
+                --data '{"username":"bench@bench.test","password":"bench-pass"}' \
+                "http://127.0.0.1:$port/_guise/login" || true)
+            kill -0 "$pid" 2>/dev/null || die "$name exited"
+            [[ $SECONDS -lt $deadline ]] || die "$name: login answered ${code:-nothing}"
+            [[ $code == 200 ]] || sleep 0.5
+        done
+        local c
+        c=$(tr -d '\r' <"$TMP/login.hdr" | awk 'tolower($1) == "set-cookie:" && $2 ~ /^guise_session=/ {sub(/;.*/, "", $2); print $2; exit}')
+        [[ -n $c ]] || die "$name: no session cookie"
+        hdr=(-H "Cookie: $c")
+        wait_ok "http://127.0.0.1:$port$BENCH_PATH" "${hdr[@]}"
+        [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port$BENCH_PATH") != 200 ]] \
+            || die "$name: $BENCH_PATH answers 200 without the cookie; the session path is not measured"
+    else
+        wait_ok "http://127.0.0.1:$port$BENCH_PATH"
+    fi
+    wrk -t1 -c1 -d2s "${hdr[@]}" "http://127.0.0.1:$port$BENCH_PATH" >/dev/null
+    callgrind_control -z "$pid" >/dev/null 2>&1
+    local out reqs
+    out=$(wrk -t1 -c1 -d"${SECONDS_PER_TARGET}s" "${hdr[@]}" "http://127.0.0.1:$port$BENCH_PATH")
+    callgrind_control -d "$pid" >/dev/null 2>&1
+    reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+    grep -q 'Non-2xx' <<<"$out" && die "$name: non-2xx answers during the run: $out"
+    local dump deadline=$((SECONDS + 30))
+    until dump=$(ls "$TMP/$name".cg.*.1 2>/dev/null | head -1) && [[ -n $dump ]] && grep -q '^totals:' "$dump"; do
+        [[ $SECONDS -lt $deadline ]] || die "$name: no callgrind dump"
+        sleep 0.2
+    done
+    local total sha
+    total=$(awk '/^totals:/ {print $2}' "$dump")
+    # Self cost of the portable SHA-256 compression, summed over the
+    # entries callgrind splits it into (one per source file inlined).
+    sha=$(callgrind_annotate --inclusive=no --threshold=100 "$dump" 2>/dev/null \
+        | awk '/:sha2::sha256::soft::compress/ && !/=>/ {gsub(/,/, "", $1); s += $1} END {print s + 0}')
+    kill -INT "$pid" 2>/dev/null || true
+    if [[ -n $KEEP ]]; then
+        mkdir -p "$KEEP" && cp "$dump" "$KEEP/$name.callgrind" && echo "$reqs" >"$KEEP/$name.requests"
+    fi
+    log "$name: $reqs requests, $total instructions"
+    echo "$name $reqs $total $sha" >>"$TMP/results"
+}
+
+measure bare-pingora "$P_BARE" "" "$RELEASE/examples/bare_pingora" "127.0.0.1:$P_BARE" "127.0.0.1:$P_UP"
+measure guise-anon "$P_ANON" "" "$RELEASE/guise" run --config "$TMP/anon.yaml"
+measure guise-login "$P_LOGIN" login "$RELEASE/guise" run --config "$TMP/login.yaml"
+
+echo
+echo "instructions per request (callgrind; ${SECONDS_PER_TARGET}s of wrk -c1 per target)"
+awk '{ per = $3 / $2; sha = $4 / $2; r[$1] = per; s[$1] = sha
+       printf "  %-13s %6d requests  %8.0f instr/req  (SHA-256: %6.0f)\n", $1, $2, per, sha }
+     END {
+       printf "\n  guise-anon / bare-pingora        %.2f\n", r["guise-anon"] / r["bare-pingora"]
+       extra = r["guise-login"] - r["guise-anon"]
+       printf "  guise-login extra per request    %.0f instr (%.1f%% of guise-anon)\n", extra, 100 * extra / r["guise-anon"]
+       ex = extra - s["guise-login"] + s["guise-anon"]
+       printf "    without SHA-256 compression    %.0f instr (%.1f%% of guise-anon)\n", ex, 100 * ex / r["guise-anon"]
+     }' "$TMP/results"
