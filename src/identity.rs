@@ -29,8 +29,10 @@
 //! proxies between the gateway and itself, and identity does not depend on it.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -358,6 +360,22 @@ fn write_canonical(
     headers: &[(String, String)],
     unix_now: u64,
 ) {
+    write_head(out, method, path, unix_now);
+    out(&canonical_lines(prefix, headers));
+}
+
+/// The request part of the canonical string: version, time, method, path.
+fn write_head(out: &mut dyn FnMut(&str), method: &str, path: &str, unix_now: u64) {
+    let t = unix_now.to_string();
+    for part in [CANONICAL_VERSION, "\n", &t, "\n", method, "\n", path, "\n"] {
+        out(part);
+    }
+}
+
+/// The header part of the canonical string: one `name:value` line per
+/// header, sorted, the signature left out. It does not depend on the
+/// request, so a [`PreparedIdentity`] writes it once.
+fn canonical_lines(prefix: &str, headers: &[(String, String)]) -> String {
     let mut lines: Vec<(&str, &str)> = headers
         .iter()
         .filter(|(suffix, _)| !suffix.eq_ignore_ascii_case(names::SIGNATURE))
@@ -370,21 +388,15 @@ fn write_canonical(
             .map(|c| c.to_ascii_lowercase())
             .cmp(b.0.bytes().map(|c| c.to_ascii_lowercase()))
     });
-    let t = unix_now.to_string();
-    for part in [CANONICAL_VERSION, "\n", &t, "\n", method, "\n", path, "\n"] {
-        out(part);
-    }
+    let mut out = String::new();
     for (suffix, value) in lines {
-        out(prefix);
-        if suffix.bytes().any(|c| c.is_ascii_uppercase()) {
-            out(&suffix.to_ascii_lowercase());
-        } else {
-            out(suffix);
-        }
-        out(":");
-        out(value);
-        out("\n");
+        out.push_str(prefix);
+        out.extend(suffix.chars().map(|c| c.to_ascii_lowercase()));
+        out.push(':');
+        out.push_str(value);
+        out.push('\n');
     }
+    out
 }
 
 /// The signature header's value, `t={unix_now},v1={hex HMAC-SHA256}`, over
@@ -496,15 +508,25 @@ impl Signer {
         headers: &[(String, String)],
         unix_now: u64,
     ) -> String {
-        let mut mac = self.mac.clone();
-        write_canonical(
-            &mut |part| mac.update(part.as_bytes()),
-            &self.prefix,
+        self.signature_over(
             method,
             path,
-            headers,
+            &canonical_lines(&self.prefix, headers),
+            unix_now,
+        )
+    }
+
+    /// The signature header's value over the request line and the header
+    /// lines of the canonical string (from [`canonical_lines`]).
+    fn signature_over(&self, method: &str, path: &str, lines: &str, unix_now: u64) -> String {
+        let mut mac = self.mac.clone();
+        write_head(
+            &mut |part| mac.update(part.as_bytes()),
+            method,
+            path,
             unix_now,
         );
+        mac.update(lines.as_bytes());
         let tag = mac.finalize().into_bytes();
         format!("t={unix_now},v1={}", hex_lower(&tag))
     }
@@ -556,21 +578,134 @@ impl Signer {
         identity: &IdentityHeaders,
         unix_now: u64,
     ) -> Result<(), IdentityError> {
-        let headers =
-            self.signed_headers(identity, req.method.as_str(), req.uri.path(), unix_now)?;
-        strip_client_headers(req, &self.prefix);
-        for (name, value) in headers {
-            let wire = match self.names.iter().find(|(_, n, _)| *n == name) {
-                Some((_, _, wire)) => wire.clone(),
-                None => Bytes::copy_from_slice(name.as_str().as_bytes()),
-            };
-            req.insert_header(wire, value)
-                .map_err(|e| IdentityError::Rejected {
-                    header: name.as_str().to_string(),
-                    reason: e.to_string(),
-                })?;
+        self.sign_prepared(req, &self.prepare(identity)?, unix_now)
+    }
+
+    /// Do for `identity` the work that does not depend on the request:
+    /// header names and values made, canonical lines written.
+    pub fn prepare(&self, identity: &IdentityHeaders) -> Result<PreparedIdentity, IdentityError> {
+        let mut headers = Vec::with_capacity(identity.pairs.len());
+        for (suffix, value) in &identity.pairs {
+            let name = self.name(suffix)?;
+            let value = HeaderValue::from_str(value).map_err(|e| IdentityError::Rejected {
+                header: name.as_str().to_string(),
+                reason: e.to_string(),
+            })?;
+            headers.push((self.wire_name(&name), value));
         }
-        Ok(())
+        Ok(PreparedIdentity {
+            prefix: self.prefix.clone(),
+            lines: canonical_lines(&self.prefix, &identity.pairs),
+            headers,
+        })
+    }
+
+    /// Replace every prefixed header of `req` with the prepared identity and
+    /// its signature, over the method and path `req` carries now.
+    pub fn sign_prepared(
+        &self,
+        req: &mut RequestHeader,
+        prepared: &PreparedIdentity,
+        unix_now: u64,
+    ) -> Result<(), IdentityError> {
+        let signature_name = self.name(names::SIGNATURE)?;
+        if prepared.prefix != self.prefix {
+            // Its header names would not be this signer's.
+            return Err(IdentityError::Rejected {
+                header: signature_name.as_str().to_string(),
+                reason: format!(
+                    "identity prepared for prefix `{}`, signing with `{}`",
+                    prepared.prefix, self.prefix
+                ),
+            });
+        }
+        let (method, path) = (req.method.as_str(), req.uri.path());
+        check_request_line(method, path)
+            .map_err(|reason| IdentityError::UnsafeRequestLine { reason })?;
+        let signature = self.signature_over(method, path, &prepared.lines, unix_now);
+        let rejected = |header: &[u8], e: pingora::Error| IdentityError::Rejected {
+            header: String::from_utf8_lossy(header).into_owned(),
+            reason: e.to_string(),
+        };
+        strip_client_headers(req, &self.prefix);
+        for (wire, value) in &prepared.headers {
+            req.insert_header(wire.clone(), value.clone())
+                .map_err(|e| rejected(wire, *e))?;
+        }
+        let wire = self.wire_name(&signature_name);
+        // Visible ASCII by construction (`t=`, digits, `,v1=`, hex).
+        let value = HeaderValue::from_str(&signature).map_err(|e| IdentityError::Rejected {
+            header: signature_name.as_str().to_string(),
+            reason: e.to_string(),
+        })?;
+        req.insert_header(wire.clone(), value)
+            .map_err(|e| rejected(&wire, *e))
+    }
+
+    /// `name` as pingora's insert takes it: prepared for the known names.
+    fn wire_name(&self, name: &HeaderName) -> Bytes {
+        match self.names.iter().find(|(_, n, _)| n == name) {
+            Some((_, _, wire)) => wire.clone(),
+            None => Bytes::copy_from_slice(name.as_str().as_bytes()),
+        }
+    }
+}
+
+/// Identity headers made ready for signing many requests: names and values
+/// made and checked, canonical lines written. Only the signature is left
+/// for each request ([`Signer::sign_prepared`]). A session's requests share
+/// one through a [`PreparedSlot`].
+#[derive(Debug)]
+pub struct PreparedIdentity {
+    /// The prefix of the signer that made it; its header names carry it.
+    prefix: String,
+    /// The header lines of the canonical string.
+    lines: String,
+    /// (name as pingora takes it, value), in the order they were added.
+    headers: Vec<(Bytes, HeaderValue)>,
+}
+
+/// Where a holder (a session) keeps its [`PreparedIdentity`], with the
+/// source value it was made from. A request whose source is another value
+/// (the user was edited: the directory holds a new `Arc`) or whose signer
+/// has another prefix makes a fresh one.
+pub struct PreparedSlot<S> {
+    held: ArcSwapOption<(Arc<S>, Arc<PreparedIdentity>)>,
+}
+
+impl<S> Default for PreparedSlot<S> {
+    fn default() -> Self {
+        PreparedSlot {
+            held: ArcSwapOption::empty(),
+        }
+    }
+}
+
+impl<S> fmt::Debug for PreparedSlot<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreparedSlot").finish_non_exhaustive()
+    }
+}
+
+impl<S> PreparedSlot<S> {
+    /// The prepared identity of `source` under `signer`: the one held if it
+    /// was made from this very `source` (pointer equality, which the held
+    /// `Arc` keeps from being reused), else `headers(source)` prepared now.
+    pub fn get_or_prepare(
+        &self,
+        source: &Arc<S>,
+        signer: &Signer,
+        headers: impl FnOnce(&S) -> Result<IdentityHeaders, IdentityError>,
+    ) -> Result<Arc<PreparedIdentity>, IdentityError> {
+        if let Some(held) = &*self.held.load() {
+            if Arc::ptr_eq(&held.0, source) && held.1.prefix == signer.prefix {
+                return Ok(held.1.clone());
+            }
+        }
+        let prepared = Arc::new(signer.prepare(&headers(source)?)?);
+        self.held
+            .store(Some(Arc::new((source.clone(), prepared.clone()))));
+        Ok(prepared)
     }
 }
 

@@ -118,17 +118,19 @@ impl ProxyHttp for GatewayProxy {
         forwarded::set_headers(session, upstream_request)?;
         self.auth.strip_gateway_cookies(upstream_request);
         if let Some(id) = &ctx.identity {
-            let signed = IdentityHeaders::for_user(
-                &id.user.id,
-                &id.user.email,
-                &id.user.role_names(),
-                &id.session.record.reference,
-            )
-            .and_then(|h| {
-                ctx.live
-                    .signer
-                    .sign_request(upstream_request, &h, identity::unix_now())
-            });
+            let signer = &ctx.live.signer;
+            let signed = id
+                .session
+                .prepared
+                .get_or_prepare(&id.user, signer, |user| {
+                    IdentityHeaders::for_user(
+                        &user.id,
+                        &user.email,
+                        &user.role_names(),
+                        &id.session.record.reference,
+                    )
+                })
+                .and_then(|p| signer.sign_prepared(upstream_request, &p, identity::unix_now()));
             if let Err(e) = signed {
                 // Never forward a request whose identity cannot be stated
                 // exactly: the upstream would see it as anonymous.

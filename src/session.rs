@@ -29,8 +29,10 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::config::Sessions as Settings;
+use crate::identity::PreparedSlot;
 use crate::metrics::Metrics;
 use crate::store::{SessionKey, SessionRecord, Store, StoreError, StoreEvent};
+use crate::users::User;
 
 pub use token::Token;
 
@@ -46,10 +48,14 @@ pub enum SessionError {
 pub struct Active {
     pub key: SessionKey,
     pub record: Arc<SessionRecord>,
+    /// The identity headers of this session's user, prepared once and
+    /// shared by its requests while its cache entry lives on this node.
+    pub prepared: Arc<PreparedSlot<User>>,
 }
 
 struct Cached {
     record: Arc<SessionRecord>,
+    prepared: Arc<PreparedSlot<User>>,
     /// When this node last read the record from the store.
     fetched: Instant,
     /// Unix seconds of the last idle-timeout refresh known to this node.
@@ -135,7 +141,15 @@ impl SessionManager {
             .map_err(|e| self.store_err(e))?;
         let record = Arc::new(record);
         self.cache_insert(&key, record.clone(), now).await;
-        Ok((token, Active { key, record }))
+        let prepared = Arc::default();
+        Ok((
+            token,
+            Active {
+                key,
+                record,
+                prepared,
+            },
+        ))
     }
 
     async fn cache_insert(
@@ -146,6 +160,7 @@ impl SessionManager {
     ) -> Arc<Cached> {
         let c = Arc::new(Cached {
             record,
+            prepared: Arc::default(),
             fetched: Instant::now(),
             refreshed: AtomicU64::new(refreshed),
         });
@@ -203,6 +218,7 @@ impl SessionManager {
                         Ok(Some(Active {
                             key,
                             record: c.record.clone(),
+                            prepared: c.prepared.clone(),
                         }))
                     }
                     _ => Err(err),
@@ -247,6 +263,7 @@ impl SessionManager {
         Ok(Some(Active {
             key,
             record: c.record.clone(),
+            prepared: c.prepared.clone(),
         }))
     }
 

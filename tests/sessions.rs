@@ -445,6 +445,28 @@ async fn admins_manage_users_but_only_super_admins_make_admins() {
         .await
         .unwrap();
     assert_eq!(echo["headers"]["x-guise-user"][0], "u-new");
+    assert_eq!(echo["headers"]["x-guise-user-email"][0], "new@test.example");
+
+    // An edit shows in the identity headers of the next request of a
+    // session that already had its headers prepared.
+    let r = c
+        .patch(format!("{base}/_guise/admin/users/u-new"))
+        .header("cookie", &admin.cookie)
+        .header("x-csrf-token", &admin.csrf)
+        .json(&serde_json::json!({"email": "renamed@test.example"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let echo: Value = get(&c, &base, &newbie, "/api/echo/x")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        echo["headers"]["x-guise-user-email"][0],
+        "renamed@test.example"
+    );
 
     let r = post(&admin, serde_json::json!({"id": "u-boss", "name": "Boss", "email": "boss@test.example", "roles": ["admin"]})).await.unwrap();
     assert_eq!(r.status(), 403);

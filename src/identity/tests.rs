@@ -425,6 +425,67 @@ fn sign_request_replaces_client_headers_and_signs_the_path_without_query() {
 }
 
 #[test]
+fn a_prepared_identity_signs_each_request_like_the_unprepared_path() {
+    let signer = Signer::new(KEY, PREFIX);
+    let prepared = signer.prepare(&identity()).unwrap();
+    for (method, path, at) in [("GET", "/a", NOW), ("POST", "/api/companies", NOW + 7)] {
+        let mut req = RequestHeader::build(method, path.as_bytes(), None).unwrap();
+        req.append_header("x-guise-user", "forged").unwrap();
+        signer.sign_prepared(&mut req, &prepared, at).unwrap();
+        let expected = sign(KEY, PREFIX, method, path, identity().pairs(), at);
+        assert_eq!(req.headers["x-guise-signature"], expected.as_str());
+        assert_eq!(req.headers.get_all("x-guise-user").iter().count(), 1);
+        let Verified::Signed(id) =
+            verify(KEY, PREFIX, method, path, &req.headers, at, SKEW).unwrap()
+        else {
+            panic!("expected a signed identity");
+        };
+        assert_eq!(id.user(), Some("u-1001"));
+        assert_eq!(id.get(names::IMPERSONATOR), Some("u-0001"));
+    }
+}
+
+#[test]
+fn a_prepared_identity_is_refused_by_a_signer_with_another_prefix() {
+    let prepared = Signer::new(KEY, PREFIX).prepare(&identity()).unwrap();
+    let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+    let err = Signer::new(KEY, "x-other-")
+        .sign_prepared(&mut req, &prepared, NOW)
+        .unwrap_err();
+    assert!(err.to_string().contains("prepared for prefix"), "{err}");
+    assert!(req.headers.is_empty());
+}
+
+#[test]
+fn a_prepared_slot_reuses_its_identity_until_the_source_or_prefix_changes() {
+    let slot = PreparedSlot::<String>::default();
+    let signer = Signer::new(KEY, PREFIX);
+    let made = std::cell::Cell::new(0);
+    let headers = |user: &String| {
+        made.set(made.get() + 1);
+        IdentityHeaders::for_user(user, "ada@example.com", &["user"], "3f2a9c1e0b7d4a65")
+    };
+    let ada = Arc::new("u-ada".to_string());
+    let first = slot.get_or_prepare(&ada, &signer, headers).unwrap();
+    let again = slot.get_or_prepare(&ada, &signer, headers).unwrap();
+    assert!(Arc::ptr_eq(&first, &again));
+    assert_eq!(made.get(), 1);
+
+    // An edited user is a new value, even with equal contents.
+    let edited = Arc::new("u-ada".to_string());
+    let fresh = slot.get_or_prepare(&edited, &signer, headers).unwrap();
+    assert!(!Arc::ptr_eq(&first, &fresh));
+    assert_eq!(made.get(), 2);
+
+    let other = Signer::new(KEY, "x-other-");
+    let renamed = slot.get_or_prepare(&edited, &other, headers).unwrap();
+    assert_eq!(made.get(), 3);
+    let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+    other.sign_prepared(&mut req, &renamed, NOW).unwrap();
+    assert_eq!(req.headers["x-other-user"], "u-ada");
+}
+
+#[test]
 fn the_upstream_verifier_refuses_unsigned_and_passes_signed_and_anonymous() {
     let verifier = UpstreamVerifier::new(KEY, PREFIX);
     let now = unix_now();
