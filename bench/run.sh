@@ -17,7 +17,8 @@
 #   nginx         nginx plain reverse proxy (1 worker, keepalive upstream)
 #   nginx-auth    nginx + auth_request to a trivial auth server (answers 204)
 #   haproxy       haproxy (nbthread 1, http mode, http-reuse always)
-#   bare-pingora  examples/bare_pingora.rs (pingora 0.9, default settings)
+#   bare-pingora  examples/bare_pingora.rs (pingora 0.9 with guise's default
+#                 server settings: one thread, work stealing off)
 #   guise-anon    guise without sessions: bench/guise-bench.yaml, where the
 #                 bench routes are public and wrk sends no cookie
 #   guise-login   guise, logged in: bench/guise-bench-login.yaml (no public

@@ -1,5 +1,7 @@
 //! A bare pingora 0.9 reverse proxy: the framework's own limit, used as a
 //! peer in the load benchmarks (`bench/run.sh`). No guise code on purpose.
+//! It runs with the server settings guise runs with by default (one worker
+//! thread, work stealing off), so the two differ only by guise's own work.
 //!
 //! Usage: bare_pingora LISTEN_ADDR UPSTREAM_ADDR
 //!   e.g. bare_pingora 127.0.0.1:18082 127.0.0.1:18081
@@ -8,6 +10,7 @@ use std::net::SocketAddr;
 
 use async_trait::async_trait;
 use pingora::prelude::*;
+use pingora::server::configuration::ServerConf;
 
 struct Bare {
     upstream: SocketAddr,
@@ -34,7 +37,11 @@ fn main() {
         std::process::exit(2);
     });
 
-    let mut server = Server::new(None).expect("server");
+    let conf = ServerConf {
+        work_stealing: false,
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let mut proxy = http_proxy_service(&server.configuration, Bare { upstream });
     proxy.add_tcp(&args[1]);

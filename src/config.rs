@@ -58,6 +58,13 @@ pub struct ServerSettings {
     pub shutdown_timeout: Duration,
     pub upstream_keepalive_pool_size: usize,
     pub keepalive_request_limit: Option<u32>,
+    /// pingora's work-stealing runtime. Off by default: with it off each
+    /// worker thread runs its own single-threaded runtime and a connection
+    /// stays on one thread, which measured about a fifth more requests per
+    /// core (bench/run.sh); on, a thread stuck in a slow task can be helped.
+    /// Off allows one gateway per process (see
+    /// [`crate::server::StartError::SecondNoStealRuntime`]).
+    pub work_stealing: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -51,7 +52,12 @@ pub enum StartError {
     Compile(String),
     #[error("sessions: {0}")]
     Store(#[from] StoreError),
+    #[error("server.work_stealing: false allows one gateway per process, and one was already built here (pingora 0.9 may hand a new no-steal runtime the handles of one that stopped: cloudflare/pingora#981); set server.work_stealing: true to run several")]
+    SecondNoStealRuntime,
 }
+
+/// Whether this process already built a gateway with work stealing off.
+static NO_STEAL_BUILT: AtomicBool = AtomicBool::new(false);
 
 /// How the gateway was configured, for reloads.
 pub struct BuildOptions {
@@ -74,6 +80,12 @@ pub struct Gateway {
 impl Gateway {
     pub fn build(config: Config, opts: BuildOptions) -> Result<Gateway, StartError> {
         preflight(&config)?;
+        // The binary builds one gateway; a process that builds more (tests,
+        // embedders) must use the work-stealing runtime, or pingora's
+        // stale-handle bug makes the later ones serve nothing, silently.
+        if !config.server.work_stealing && NO_STEAL_BUILT.swap(true, Ordering::SeqCst) {
+            return Err(StartError::SecondNoStealRuntime);
+        }
         let metrics = Metrics::new();
         metrics.set_live_config(&config.hash);
 
@@ -82,6 +94,7 @@ impl Gateway {
             grace_period_seconds: Some(config.server.grace_period.as_secs()),
             graceful_shutdown_timeout_seconds: Some(config.server.shutdown_timeout.as_secs()),
             upstream_keepalive_pool_size: config.server.upstream_keepalive_pool_size,
+            work_stealing: config.server.work_stealing,
             ..ServerConf::default()
         };
         // One connect attempt per request: a down upstream should answer

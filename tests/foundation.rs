@@ -346,3 +346,46 @@ fn metric_names(expr: &str) -> Vec<String> {
     }
     names
 }
+
+/// With work stealing off (the binary's default) a process gets one
+/// gateway: pingora 0.9 may hand a new no-steal runtime the handles of one
+/// that stopped (cloudflare/pingora#981), and the gateway would then serve
+/// nothing without a word. The second build is refused and says why.
+#[test]
+fn a_second_no_steal_gateway_in_one_process_is_refused_with_the_reason() {
+    use guise::config::Config;
+    use guise::server::{BuildOptions, Gateway, StartError};
+    use std::sync::Arc;
+
+    let build = || {
+        let yaml = BASE_YAML
+            .replace("  work_stealing: true\n", "")
+            .replace("{HTTP}", &free_addr().to_string())
+            .replace("{OPS}", &free_addr().to_string())
+            .replace("{UPSTREAM}", "127.0.0.1:1");
+        let config = Config::parse(&yaml, "test.yaml", std::path::Path::new("."), &test_env)
+            .expect("valid config");
+        assert!(!config.server.work_stealing, "the default is off");
+        Gateway::build(
+            config,
+            BuildOptions {
+                config_path: None,
+                reload_on_sighup: false,
+                env: Arc::new(test_env),
+            },
+        )
+    };
+    let first = build();
+    assert!(first.is_ok(), "the first no-steal gateway builds");
+    drop(first);
+    let err = match build() {
+        Err(e) => e,
+        Ok(_) => panic!("a second no-steal gateway was built"),
+    };
+    assert!(matches!(err, StartError::SecondNoStealRuntime));
+    let msg = err.to_string();
+    assert!(
+        msg.contains("server.work_stealing") && msg.contains("pingora#981"),
+        "{msg}"
+    );
+}

@@ -101,6 +101,10 @@ pub struct RawServer {
     /// (none: unlimited).
     #[serde(default)]
     pub keepalive_request_limit: Option<u32>,
+    /// Let idle worker threads steal tasks from busy ones (off: each
+    /// connection stays on the thread it was given).
+    #[serde(default)]
+    pub work_stealing: bool,
 }
 
 impl Default for RawServer {
@@ -111,6 +115,7 @@ impl Default for RawServer {
             shutdown_timeout_seconds: five(),
             upstream_keepalive_pool_size: pool(),
             keepalive_request_limit: None,
+            work_stealing: false,
         }
     }
 }

@@ -30,6 +30,7 @@ fn a_minimal_file_gets_documented_defaults() {
     assert_eq!(c.identity.signing_key, KEY.as_bytes());
     assert_eq!(c.sessions.store, SessionStoreConfig::Memory);
     assert_eq!(c.server.threads, 1);
+    assert!(!c.server.work_stealing);
     assert_eq!(c.routes[0].name, "/api/companies/{id}");
     assert_eq!(c.hash.len(), 16);
 }
@@ -163,6 +164,10 @@ fn reload_names_settings_that_need_a_restart() {
     assert_eq!(a.fixed_settings_changed(&b), vec!["listeners.http"]);
     let c = parse(&GOOD.replace("area: companies", "area: other")).unwrap();
     assert!(a.fixed_settings_changed(&c).is_empty());
+    // The runtime is made once, at start-up.
+    let d = parse(&format!("{GOOD}server:\n  work_stealing: true\n")).unwrap();
+    assert!(d.server.work_stealing);
+    assert_eq!(a.fixed_settings_changed(&d), vec!["server"]);
 }
 
 #[test]

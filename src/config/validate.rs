@@ -131,6 +131,7 @@ impl Checker<'_> {
             shutdown_timeout: Duration::from_secs(raw.server.shutdown_timeout_seconds),
             upstream_keepalive_pool_size: raw.server.upstream_keepalive_pool_size,
             keepalive_request_limit: raw.server.keepalive_request_limit,
+            work_stealing: raw.server.work_stealing,
         };
 
         let up = &raw.upstream;

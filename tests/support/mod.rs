@@ -108,6 +108,10 @@ operations:
 server:
   grace_period_seconds: 0
   shutdown_timeout_seconds: 1
+  # Every test binary starts and stops many gateways in one process, which
+  # pingora's no-steal runtime (the default) does not survive
+  # (cloudflare/pingora#981); the binary's default is covered by tests/cli.rs.
+  work_stealing: true
 upstream:
   address: {UPSTREAM}
   connect_timeout_ms: 500
