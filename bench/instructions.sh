@@ -2,7 +2,7 @@
 # Instructions per request, counted by valgrind (callgrind): a figure that
 # does not move with the noise of a shared machine, unlike req/s.
 #
-#   bench/instructions.sh [--seconds N] [--no-build] [--no-install]
+#   bench/instructions.sh [--seconds N] [--no-build] [--no-install] [--keep DIR]
 #
 #   --seconds     how long each target is driven (default 8); with one
 #                 connection under valgrind that is a few thousand requests
@@ -164,12 +164,15 @@ measure() {
         wait_ok "http://127.0.0.1:$port$BENCH_PATH"
     fi
     wrk -t1 -c1 -d2s "${hdr[@]}" "http://127.0.0.1:$port$BENCH_PATH" >/dev/null
-    callgrind_control -z "$pid" >/dev/null 2>&1
+    callgrind_control -z "$pid" >>"$TMP/$name.control.log" 2>&1 \
+        || die "$name: callgrind_control -z failed: $(tail -n 3 "$TMP/$name.control.log")"
     local out reqs
     out=$(wrk -t1 -c1 -d"${SECONDS_PER_TARGET}s" "${hdr[@]}" "http://127.0.0.1:$port$BENCH_PATH")
-    callgrind_control -d "$pid" >/dev/null 2>&1
+    callgrind_control -d "$pid" >>"$TMP/$name.control.log" 2>&1 \
+        || die "$name: callgrind_control -d failed: $(tail -n 3 "$TMP/$name.control.log")"
     reqs=$(awk '/requests in/ {print $1}' <<<"$out")
     grep -q 'Non-2xx' <<<"$out" && die "$name: non-2xx answers during the run: $out"
+    [[ ${reqs:-0} -gt 0 ]] || die "$name: wrk completed no request: $out"
     local dump deadline=$((SECONDS + 30))
     until dump=$(ls "$TMP/$name".cg.*.1 2>/dev/null | head -1) && [[ -n $dump ]] && grep -q '^totals:' "$dump"; do
         [[ $SECONDS -lt $deadline ]] || die "$name: no callgrind dump"
@@ -181,6 +184,9 @@ measure() {
     # entries callgrind splits it into (one per source file inlined).
     sha=$(callgrind_annotate --inclusive=no --threshold=100 "$dump" 2>/dev/null \
         | awk '/:sha2::sha256::soft::compress/ && !/=>/ {gsub(/,/, "", $1); s += $1} END {print s + 0}')
+    if [[ $name == guise-login && $sha -eq 0 ]]; then
+        log "WARNING: no SHA-256 compression found in the guise-login profile (symbol renamed?); the SHA-256 column is 0"
+    fi
     kill -INT "$pid" 2>/dev/null || true
     if [[ -n $KEEP ]]; then
         mkdir -p "$KEEP" && cp "$dump" "$KEEP/$name.callgrind" && echo "$reqs" >"$KEEP/$name.requests"

@@ -759,7 +759,7 @@ fn query_param(s: &Session, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// The whole request body, up to [`BODY_LIMIT`].
+/// The whole request body, up to `BODY_LIMIT` (64 KiB).
 pub async fn read_body(s: &mut Session) -> Result<Bytes, Refusal> {
     let mut buf = BytesMut::new();
     loop {

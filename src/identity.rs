@@ -8,7 +8,10 @@
 //! - building and signing: [`IdentityHeaders`] collects the identity of a
 //!   logged-in user, refuses any value that is not safe in an HTTP header,
 //!   and [`IdentityHeaders::sign_request`] puts the headers and an
-//!   HMAC-SHA256 signature (`{prefix}signature`) on the upstream request;
+//!   HMAC-SHA256 signature (`{prefix}signature`) on the upstream request.
+//!   The proxy signs many requests of one session, so it keeps a
+//!   [`PreparedIdentity`] per session ([`PreparedSlot`]) and only the
+//!   signature is made per request ([`Signer::sign_prepared`]);
 //! - verifying: [`verify`] is what an upstream runs (in Rust; see
 //!   `docs/identity-headers.md` for other languages), and [`UpstreamVerifier`]
 //!   plugs it into the demo app.
@@ -669,6 +672,12 @@ pub struct PreparedIdentity {
 /// source value it was made from. A request whose source is another value
 /// (the user was edited: the directory holds a new `Arc`) or whose signer
 /// has another prefix makes a fresh one.
+///
+/// Whatever the headers are made from must be covered by that check or be
+/// fixed for the holder's life: the session's own reference is (one slot
+/// per session), the user through the source. A stage that adds headers
+/// from elsewhere (an impersonation started mid-session, say) must make
+/// that part of the source, or its headers would go stale.
 pub struct PreparedSlot<S> {
     held: ArcSwapOption<(Arc<S>, Arc<PreparedIdentity>)>,
 }

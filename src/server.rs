@@ -52,11 +52,12 @@ pub enum StartError {
     Compile(String),
     #[error("sessions: {0}")]
     Store(#[from] StoreError),
-    #[error("server.work_stealing: false allows one gateway per process, and one was already built here (pingora 0.9 may hand a new no-steal runtime the handles of one that stopped: cloudflare/pingora#981); set server.work_stealing: true to run several")]
+    #[error("this process already built a gateway with server.work_stealing: false, which must be its only one (pingora 0.9 may hand a later runtime the handles of a stopped no-steal one: cloudflare/pingora#981); a program that runs several gateways must set server.work_stealing: true in every one")]
     SecondNoStealRuntime,
 }
 
-/// Whether this process already built a gateway with work stealing off.
+/// Whether this process built a gateway with work stealing off; after that
+/// it builds no other (see [`StartError::SecondNoStealRuntime`]).
 static NO_STEAL_BUILT: AtomicBool = AtomicBool::new(false);
 
 /// How the gateway was configured, for reloads.
@@ -81,20 +82,21 @@ impl Gateway {
     pub fn build(config: Config, opts: BuildOptions) -> Result<Gateway, StartError> {
         preflight(&config)?;
         // The binary builds one gateway; a process that builds more (tests,
-        // embedders) must use the work-stealing runtime, or pingora's
-        // stale-handle bug makes the later ones serve nothing, silently.
-        if !config.server.work_stealing && NO_STEAL_BUILT.swap(true, Ordering::SeqCst) {
+        // embedders) must use the work-stealing runtime in all of them, or
+        // pingora's stale-handle bug makes later ones serve nothing, silently.
+        if NO_STEAL_BUILT.load(Ordering::SeqCst) {
             return Err(StartError::SecondNoStealRuntime);
         }
         let metrics = Metrics::new();
         metrics.set_live_config(&config.hash);
 
+        let work_stealing = config.server.work_stealing;
         let mut conf = ServerConf {
             threads: config.server.threads,
             grace_period_seconds: Some(config.server.grace_period.as_secs()),
             graceful_shutdown_timeout_seconds: Some(config.server.shutdown_timeout.as_secs()),
             upstream_keepalive_pool_size: config.server.upstream_keepalive_pool_size,
-            work_stealing: config.server.work_stealing,
+            work_stealing,
             ..ServerConf::default()
         };
         // One connect attempt per request: a down upstream should answer
@@ -196,6 +198,11 @@ impl Gateway {
             ));
         }
 
+        // Claimed last, so that a build that failed leaves the process free
+        // to try again.
+        if !work_stealing && NO_STEAL_BUILT.swap(true, Ordering::SeqCst) {
+            return Err(StartError::SecondNoStealRuntime);
+        }
         Ok(Gateway {
             server,
             live,
