@@ -553,24 +553,14 @@ impl Signer {
         path: &str,
         unix_now: u64,
     ) -> Result<Vec<(HeaderName, HeaderValue)>, IdentityError> {
-        check_request_line(method, path)
-            .map_err(|reason| IdentityError::UnsafeRequestLine { reason })?;
-        let signature = self.signature(method, path, &identity.pairs, unix_now);
-        let mut out = Vec::with_capacity(identity.pairs.len() + 1);
-        let all = identity
-            .pairs
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .chain(std::iter::once((names::SIGNATURE, signature.as_str())));
-        for (suffix, value) in all {
-            let name = self.name(suffix)?;
-            let value = HeaderValue::from_str(value).map_err(|e| IdentityError::Rejected {
-                header: name.as_str().to_string(),
-                reason: e.to_string(),
-            })?;
-            out.push((name, value));
-        }
-        Ok(out)
+        let prepared = self.prepare(identity)?;
+        let signature = self.signature_header(method, path, &prepared, unix_now)?;
+        Ok(prepared
+            .headers
+            .into_iter()
+            .chain(std::iter::once(signature))
+            .map(|(name, _, value)| (name, value))
+            .collect())
     }
 
     /// Replace every prefixed header of `req` with `identity` and its
@@ -594,7 +584,8 @@ impl Signer {
                 header: name.as_str().to_string(),
                 reason: e.to_string(),
             })?;
-            headers.push((self.wire_name(&name), value));
+            let wire = self.wire_name(&name);
+            headers.push((name, wire, value));
         }
         Ok(PreparedIdentity {
             prefix: self.prefix.clone(),
@@ -611,38 +602,49 @@ impl Signer {
         prepared: &PreparedIdentity,
         unix_now: u64,
     ) -> Result<(), IdentityError> {
-        let signature_name = self.name(names::SIGNATURE)?;
         if prepared.prefix != self.prefix {
             // Its header names would not be this signer's.
             return Err(IdentityError::Rejected {
-                header: signature_name.as_str().to_string(),
+                header: format!("{}{}", self.prefix, names::SIGNATURE),
                 reason: format!(
                     "identity prepared for prefix `{}`, signing with `{}`",
                     prepared.prefix, self.prefix
                 ),
             });
         }
-        let (method, path) = (req.method.as_str(), req.uri.path());
+        let signature =
+            self.signature_header(req.method.as_str(), req.uri.path(), prepared, unix_now)?;
+        strip_client_headers(req, &self.prefix);
+        for (name, wire, value) in prepared.headers.iter().chain(std::iter::once(&signature)) {
+            req.insert_header(wire.clone(), value.clone())
+                .map_err(|e| IdentityError::Rejected {
+                    header: name.as_str().to_string(),
+                    reason: e.to_string(),
+                })?;
+        }
+        Ok(())
+    }
+
+    /// The signature header of `prepared` for a request with this `method`
+    /// and `path`, as (name, name as pingora takes it, value).
+    fn signature_header(
+        &self,
+        method: &str,
+        path: &str,
+        prepared: &PreparedIdentity,
+        unix_now: u64,
+    ) -> Result<(HeaderName, Bytes, HeaderValue), IdentityError> {
         check_request_line(method, path)
             .map_err(|reason| IdentityError::UnsafeRequestLine { reason })?;
+        let name = self.name(names::SIGNATURE)?;
         let signature = self.signature_over(method, path, &prepared.lines, unix_now);
-        let rejected = |header: &[u8], e: pingora::Error| IdentityError::Rejected {
-            header: String::from_utf8_lossy(header).into_owned(),
-            reason: e.to_string(),
-        };
-        strip_client_headers(req, &self.prefix);
-        for (wire, value) in &prepared.headers {
-            req.insert_header(wire.clone(), value.clone())
-                .map_err(|e| rejected(wire, *e))?;
-        }
-        let wire = self.wire_name(&signature_name);
         // Visible ASCII by construction (`t=`, digits, `,v1=`, hex).
         let value = HeaderValue::from_str(&signature).map_err(|e| IdentityError::Rejected {
-            header: signature_name.as_str().to_string(),
+            header: name.as_str().to_string(),
             reason: e.to_string(),
         })?;
-        req.insert_header(wire.clone(), value)
-            .map_err(|e| rejected(&wire, *e))
+        let wire = self.wire_name(&name);
+        Ok((name, wire, value))
     }
 
     /// `name` as pingora's insert takes it: prepared for the known names.
@@ -664,8 +666,9 @@ pub struct PreparedIdentity {
     prefix: String,
     /// The header lines of the canonical string.
     lines: String,
-    /// (name as pingora takes it, value), in the order they were added.
-    headers: Vec<(Bytes, HeaderValue)>,
+    /// (name, name as pingora takes it, value), in the order they were
+    /// added.
+    headers: Vec<(HeaderName, Bytes, HeaderValue)>,
 }
 
 /// Where a holder (a session) keeps its [`PreparedIdentity`], with the

@@ -140,14 +140,13 @@ impl SessionManager {
             .await
             .map_err(|e| self.store_err(e))?;
         let record = Arc::new(record);
-        self.cache_insert(&key, record.clone(), now).await;
-        let prepared = Arc::default();
+        let c = self.cache_insert(&key, record.clone(), now).await;
         Ok((
             token,
             Active {
                 key,
                 record,
-                prepared,
+                prepared: c.prepared.clone(),
             },
         ))
     }
