@@ -10,11 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use guise::clock::SystemClock;
 use guise::config::{SessionStoreConfig, Sessions};
 use guise::identity::{IdentityHeaders, Signer};
 use guise::metrics::Metrics;
 use guise::session::SessionManager;
 use guise::store::memory::MemoryStore;
+use guise::subject::Subject;
 use guise::users::User;
 use pingora::http::RequestHeader;
 
@@ -38,7 +40,12 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let sessions = SessionManager::new(Arc::new(MemoryStore::new()), settings(), Metrics::new());
+    let sessions = SessionManager::new(
+        Arc::new(MemoryStore::new()),
+        settings(),
+        Metrics::new(),
+        Arc::new(SystemClock),
+    );
     let (token, _) = rt
         .block_on(sessions.create("u-alice", None, BTreeMap::new()))
         .unwrap();
@@ -110,26 +117,14 @@ fn bench(c: &mut Criterion) {
         )
     });
     c.bench_function(
-        "cached session lookup + prepared identity signed onto the request",
+        "cached session lookup + subject's prepared identity signed onto the request",
         |b| {
             b.to_async(&rt).iter_batched(
                 || request.clone(),
                 |mut req| async {
                     let active = sessions.resolve(&token).await.unwrap().unwrap();
-                    let prepared = active
-                        .prepared
-                        .get_or_prepare(&user, &signer, |u| {
-                            IdentityHeaders::for_user(
-                                &u.id,
-                                &u.email,
-                                &u.role_names(),
-                                &active.record.reference,
-                            )
-                        })
-                        .unwrap();
-                    signer
-                        .sign_prepared(&mut req, &prepared, 1_800_000_000)
-                        .unwrap();
+                    let subject = Subject::own(user.clone(), active);
+                    subject.sign_onto(&mut req, &signer, 1_800_000_000).unwrap();
                     req
                 },
                 BatchSize::SmallInput,

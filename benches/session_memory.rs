@@ -54,8 +54,13 @@ fn main() {
         redis_connect_timeout: Duration::from_millis(250),
         redis_response_timeout: Duration::from_millis(500),
     };
-    let sessions = SessionManager::new(store.clone(), settings, Metrics::new());
-    let now = guise::session::unix_now();
+    let sessions = SessionManager::new(
+        store.clone(),
+        settings,
+        Metrics::new(),
+        Arc::new(guise::clock::SystemClock),
+    );
+    let now = guise::clock::unix_now();
     let tokens: Vec<Token> = rt.block_on(async {
         let mut tokens = Vec::with_capacity(N);
         for i in 0..N {

@@ -1,9 +1,13 @@
 //! The admin API under `/_guise/admin/`: users and their sessions.
 //!
-//! JSON in and out; admins only. Every state-changing call must come from
-//! this site and carry the caller's session CSRF token in `x-csrf-token`.
-//! Only a super admin may create, change or grant admin and super-admin
-//! accounts, so an admin cannot raise their own or anyone's privileges.
+//! JSON in and out; admins only, as [`policy`] decides. Every
+//! state-changing call must come from this site and carry the caller's
+//! session CSRF token in `x-csrf-token`. A change is checked against the
+//! directory before it is stored, so a change the directory would refuse
+//! never reaches the store (where it would stop every node's directory
+//! from being rebuilt).
+
+pub mod policy;
 
 use std::sync::Arc;
 
@@ -11,10 +15,15 @@ use pingora::proxy::Session;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::auth::{csrf, read_body, user_json, AuthService, Identity, Req};
-use crate::respond::{self, send_refusal, Refusal};
+use crate::body::{self, BodyError};
+use crate::call::Call;
+use crate::csrf::{self, CsrfError};
+use crate::respond::{self, Refuse};
+use crate::routes::GATEWAY_PREFIX;
+use crate::session::SessionManager;
 use crate::store::StoreEvent;
-use crate::users::{Licence, Role, User, UserStatus};
+use crate::subject::Subject;
+use crate::users::{Directory, Licence, Role, User, UserStatus};
 
 /// Why an admin call was refused.
 #[derive(Debug, thiserror::Error)]
@@ -23,16 +32,18 @@ pub enum AdminError {
     NotSignedIn,
     #[error("the admin API is for admins; {0} is not one")]
     NotAdmin(String),
-    #[error("{0}")]
-    Csrf(#[from] csrf::CsrfError),
+    #[error(transparent)]
+    Csrf(#[from] CsrfError),
     #[error("only a super admin may {0}")]
     NeedsSuperAdmin(&'static str),
     #[error("no user {0}")]
     NoUser(String),
     #[error("no session {0} of this user")]
     NoSession(String),
+    #[error(transparent)]
+    Body(#[from] BodyError),
     #[error("{0}")]
-    BadRequest(String),
+    Invalid(String),
     #[error("a user with id {0} already exists")]
     Exists(String),
     #[error("no admin endpoint {0}")]
@@ -41,283 +52,306 @@ pub enum AdminError {
     Store(String),
 }
 
-impl AdminError {
-    fn refusal(&self) -> Refusal {
-        let (status, code, title) = match self {
-            AdminError::NotSignedIn => (401, "login_required", "Sign-in required"),
-            AdminError::NotAdmin(_) | AdminError::NeedsSuperAdmin(_) => {
-                (403, "forbidden", "Forbidden")
-            }
-            AdminError::Csrf(_) => (403, "csrf", "Request refused"),
+impl Refuse for AdminError {
+    fn status(&self) -> u16 {
+        match self {
+            AdminError::NotSignedIn => 401,
+            AdminError::NotAdmin(_) | AdminError::NeedsSuperAdmin(_) => 403,
+            AdminError::Csrf(e) => e.status(),
+            AdminError::NoUser(_) | AdminError::NoSession(_) | AdminError::NotFound(_) => 404,
+            AdminError::Body(e) => e.status(),
+            AdminError::Invalid(_) => 400,
+            AdminError::Exists(_) => 409,
+            AdminError::Store(_) => 503,
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            AdminError::NotSignedIn => "login_required",
+            AdminError::NotAdmin(_) | AdminError::NeedsSuperAdmin(_) => "forbidden",
+            AdminError::Csrf(e) => e.code(),
             AdminError::NoUser(_) | AdminError::NoSession(_) | AdminError::NotFound(_) => {
-                (404, "not_found", "Not found")
+                "not_found"
             }
-            AdminError::BadRequest(_) => (400, "bad_request", "Bad request"),
-            AdminError::Exists(_) => (409, "conflict", "Conflict"),
-            AdminError::Store(_) => (
-                503,
-                "session_store_unavailable",
-                "Session store unavailable",
-            ),
-        };
-        Refusal::new(status, code, title, self.to_string())
-    }
-}
-
-/// Answer one admin API request.
-pub async fn handle(
-    svc: &AuthService,
-    s: &mut Session,
-    req: &Req<'_>,
-    identity: Option<&Identity>,
-) -> pingora::Result<()> {
-    match dispatch(svc, s, req, identity).await {
-        Ok((status, body)) => respond::send_json(s, status, &body, &[]).await,
-        Err(e) => {
-            if let Some(i) = identity {
-                tracing::info!(actor = %i.user.id, error = %e, "admin call refused");
-            }
-            send_refusal(s, &e.refusal()).await
+            AdminError::Body(e) => e.code(),
+            AdminError::Invalid(_) => "bad_request",
+            AdminError::Exists(_) => "conflict",
+            AdminError::Store(_) => "session_store_unavailable",
         }
     }
 }
 
-async fn dispatch(
-    svc: &AuthService,
-    s: &mut Session,
-    req: &Req<'_>,
-    identity: Option<&Identity>,
-) -> Result<(u16, Value), AdminError> {
-    let actor = identity.ok_or(AdminError::NotSignedIn)?;
-    if !(actor.user.has_role(Role::Admin) || actor.user.has_role(Role::SuperAdmin)) {
-        return Err(AdminError::NotAdmin(actor.user.id.clone()));
-    }
-    let method = s.req_header().method.clone();
-    if method != http::Method::GET && method != http::Method::HEAD {
-        csrf::same_origin(s.req_header(), req.https)?;
-        csrf::check_token(
-            &actor.session.record.csrf_token,
-            csrf::header_token(s.req_header()),
-        )?;
-    }
-    let path = s.req_header().uri.path().to_string();
-    let parts: Vec<&str> = path
-        .trim_start_matches("/_guise/admin")
-        .split('/')
-        .filter(|p| !p.is_empty())
-        .collect();
-    match (method.as_str(), parts.as_slice()) {
-        ("GET", ["users"]) => {
-            let mut users: Vec<Arc<User>> = svc.directory.all();
-            users.sort_by(|a, b| a.id.cmp(&b.id));
-            Ok((
-                200,
-                json!({ "users": users.iter().map(|u| user_json(u)).collect::<Vec<_>>() }),
-            ))
-        }
-        ("POST", ["users"]) => {
-            let body = body_json(s).await?;
-            create_user(svc, actor, body).await
-        }
-        ("GET", ["users", id]) => {
-            let u = svc
-                .directory
-                .get(id)
-                .ok_or_else(|| AdminError::NoUser(id.to_string()))?;
-            Ok((200, json!({ "user": user_json(&u) })))
-        }
-        ("PATCH", ["users", id]) => {
-            let body = body_json(s).await?;
-            update_user(svc, actor, id, body).await
-        }
-        ("GET", ["users", id, "sessions"]) => {
-            svc.directory
-                .get(id)
-                .ok_or_else(|| AdminError::NoUser(id.to_string()))?;
-            let list = svc
-                .sessions
-                .list(id)
-                .await
-                .map_err(|e| AdminError::Store(e.to_string()))?;
-            let sessions: Vec<Value> = list
-                .iter()
-                .map(|(_, r)| {
-                    json!({
-                        "session": r.reference,
-                        "created_at": r.created_at,
-                        "last_seen": r.last_seen,
-                        "expires_at": r.absolute_expiry,
-                        "client_ip": r.client_ip,
-                        "current": r.reference == actor.session.record.reference,
-                    })
-                })
-                .collect();
-            Ok((200, json!({ "user": id, "sessions": sessions })))
-        }
-        ("DELETE", ["users", id, "sessions"]) => {
-            svc.directory
-                .get(id)
-                .ok_or_else(|| AdminError::NoUser(id.to_string()))?;
-            let n = svc
-                .sessions
-                .revoke_user(id)
-                .await
-                .map_err(|e| AdminError::Store(e.to_string()))?;
-            tracing::info!(actor = %actor.user.id, user = %id, revoked = n, "all sessions of user revoked");
-            Ok((200, json!({ "user": id, "revoked": n })))
-        }
-        ("DELETE", ["users", id, "sessions", reference]) => {
-            let list = svc
-                .sessions
-                .list(id)
-                .await
-                .map_err(|e| AdminError::Store(e.to_string()))?;
-            let (key, _) = list
-                .into_iter()
-                .find(|(_, r)| r.reference == *reference)
-                .ok_or_else(|| AdminError::NoSession(reference.to_string()))?;
-            svc.sessions
-                .revoke(&key)
-                .await
-                .map_err(|e| AdminError::Store(e.to_string()))?;
-            tracing::info!(actor = %actor.user.id, user = %id, session = %reference, "session revoked by admin");
-            Ok((
-                200,
-                json!({ "user": id, "revoked": 1, "session": reference }),
-            ))
-        }
-        _ => Err(AdminError::NotFound(format!("{method} {path}"))),
-    }
-}
-
-async fn body_json(s: &mut Session) -> Result<Value, AdminError> {
-    let body = read_body(s)
-        .await
-        .map_err(|r| AdminError::BadRequest(r.detail))?;
-    serde_json::from_slice(&body)
-        .map_err(|e| AdminError::BadRequest(format!("the body is not JSON: {e}")))
-}
-
-fn is_privileged(roles: &[Role]) -> bool {
-    roles
-        .iter()
-        .any(|r| matches!(r, Role::Admin | Role::SuperAdmin))
+/// The admin API of one gateway.
+pub struct AdminApi {
+    pub sessions: Arc<SessionManager>,
+    pub directory: Arc<Directory>,
 }
 
 /// A new user: the user fields plus an optional plain `password`.
-async fn create_user(
-    svc: &AuthService,
-    actor: &Identity,
-    mut body: Value,
-) -> Result<(u16, Value), AdminError> {
-    let password = take_password(&mut body)?;
-    let mut user: User = serde_json::from_value(body)
-        .map_err(|e| AdminError::BadRequest(format!("not a user: {e}")))?;
-    if user.password_hash.is_some() {
-        return Err(AdminError::BadRequest(
-            "send `password`, not `password_hash`".into(),
-        ));
+#[derive(Debug)]
+pub struct NewUser {
+    pub user: User,
+    pub password: Option<String>,
+}
+
+impl NewUser {
+    /// Parse the body of `POST /_guise/admin/users`.
+    pub fn parse(body: &[u8]) -> Result<NewUser, AdminError> {
+        let mut v: Value = body::parse_json(body, "a JSON object")?;
+        let password = take_password(&mut v)?;
+        let user: User = serde_json::from_value(v)
+            .map_err(|e| AdminError::Invalid(format!("not a user: {e}")))?;
+        if user.password_hash.is_some() {
+            return Err(AdminError::Invalid(
+                "send `password`, not `password_hash`".into(),
+            ));
+        }
+        Ok(NewUser { user, password })
     }
-    if svc.directory.get(&user.id).is_some() {
-        return Err(AdminError::Exists(user.id));
-    }
-    if is_privileged(&user.roles) && !actor.user.has_role(Role::SuperAdmin) {
-        return Err(AdminError::NeedsSuperAdmin("create admin accounts"));
-    }
-    if let Some(p) = password {
-        user.password_hash = Some(hash(p).await?);
-    }
-    save(svc, user.clone()).await?;
-    tracing::info!(actor = %actor.user.id, user = %user.id, "user created");
-    Ok((201, json!({ "user": user_json(&user) })))
 }
 
 /// Fields an admin may change; absent ones stay.
-#[derive(Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Patch {
-    name: Option<String>,
-    email: Option<String>,
-    status: Option<UserStatus>,
-    roles: Option<Vec<Role>>,
-    attributes: Option<std::collections::BTreeMap<String, String>>,
-    licence: Option<Licence>,
-    internal: Option<bool>,
-    can_impersonate: Option<bool>,
-    password: Option<String>,
+pub struct Patch {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub status: Option<UserStatus>,
+    pub roles: Option<Vec<Role>>,
+    pub attributes: Option<std::collections::BTreeMap<String, String>>,
+    pub licence: Option<Licence>,
+    pub internal: Option<bool>,
+    pub can_impersonate: Option<bool>,
+    pub password: Option<String>,
 }
 
-async fn update_user(
-    svc: &AuthService,
-    actor: &Identity,
-    id: &str,
-    body: Value,
-) -> Result<(u16, Value), AdminError> {
-    let old = svc
-        .directory
-        .get(id)
-        .ok_or_else(|| AdminError::NoUser(id.to_string()))?;
-    let p: Patch = serde_json::from_value(body)
-        .map_err(|e| AdminError::BadRequest(format!("not a user change: {e}")))?;
-    let super_admin = actor.user.has_role(Role::SuperAdmin);
-    if is_privileged(&old.roles) && !super_admin {
-        return Err(AdminError::NeedsSuperAdmin("change admin accounts"));
+impl Patch {
+    /// Parse the body of `PATCH /_guise/admin/users/{id}`.
+    pub fn parse(body: &[u8]) -> Result<Patch, AdminError> {
+        Ok(body::parse_json(body, "a user change (name, email, status, roles, attributes, licence, internal, can_impersonate, password)")?)
     }
-    if p.roles.as_deref().is_some_and(is_privileged) && !super_admin {
-        return Err(AdminError::NeedsSuperAdmin("grant admin roles"));
+}
+
+impl AdminApi {
+    /// Answer one admin API request.
+    pub async fn handle(&self, s: &mut Session, call: Call<'_>) -> pingora::Result<()> {
+        let replies = &call.live.replies;
+        match self.dispatch(s, call).await {
+            Ok((status, body)) => respond::json(s, replies, status, &body, &[]).await,
+            Err(e) => {
+                if let Some(subject) = call.subject {
+                    tracing::info!(actor = %subject.actor.id, error = %e, "admin call refused");
+                }
+                respond::refuse(s, replies, &e).await
+            }
+        }
     }
-    let mut u = (*old).clone();
-    if let Some(v) = p.name {
-        u.name = v;
+
+    async fn dispatch(&self, s: &mut Session, call: Call<'_>) -> Result<(u16, Value), AdminError> {
+        let subject = call.subject.ok_or(AdminError::NotSignedIn)?;
+        // While impersonating, the request runs as the impersonated user,
+        // who is no admin: the admin API is out of reach until they return.
+        let actor = &subject.effective;
+        policy::may_use_api(actor)?;
+        let method = s.req_header().method.clone();
+        if method != http::Method::GET && method != http::Method::HEAD {
+            csrf::same_origin(s.req_header(), call.peer.https)?;
+            csrf::check_token(
+                &subject.session.record.csrf_token,
+                csrf::header_token(s.req_header()),
+            )?;
+        }
+        let path = s.req_header().uri.path().to_string();
+        let rest = path
+            .strip_prefix(GATEWAY_PREFIX)
+            .and_then(|p| p.strip_prefix("admin"))
+            .unwrap_or("");
+        let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
+        match (method.as_str(), parts.as_slice()) {
+            ("GET", ["users"]) => {
+                let users = self.directory.all();
+                Ok((
+                    200,
+                    json!({ "users": users.iter().map(|u| u.public_json()).collect::<Vec<_>>() }),
+                ))
+            }
+            ("POST", ["users"]) => {
+                let new = NewUser::parse(&body::read(s).await?)?;
+                self.create_user(call, subject, new).await
+            }
+            ("GET", ["users", id]) => {
+                let u = self.user(id)?;
+                Ok((200, json!({ "user": u.public_json() })))
+            }
+            ("PATCH", ["users", id]) => {
+                let patch = Patch::parse(&body::read(s).await?)?;
+                self.update_user(call, subject, id, patch).await
+            }
+            ("GET", ["users", id, "sessions"]) => {
+                policy::may_manage_sessions(actor, &*self.user(id)?)?;
+                let list = self.sessions.list(id).await.map_err(store)?;
+                let sessions: Vec<Value> = list
+                    .iter()
+                    .map(|(_, r)| {
+                        json!({
+                            "session": r.reference,
+                            "created_at": r.created_at,
+                            "last_seen": r.last_seen,
+                            "expires_at": r.absolute_expiry,
+                            "client_ip": r.client_ip,
+                            "current": r.reference == subject.session.record.reference,
+                        })
+                    })
+                    .collect();
+                Ok((200, json!({ "user": id, "sessions": sessions })))
+            }
+            ("DELETE", ["users", id, "sessions"]) => {
+                policy::may_manage_sessions(actor, &*self.user(id)?)?;
+                let n = self.sessions.revoke_user(id).await.map_err(store)?;
+                tracing::info!(actor = %actor.id, user = %id, revoked = n, "all sessions of user revoked");
+                Ok((200, json!({ "user": id, "revoked": n })))
+            }
+            ("DELETE", ["users", id, "sessions", reference]) => {
+                policy::may_manage_sessions(actor, &*self.user(id)?)?;
+                let list = self.sessions.list(id).await.map_err(store)?;
+                let (key, _) = list
+                    .into_iter()
+                    .find(|(_, r)| r.reference == *reference)
+                    .ok_or_else(|| AdminError::NoSession(reference.to_string()))?;
+                self.sessions.revoke(&key).await.map_err(store)?;
+                tracing::info!(actor = %actor.id, user = %id, session = %reference, "session revoked by admin");
+                Ok((
+                    200,
+                    json!({ "user": id, "revoked": 1, "session": reference }),
+                ))
+            }
+            _ => Err(AdminError::NotFound(format!("{method} {path}"))),
+        }
     }
-    if let Some(v) = p.email {
-        u.email = v;
+
+    fn user(&self, id: &str) -> Result<Arc<User>, AdminError> {
+        self.directory
+            .get(id)
+            .ok_or_else(|| AdminError::NoUser(id.to_string()))
     }
-    if let Some(v) = p.status {
-        u.status = v;
+
+    async fn create_user(
+        &self,
+        call: Call<'_>,
+        subject: &Subject,
+        new: NewUser,
+    ) -> Result<(u16, Value), AdminError> {
+        let actor = &subject.effective;
+        let mut user = new.user;
+        if self.directory.get(&user.id).is_some() {
+            return Err(AdminError::Exists(user.id));
+        }
+        policy::may_grant_roles(actor, &user.roles)?;
+        if user.can_impersonate {
+            policy::may_grant_impersonation(actor, &call.live.config.admin)?;
+        }
+        if let Some(p) = new.password {
+            user.password_hash = Some(hash(p).await?);
+        }
+        self.save(user.clone()).await?;
+        tracing::info!(actor = %actor.id, user = %user.id, "user created");
+        Ok((201, json!({ "user": user.public_json() })))
     }
-    if let Some(v) = p.roles {
-        u.roles = v;
+
+    async fn update_user(
+        &self,
+        call: Call<'_>,
+        subject: &Subject,
+        id: &str,
+        p: Patch,
+    ) -> Result<(u16, Value), AdminError> {
+        let actor = &subject.effective;
+        let old = self.user(id)?;
+        policy::may_change(actor, &old)?;
+        if let Some(roles) = &p.roles {
+            policy::may_grant_roles(actor, roles)?;
+        }
+        if p.can_impersonate.is_some_and(|v| v != old.can_impersonate) {
+            policy::may_grant_impersonation(actor, &call.live.config.admin)?;
+        }
+        let mut u = (*old).clone();
+        if let Some(v) = p.name {
+            u.name = v;
+        }
+        if let Some(v) = p.email {
+            u.email = v;
+        }
+        if let Some(v) = p.status {
+            u.status = v;
+        }
+        if let Some(v) = p.roles {
+            u.roles = v;
+        }
+        if let Some(v) = p.attributes {
+            u.attributes = v;
+        }
+        if let Some(v) = p.licence {
+            u.licence = v;
+        }
+        if let Some(v) = p.internal {
+            u.internal = v;
+        }
+        if let Some(v) = p.can_impersonate {
+            u.can_impersonate = v;
+        }
+        let password_changed = p.password.is_some();
+        if let Some(pw) = p.password {
+            u.password_hash = Some(hash(pw).await?);
+        }
+        self.save(u.clone()).await?;
+        // A disabled user, or one whose password changed, is signed out
+        // everywhere at once.
+        let mut revoked = 0;
+        if !u.is_active() || password_changed {
+            revoked = self.sessions.revoke_user(&u.id).await.map_err(store)?;
+        }
+        tracing::info!(actor = %actor.id, user = %u.id, revoked, "user changed");
+        Ok((
+            200,
+            json!({ "user": u.public_json(), "sessions_revoked": revoked }),
+        ))
     }
-    if let Some(v) = p.attributes {
-        u.attributes = v;
-    }
-    if let Some(v) = p.licence {
-        u.licence = v;
-    }
-    if let Some(v) = p.internal {
-        u.internal = v;
-    }
-    if let Some(v) = p.can_impersonate {
-        u.can_impersonate = v;
-    }
-    let password_changed = p.password.is_some();
-    if let Some(pw) = p.password {
-        u.password_hash = Some(hash(pw).await?);
-    }
-    save(svc, u.clone()).await?;
-    // A disabled user, or one whose password changed, is signed out
-    // everywhere at once.
-    let mut revoked = 0;
-    if !u.is_active() || password_changed {
-        revoked = svc
-            .sessions
-            .revoke_user(&u.id)
+
+    /// Check `user` against the directory, then persist it in the store,
+    /// put it in this node's directory and tell the other nodes. Checked
+    /// first: a record the directory refuses is never stored.
+    async fn save(&self, user: User) -> Result<(), AdminError> {
+        self.directory
+            .check_upsert(&user)
+            .map_err(|e| AdminError::Invalid(e.to_string()))?;
+        let json = serde_json::to_string(&user).map_err(|e| AdminError::Invalid(e.to_string()))?;
+        let store = self.sessions.store();
+        store.save_user(&user.id, &json).await.map_err(store_err)?;
+        let id = user.id.clone();
+        self.directory
+            .upsert(user)
+            .map_err(|e| AdminError::Invalid(e.to_string()))?;
+        store
+            .publish(&StoreEvent::UserChanged { user_id: id })
             .await
-            .map_err(|e| AdminError::Store(e.to_string()))?;
+            .map_err(store_err)?;
+        Ok(())
     }
-    tracing::info!(actor = %actor.user.id, user = %u.id, revoked, "user changed");
-    Ok((
-        200,
-        json!({ "user": user_json(&u), "sessions_revoked": revoked }),
-    ))
+}
+
+fn store(e: crate::session::SessionError) -> AdminError {
+    AdminError::Store(e.to_string())
+}
+
+fn store_err(e: crate::store::StoreError) -> AdminError {
+    AdminError::Store(e.to_string())
 }
 
 fn take_password(body: &mut Value) -> Result<Option<String>, AdminError> {
     match body.as_object_mut().and_then(|m| m.remove("password")) {
         None => Ok(None),
         Some(Value::String(p)) if !p.is_empty() => Ok(Some(p)),
-        Some(_) => Err(AdminError::BadRequest(
+        Some(_) => Err(AdminError::Invalid(
             "`password` must be a non-empty string".into(),
         )),
     }
@@ -326,28 +360,6 @@ fn take_password(body: &mut Value) -> Result<Option<String>, AdminError> {
 async fn hash(password: String) -> Result<String, AdminError> {
     tokio::task::spawn_blocking(move || crate::users::hash_password(&password))
         .await
-        .map_err(|e| AdminError::BadRequest(e.to_string()))?
-        .map_err(|e| AdminError::BadRequest(e.to_string()))
-}
-
-/// Put the user in this node's directory, persist it in the store, and
-/// tell the other nodes.
-async fn save(svc: &AuthService, user: User) -> Result<(), AdminError> {
-    user.check()
-        .map_err(|e| AdminError::BadRequest(e.to_string()))?;
-    let json = serde_json::to_string(&user).map_err(|e| AdminError::BadRequest(e.to_string()))?;
-    let store = svc.sessions.store();
-    store
-        .save_user(&user.id, &json)
-        .await
-        .map_err(|e| AdminError::Store(e.to_string()))?;
-    let id = user.id.clone();
-    svc.directory
-        .upsert(user)
-        .map_err(|e| AdminError::BadRequest(e.to_string()))?;
-    store
-        .publish(&StoreEvent::UserChanged { user_id: id })
-        .await
-        .map_err(|e| AdminError::Store(e.to_string()))?;
-    Ok(())
+        .map_err(|e| AdminError::Invalid(e.to_string()))?
+        .map_err(|e| AdminError::Invalid(e.to_string()))
 }

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 pub use raw::{AppCookies, LogFormat, StoreKind};
 
+use crate::routes::RouteSpec;
 use crate::users::User;
 
 /// A checked configuration.
@@ -30,6 +31,8 @@ pub struct Config {
     pub routes: Vec<RouteSpec>,
     pub logging: Logging,
     pub auth: Auth,
+    pub http: HttpPolicy,
+    pub admin: AdminPolicy,
     /// Users from the file (inline and `users_file`), in file order.
     pub users: Vec<User>,
     /// SHA-256 of the file's bytes (hex, first 16 chars): names the live
@@ -65,6 +68,25 @@ pub struct ServerSettings {
     /// Off allows one gateway per process (see
     /// [`crate::server::StartError::SecondNoStealRuntime`]).
     pub work_stealing: bool,
+    /// Time a client has for a whole request header, from its first byte.
+    pub header_timeout: Duration,
+    /// Most client connections open at once.
+    pub max_client_connections: usize,
+}
+
+/// Hosts the gateway answers for and headers on its own answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpPolicy {
+    /// Lower-case `host` or `host:port` entries; empty allows any.
+    pub allowed_hosts: Vec<String>,
+    /// The `Strict-Transport-Security` value for HTTPS answers, if any.
+    pub hsts: Option<String>,
+}
+
+/// What admins may do beyond managing ordinary users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminPolicy {
+    pub admins_may_grant_impersonation: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -127,9 +149,22 @@ pub struct Auth {
     pub login_path: String,
     pub after_login: String,
     pub mode: LoginMode,
+    /// Failures per username from one client network.
     pub max_attempts_per_user: u64,
+    /// Attempts per client network (successes are taken back).
     pub max_attempts_per_client: u64,
+    /// Attempts per username from browsers without its device cookie.
+    pub max_attempts_per_user_total: u64,
     pub attempt_window: Duration,
+    pub device_cookie_lifetime: Duration,
+    pub password_checks: PasswordChecks,
+}
+
+/// The cap on concurrent password verifications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordChecks {
+    pub max_concurrent: usize,
+    pub queue_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -173,29 +208,6 @@ pub enum RedisConfig {
     Cluster {
         urls: Vec<String>,
     },
-}
-
-/// Whether a route reads or changes data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Read,
-    Write,
-}
-
-/// One entry of the route table, as configured.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteSpec {
-    pub name: String,
-    pub path: String,
-    /// Upper-case methods; empty means every method.
-    pub methods: Vec<String>,
-    pub area: Option<String>,
-    pub resource: Option<String>,
-    /// `None`: decided by the request method (GET/HEAD/OPTIONS read).
-    pub action: Option<Action>,
-    pub export: bool,
-    pub personal_data: bool,
-    pub public: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -326,6 +338,9 @@ impl Config {
         }
         if self.logging != new.logging {
             changed.push("logging");
+        }
+        if self.auth.password_checks != new.auth.password_checks {
+            changed.push("auth.password_checks");
         }
         changed
     }

@@ -73,13 +73,22 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Verifies the identity headers of a request before the app serves it.
 ///
-/// A later change plugs the gateway's header-signature check in here, so the
-/// demo can show that an upstream which verifies signatures cannot be fooled
-/// by a client that talks to it directly.
+/// The gateway's signature check ([`crate::identity::UpstreamVerifier`])
+/// plugs in here, so the demo shows that an upstream which verifies
+/// signatures cannot be fooled by a client that talks to it directly.
 pub trait IdentityCheck: Send + Sync {
     /// `path` is the request path without the query string. An `Err` carries
     /// the reason, shown to the client in the 401 answer.
     fn check(&self, method: &str, path: &str, headers: &HeaderMap) -> Result<(), String>;
+}
+
+/// The gateway's own verifier, as a real upstream would run it.
+impl IdentityCheck for crate::identity::UpstreamVerifier {
+    fn check(&self, method: &str, path: &str, headers: &HeaderMap) -> Result<(), String> {
+        self.verify_now(method, path, headers)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// The app and its shared state. Cheap to share behind an [`Arc`].

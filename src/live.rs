@@ -12,6 +12,7 @@ use pingora::upstreams::peer::HttpPeer;
 
 use crate::config::Config;
 use crate::identity::Signer;
+use crate::respond::Replies;
 use crate::routes::RouteTable;
 
 /// The live configuration, shared by every hook and swapped on reload.
@@ -25,6 +26,8 @@ pub struct Live {
     pub peer: HttpPeer,
     /// Signs identity headers with the configured key and prefix.
     pub signer: Signer,
+    /// Headers every answer of the gateway's own carries.
+    pub replies: Replies,
 }
 
 impl Live {
@@ -43,11 +46,19 @@ impl Live {
         peer.options.verify_cert = up.verify_certificate;
         peer.options.verify_hostname = up.verify_certificate;
         let signer = Signer::new(&config.identity.signing_key, &config.identity.header_prefix);
+        let hsts = match &config.http.hsts {
+            Some(v) => Some(
+                http::HeaderValue::from_str(v)
+                    .map_err(|e| format!("http.hsts: not a header value: {e}"))?,
+            ),
+            None => None,
+        };
         Ok(Live {
             config: Arc::new(config),
             routes,
             peer,
             signer,
+            replies: Replies { hsts },
         })
     }
 

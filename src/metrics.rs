@@ -5,8 +5,8 @@
 //! `guise_` prefix, units in the name, `_total` on counters.
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Latency buckets from 0.5 ms to 30 s: a gateway hop is sub-millisecond,
@@ -33,6 +33,14 @@ pub struct Metrics {
     pub session_cache: IntCounterVec,
     pub redis_errors: prometheus::IntCounter,
     pub revocations: IntCounterVec,
+    pub login_limited: IntCounterVec,
+    pub password_checks_running: IntGauge,
+    pub password_checks_waiting: IntGauge,
+    pub password_checks_rejected: IntCounter,
+    pub header_timeouts: IntCounter,
+    pub connections_refused: IntCounter,
+    pub user_records_skipped: IntCounter,
+    pub requests_refused: IntCounterVec,
 }
 
 impl Metrics {
@@ -139,8 +147,65 @@ impl Metrics {
             &["direction"],
         )
         .expect("valid metric");
-        for result in ["ok", "bad_credentials", "limited", "store_unavailable"] {
+        let login_limited = IntCounterVec::new(
+            Opts::new(
+                "guise_login_limited_total",
+                "Login attempts refused by a limit, by the counter that was over (network, user_network, user).",
+            ),
+            &["scope"],
+        )
+        .expect("valid metric");
+        let password_checks_running = IntGauge::new(
+            "guise_password_checks_running",
+            "Password verifications running now.",
+        )
+        .expect("valid metric");
+        let password_checks_waiting = IntGauge::new(
+            "guise_password_checks_waiting",
+            "Logins waiting for a turn to verify a password.",
+        )
+        .expect("valid metric");
+        let password_checks_rejected = IntCounter::new(
+            "guise_password_checks_rejected_total",
+            "Logins answered 503 because no password check was free within the queue timeout.",
+        )
+        .expect("valid metric");
+        let header_timeouts = IntCounter::new(
+            "guise_request_header_timeouts_total",
+            "Client connections closed because a request header took longer than server.header_timeout_ms.",
+        )
+        .expect("valid metric");
+        let connections_refused = IntCounter::new(
+            "guise_connections_refused_total",
+            "Client connections closed at once because server.max_client_connections were open.",
+        )
+        .expect("valid metric");
+        let user_records_skipped = IntCounter::new(
+            "guise_user_records_skipped_total",
+            "Stored user records left out of a directory rebuild because the directory refused them.",
+        )
+        .expect("valid metric");
+        let requests_refused = IntCounterVec::new(
+            Opts::new(
+                "guise_requests_refused_total",
+                "Requests the gateway refused before proxying, by reason code.",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        for result in [
+            "ok",
+            "bad_credentials",
+            "limited",
+            "busy",
+            "store_unavailable",
+            "upstream_unreachable",
+            "bad_request",
+        ] {
             logins.with_label_values(&[result]);
+        }
+        for scope in ["network", "user_network", "user"] {
+            login_limited.with_label_values(&[scope]);
         }
         for result in ["hit", "miss"] {
             session_cache.with_label_values(&[result]);
@@ -175,6 +240,14 @@ impl Metrics {
             Box::new(session_cache.clone()),
             Box::new(redis_errors.clone()),
             Box::new(revocations.clone()),
+            Box::new(login_limited.clone()),
+            Box::new(password_checks_running.clone()),
+            Box::new(password_checks_waiting.clone()),
+            Box::new(password_checks_rejected.clone()),
+            Box::new(header_timeouts.clone()),
+            Box::new(connections_refused.clone()),
+            Box::new(user_records_skipped.clone()),
+            Box::new(requests_refused.clone()),
         ];
         for c in collectors {
             registry.register(c).expect("metric names are unique");
@@ -195,6 +268,14 @@ impl Metrics {
             session_cache,
             redis_errors,
             revocations,
+            login_limited,
+            password_checks_running,
+            password_checks_waiting,
+            password_checks_rejected,
+            header_timeouts,
+            connections_refused,
+            user_records_skipped,
+            requests_refused,
         }
     }
 

@@ -1,11 +1,12 @@
 //! The pingora `ProxyHttp` implementation: wiring only.
 //!
-//! Each hook calls the module that owns the concern, in the order of the
-//! request's way through the gateway (see DESIGN.md), and keeps what later
-//! hooks need in [`Ctx`]. No policy lives here.
+//! [`GatewayProxy::request_filter`] is the request's way through the
+//! gateway, one stage per line, each a call into the module that owns it;
+//! what later stages and hooks need is kept in [`Ctx`]. No policy lives
+//! here: a stage decides, and its refusal is answered by
+//! [`crate::respond::refuse`].
 
 mod connections;
-mod forwarded;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,24 +16,28 @@ use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora::ErrorType;
 
-use crate::auth::{AuthService, Gate, Identity};
-use crate::identity::{self, IdentityHeaders};
+use crate::auth::policy;
+use crate::call::Call;
+use crate::clock::Clock;
+use crate::forwarded;
+use crate::gateway::{Endpoints, Flow};
+use crate::identity;
 use crate::live::{Live, SharedLive};
 use crate::metrics::{status_class, Metrics};
-use crate::respond::{send_refusal, Refusal};
-use crate::routes::check_request_path;
+use crate::peer::Peer;
+use crate::respond::{self, Refuse};
+use crate::routes::{Class, RouteSpec};
+use crate::subject::Subject;
+use crate::target::{self, Target};
 
-pub use connections::CountConnections;
-pub use forwarded::set_headers as forwarded_headers;
-
-/// Prefix of the gateway's own endpoints; never forwarded upstream.
-pub const GATEWAY_PREFIX: &str = "/_guise/";
+pub use connections::{ConnectionLimits, GuardConnections};
 
 /// The gateway's data plane.
 pub struct GatewayProxy {
     pub live: SharedLive,
     pub metrics: Metrics,
-    pub auth: Arc<AuthService>,
+    pub endpoints: Arc<Endpoints>,
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Per-request state.
@@ -40,21 +45,56 @@ pub struct Ctx {
     started: Instant,
     /// The configuration this request runs under, start to end.
     live: Arc<Live>,
-    /// Index of the matched route in `live.routes`.
-    route: Option<usize>,
-    /// Label for metrics when no configured route matched.
+    /// The client's connection.
+    peer: Peer,
+    /// What the request is (stage 3).
+    class: Class,
+    /// Metrics label while no route is known.
     label: &'static str,
+    /// Who the request runs as (stage 4).
+    subject: Option<Subject>,
     upstream_sent: Option<Instant>,
-    /// Who the request runs as, once the auth stage found out.
-    identity: Option<Identity>,
 }
 
 impl Ctx {
+    fn route(&self) -> Option<&RouteSpec> {
+        match self.class {
+            Class::Route(i) => self.live.routes.routes().get(i),
+            _ => None,
+        }
+    }
+
     fn route_label(&self) -> &str {
-        match self.route {
-            Some(i) => &self.live.routes.routes()[i].name,
+        match self.route() {
+            Some(r) => &r.name,
             None => self.label,
         }
+    }
+}
+
+/// An internal failure while building the upstream request.
+#[derive(Debug, thiserror::Error)]
+#[error("the gateway failed while handling this request; the error is in its log")]
+struct Internal;
+
+impl Refuse for Internal {
+    fn status(&self) -> u16 {
+        500
+    }
+    fn code(&self) -> &'static str {
+        "internal_error"
+    }
+}
+
+impl GatewayProxy {
+    /// Answer a refusal from one of the stages.
+    async fn refuse(&self, s: &mut Session, ctx: &mut Ctx, e: &dyn Refuse) -> Result<bool> {
+        self.metrics
+            .requests_refused
+            .with_label_values(&[e.code()])
+            .inc();
+        respond::refuse(s, &ctx.live.replies, e).await?;
+        Ok(true)
     }
 }
 
@@ -66,43 +106,96 @@ impl ProxyHttp for GatewayProxy {
         Ctx {
             started: Instant::now(),
             live: self.live.load_full(),
-            route: None,
+            peer: Peer {
+                https: false,
+                ip: None,
+            },
+            class: Class::Unmatched,
             label: "unmatched",
+            subject: None,
             upstream_sent: None,
-            identity: None,
         }
     }
 
+    /// No downstream modules: pingora's default adds a (disabled)
+    /// compression module that would run on every request.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        // Before anything else: no client may speak for the gateway.
-        identity::strip_client_headers(
-            session.req_header_mut(),
-            &ctx.live.config.identity.header_prefix,
-        );
-
-        let path = session.req_header().uri.path();
-        if let Err(e) = check_request_path(path) {
-            ctx.label = "rejected";
-            let r = Refusal::new(400, "path_not_normal", "Bad request path", e.to_string());
-            send_refusal(session, &r).await?;
-            return Ok(true);
-        }
-        if path.starts_with(GATEWAY_PREFIX) || path == ctx.live.config.auth.login_path {
-            ctx.label = "gateway";
-        } else {
-            let method = session.req_header().method.as_str();
-            ctx.route = ctx.live.routes.find(method, path).map(|m| m.index);
-        }
-
         let live = ctx.live.clone();
-        let route = ctx.route.map(|i| &live.routes.routes()[i]);
-        match self.auth.gate(session, &live, route).await? {
-            Gate::Answered => Ok(true),
-            Gate::Continue(identity) => {
-                ctx.identity = identity;
-                Ok(false)
+        ctx.peer = Peer::of(session);
+
+        // 1. No client may speak for the gateway.
+        identity::strip_client_headers(session.req_header_mut(), live.signer.prefix());
+
+        // 2. The target is a path the upstream reads as the gateway does.
+        let target = target::check(session.req_header_mut(), &live.config.http.allowed_hosts);
+        let target = match target {
+            Ok(t) => t,
+            Err(e) => {
+                ctx.label = "rejected";
+                return self.refuse(session, ctx, &e).await;
+            }
+        };
+
+        // 3. What the request is, decided once.
+        let req = session.req_header();
+        ctx.class = match target {
+            Target::Asterisk => Class::Server,
+            Target::Path => live.routes.classify(
+                req.method.as_str(),
+                req.uri.path(),
+                &live.config.auth.login_path,
+            ),
+        };
+        if matches!(ctx.class, Class::Gateway | Class::Login | Class::Server) {
+            ctx.label = "gateway";
+        }
+
+        // 4. Who is asking.
+        let auth = &live.config.auth;
+        match self.endpoints.auth.identify(req, &ctx.peer).await {
+            Ok(subject) => ctx.subject = subject,
+            Err(e) if policy::needs_subject(auth, ctx.class, ctx.route(), &req.method) => {
+                return self.refuse(session, ctx, &e).await;
+            }
+            // Nobody can be recognised, but this request needs nobody.
+            Err(e) => {
+                tracing::debug!(error = %e, "serving anonymously while the session store is unavailable")
             }
         }
+
+        // 5. The gateway's own endpoints. Rare next to proxied requests, and
+        // their futures are large (the upstream login holds a whole client
+        // connection): boxed, they cost an allocation when used instead of
+        // a bigger future copied on every request.
+        if !matches!(ctx.class, Class::Route(_) | Class::Unmatched) {
+            let call = Call {
+                live: &live,
+                peer: ctx.peer,
+                subject: ctx.subject.as_ref(),
+            };
+            let flow = Box::pin(self.endpoints.answer(session, call, ctx.class)).await?;
+            if flow == Flow::Answered {
+                return Ok(true);
+            }
+        }
+
+        // 6. A page that needs a session gets one, or the login page.
+        let target = session
+            .req_header()
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str());
+        let required =
+            policy::require_login(auth, ctx.class, ctx.route(), ctx.subject.as_ref(), target);
+        if let Err(e) = required {
+            return self.refuse(session, ctx, &e).await;
+        }
+
+        // 7. (partners) licence, bundle and paired-user limits.
+        // 8. (permissions) the data-permission decision.
+        Ok(false)
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -115,26 +208,18 @@ impl ProxyHttp for GatewayProxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        forwarded::set_headers(session, upstream_request)?;
-        self.auth.strip_gateway_cookies(upstream_request);
-        if let Some(id) = &ctx.identity {
-            let signer = &ctx.live.signer;
-            let signed = id
-                .session
-                .prepared
-                .get_or_prepare(&id.user, signer, |user| {
-                    IdentityHeaders::for_user(
-                        &user.id,
-                        &user.email,
-                        &user.role_names(),
-                        &id.session.record.reference,
-                    )
-                })
-                .and_then(|p| signer.sign_prepared(upstream_request, &p, identity::unix_now()));
+        let host = session.req_header().headers.get(http::header::HOST);
+        forwarded::set_headers(upstream_request, ctx.peer.ip, ctx.peer.https, host)?;
+        forwarded::strip_gateway_cookies(upstream_request, self.endpoints.auth.own_cookies());
+        if let Some(subject) = &ctx.subject {
+            let signed =
+                subject.sign_onto(upstream_request, &ctx.live.signer, self.clock.unix_now());
             if let Err(e) = signed {
                 // Never forward a request whose identity cannot be stated
-                // exactly: the upstream would see it as anonymous.
-                tracing::error!(user = %id.user.id, error = %e, "identity headers refused");
+                // exactly: the upstream would see it as anonymous. The
+                // target check makes every path signable, so this is a
+                // value in the user's record.
+                tracing::error!(user = %subject.effective.id, error = %e, "identity headers refused");
                 return Err(Error::explain(
                     ErrorType::InternalError,
                     "identity headers could not be built",
@@ -160,51 +245,23 @@ impl ProxyHttp for GatewayProxy {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
-        let refusal = match e.etype() {
-            ErrorType::HTTPStatus(code) => Some(Refusal::new(
-                *code,
-                "gateway_error",
-                "Gateway error",
-                format!("the gateway could not complete the request ({code})"),
-            )),
-            _ => match e.esource() {
-                pingora::ErrorSource::Upstream => {
-                    let (kind, refusal) = upstream_failure(e.etype());
-                    self.metrics
-                        .upstream_errors
-                        .with_label_values(&[kind])
-                        .inc();
-                    tracing::warn!(route = ctx.route_label(), kind, error = %e, "upstream request failed");
-                    Some(refusal)
-                }
-                pingora::ErrorSource::Downstream => match e.etype() {
-                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => {
-                        None
-                    }
-                    _ => Some(Refusal::new(
-                        400,
-                        "bad_request",
-                        "Bad request",
-                        format!("the request could not be read: {}", e.etype().as_str()),
-                    )),
-                },
-                _ => Some(Refusal::new(
-                    500,
-                    "internal_error",
-                    "Internal gateway error",
-                    "the gateway failed while handling this request; the error is in its log",
-                )),
-            },
-        };
+        let failure = ProxyFailure::of(e);
+        if let ProxyFailure::Upstream(kind) = &failure {
+            self.metrics
+                .upstream_errors
+                .with_label_values(&[kind.metric()])
+                .inc();
+            tracing::warn!(route = ctx.route_label(), kind = kind.metric(), error = %e, "upstream request failed");
+        }
         let mut code = 0;
         // Once the upstream's header went out, the client already has a
         // status; the only honest signal left is closing the connection.
-        if let (Some(r), None) = (refusal, session.response_written()) {
-            code = r.status;
+        if let (Some(r), None) = (failure.refusal(), session.response_written()) {
+            code = r.status();
             // pingora closes the connection after a proxy failure; say so in
             // the answer, or a keep-alive client reuses it and gets a reset.
             session.set_keepalive(None);
-            if let Err(err) = send_refusal(session, &r).await {
+            if let Err(err) = respond::refuse(session, &ctx.live.replies, r).await {
                 tracing::debug!(error = %err, "could not send error response");
             }
         }
@@ -237,37 +294,126 @@ impl ProxyHttp for GatewayProxy {
     }
 }
 
-/// Metric kind and client answer for a failure at the upstream.
-fn upstream_failure(t: &ErrorType) -> (&'static str, Refusal) {
-    use ErrorType::*;
-    match t {
-        ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | ConnectProxyFailure
-        | TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert => (
-            "connect",
-            Refusal::new(
-                502,
-                "upstream_unreachable",
-                "Upstream unreachable",
-                "the application behind the gateway could not be reached; try again shortly",
-            ),
-        ),
-        ReadTimedout | WriteTimedout => (
-            "timeout",
-            Refusal::new(
-                504,
-                "upstream_timeout",
-                "Upstream timed out",
-                "the application behind the gateway did not answer in time",
-            ),
-        ),
-        _ => (
-            "other",
-            Refusal::new(
-                502,
-                "upstream_failed",
-                "Upstream failed",
-                "the application behind the gateway closed or broke the connection",
-            ),
-        ),
+/// Why proxying failed, as the client is told.
+#[derive(Debug, thiserror::Error)]
+enum ProxyFailure {
+    #[error(transparent)]
+    Upstream(UpstreamFailure),
+    #[error("the gateway could not complete the request ({0})")]
+    Status(u16),
+    #[error("the request could not be read: {0}")]
+    BadRequest(&'static str),
+    /// The client went away; nobody to answer.
+    #[error("the client closed the connection")]
+    ClientGone,
+    #[error(transparent)]
+    Internal(Internal),
+}
+
+/// A failure at the upstream, by kind.
+#[derive(Debug, thiserror::Error)]
+enum UpstreamFailure {
+    #[error("the application behind the gateway could not be reached; try again shortly")]
+    Connect,
+    #[error("the application behind the gateway did not answer in time")]
+    Timeout,
+    #[error("the application behind the gateway closed or broke the connection")]
+    Broken,
+}
+
+impl UpstreamFailure {
+    fn metric(&self) -> &'static str {
+        match self {
+            UpstreamFailure::Connect => "connect",
+            UpstreamFailure::Timeout => "timeout",
+            UpstreamFailure::Broken => "other",
+        }
     }
 }
+
+impl Refuse for UpstreamFailure {
+    fn status(&self) -> u16 {
+        match self {
+            UpstreamFailure::Timeout => 504,
+            UpstreamFailure::Connect | UpstreamFailure::Broken => 502,
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            UpstreamFailure::Connect => "upstream_unreachable",
+            UpstreamFailure::Timeout => "upstream_timeout",
+            UpstreamFailure::Broken => "upstream_failed",
+        }
+    }
+    fn title(&self) -> &'static str {
+        match self {
+            UpstreamFailure::Connect => "Upstream unreachable",
+            UpstreamFailure::Timeout => "Upstream timed out",
+            UpstreamFailure::Broken => "Upstream failed",
+        }
+    }
+}
+
+impl Refuse for ProxyFailure {
+    fn status(&self) -> u16 {
+        match self {
+            ProxyFailure::Upstream(u) => u.status(),
+            ProxyFailure::Status(code) => *code,
+            ProxyFailure::BadRequest(_) => 400,
+            ProxyFailure::ClientGone => 499,
+            ProxyFailure::Internal(i) => i.status(),
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            ProxyFailure::Upstream(u) => u.code(),
+            ProxyFailure::Status(_) => "gateway_error",
+            ProxyFailure::BadRequest(_) => "bad_request",
+            ProxyFailure::ClientGone => "client_gone",
+            ProxyFailure::Internal(i) => i.code(),
+        }
+    }
+    fn title(&self) -> &'static str {
+        match self {
+            ProxyFailure::Upstream(u) => u.title(),
+            ProxyFailure::Status(_) => "Gateway error",
+            ProxyFailure::BadRequest(_) => "Bad request",
+            ProxyFailure::ClientGone => "Client closed request",
+            ProxyFailure::Internal(_) => "Internal gateway error",
+        }
+    }
+}
+
+impl ProxyFailure {
+    fn of(e: &Error) -> ProxyFailure {
+        use ErrorType::*;
+        if let HTTPStatus(code) = e.etype() {
+            return ProxyFailure::Status(*code);
+        }
+        match e.esource() {
+            pingora::ErrorSource::Upstream => ProxyFailure::Upstream(match e.etype() {
+                ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError
+                | ConnectProxyFailure | TLSHandshakeFailure | TLSHandshakeTimedout
+                | InvalidCert => UpstreamFailure::Connect,
+                ReadTimedout | WriteTimedout => UpstreamFailure::Timeout,
+                _ => UpstreamFailure::Broken,
+            }),
+            pingora::ErrorSource::Downstream => match e.etype() {
+                WriteError | ReadError | ConnectionClosed => ProxyFailure::ClientGone,
+                t => ProxyFailure::BadRequest(t.as_str()),
+            },
+            _ => ProxyFailure::Internal(Internal),
+        }
+    }
+
+    /// What the client is answered, if anyone is left to answer.
+    fn refusal(&self) -> Option<&dyn Refuse> {
+        match self {
+            ProxyFailure::ClientGone => None,
+            other => Some(other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,21 +1,54 @@
-//! Answers the gateway writes itself: refusals and errors, as HTML for
-//! browsers and JSON for API clients.
+//! Answers the gateway writes itself: refusals, pages, JSON and redirects.
 //!
-//! The one place where a refusal becomes an HTTP response, so every stage
-//! reports the same way: a status, a short title, and a sentence that says
-//! what was refused and why.
+//! Every module's error type implements [`Refuse`]: its status, a stable
+//! code and a title, with its `Display` as the sentence that says what was
+//! refused and why. [`refuse`] is the one place such an error becomes an
+//! HTTP response, as HTML for browsers and JSON for API clients, so no call
+//! site picks a status by hand and every stage reports the same way.
+//!
+//! Every answer written here carries the same protective headers
+//! ([`Replies`]): no framing, no content sniffing, no referrer to other
+//! sites, and HSTS over HTTPS when configured.
 
 use std::sync::LazyLock;
 
 use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 use serde::Serialize;
 
-/// A response the gateway answers with instead of the upstream.
+/// An error a person gets to see: every module's refusals implement it.
+pub trait Refuse: std::fmt::Display + Send + Sync {
+    /// HTTP status of the answer.
+    fn status(&self) -> u16;
+    /// Short, stable, machine-readable reason (`upstream_unreachable`).
+    fn code(&self) -> &'static str;
+    /// Human title for the HTML page; by default the status's reason phrase.
+    fn title(&self) -> &'static str {
+        http::StatusCode::from_u16(self.status())
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("Refused")
+    }
+    /// Headers the answer needs (`Retry-After`, a cookie to clear).
+    fn headers(&self) -> Vec<(HeaderName, String)> {
+        Vec::new()
+    }
+    /// Where a browser is sent instead of being shown the refusal (the
+    /// login page for a request that needs a session).
+    fn redirect(&self) -> Option<String> {
+        None
+    }
+    /// A link for the HTML page (back to the login form, say).
+    fn action(&self) -> Option<(String, String)> {
+        None
+    }
+}
+
+/// A refusal as rendered: what the JSON body says and the HTML page shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Refusal {
-    #[serde(rename = "status")]
     pub status: u16,
     /// Short, stable, machine-readable reason (`upstream_unreachable`).
     pub error: &'static str,
@@ -30,24 +63,15 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    pub fn new(
-        status: u16,
-        error: &'static str,
-        title: &'static str,
-        detail: impl Into<String>,
-    ) -> Self {
+    /// The rendered form of `r`.
+    pub fn of(r: &dyn Refuse) -> Refusal {
         Refusal {
-            status,
-            error,
-            title,
-            detail: detail.into(),
-            action: None,
+            status: r.status(),
+            error: r.code(),
+            title: r.title(),
+            detail: r.to_string(),
+            action: r.action(),
         }
-    }
-
-    pub fn with_action(mut self, href: impl Into<String>, label: impl Into<String>) -> Self {
-        self.action = Some((href.into(), label.into()));
-        self
     }
 }
 
@@ -72,6 +96,30 @@ impl Format {
         } else {
             Format::Json
         }
+    }
+}
+
+/// Headers every answer of the gateway's own carries, made once per
+/// configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Replies {
+    /// `Strict-Transport-Security` for HTTPS answers, if configured.
+    pub hsts: Option<HeaderValue>,
+}
+
+impl Replies {
+    fn protect(&self, h: &mut ResponseHeader, https: bool) -> pingora::Result<()> {
+        h.insert_header(http::header::X_FRAME_OPTIONS, "DENY")?;
+        h.insert_header(
+            http::header::CONTENT_SECURITY_POLICY,
+            "frame-ancestors 'none'",
+        )?;
+        h.insert_header(http::header::X_CONTENT_TYPE_OPTIONS, "nosniff")?;
+        h.insert_header(http::header::REFERRER_POLICY, "same-origin")?;
+        if let (true, Some(v)) = (https, &self.hsts) {
+            h.insert_header(http::header::STRICT_TRANSPORT_SECURITY, v.clone())?;
+        }
+        Ok(())
     }
 }
 
@@ -108,77 +156,70 @@ pub fn render(r: &Refusal, format: Format) -> (Bytes, &'static str) {
     }
 }
 
-/// Write `r` to the client, keeping the connection alive.
-pub async fn send_refusal(session: &mut Session, r: &Refusal) -> pingora::Result<()> {
-    send_refusal_with(session, r, &[]).await
+/// Headers to add to a gateway answer (e.g. `Set-Cookie`).
+pub type Extra<'a> = &'a [(HeaderName, String)];
+
+/// Answer `r`: a redirect for browsers when it names one, else its status
+/// with the reason as HTML or JSON by `Accept`.
+pub async fn refuse(s: &mut Session, replies: &Replies, r: &dyn Refuse) -> pingora::Result<()> {
+    refuse_with(s, replies, r, &[]).await
 }
 
-/// Headers to add to a gateway answer (e.g. `Set-Cookie`, `Retry-After`).
-pub type Extra<'a> = &'a [(http::HeaderName, String)];
-
-/// Write `r` with extra headers (a refusal that also clears a cookie, or
-/// says when to retry).
-pub async fn send_refusal_with(
-    session: &mut Session,
-    r: &Refusal,
+/// [`refuse`] with further headers (a refusal that also clears a cookie).
+pub async fn refuse_with(
+    s: &mut Session,
+    replies: &Replies,
+    r: &dyn Refuse,
     extra: Extra<'_>,
 ) -> pingora::Result<()> {
-    let format = Format::of(session.req_header());
-    let (body, content_type) = render(r, format);
-    let mut h = ResponseHeader::build(r.status, Some(4 + extra.len()))?;
-    h.insert_header(http::header::CONTENT_TYPE, content_type)?;
-    h.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-    for (k, v) in extra {
-        h.append_header(k.clone(), v.as_str())?;
+    let format = Format::of(s.req_header());
+    let mut all = r.headers();
+    all.extend_from_slice(extra);
+    if let (Format::Html, Some(to)) = (format, r.redirect()) {
+        return redirect(s, replies, 302, &to, &all).await;
     }
-    send(session, h, body).await
+    let (body, content_type) = render(&Refusal::of(r), format);
+    typed(s, replies, r.status(), content_type, body, &all).await
 }
 
 /// Answer with a JSON document.
-pub async fn send_json(
-    session: &mut Session,
+pub async fn json(
+    s: &mut Session,
+    replies: &Replies,
     status: u16,
     value: &serde_json::Value,
     extra: Extra<'_>,
 ) -> pingora::Result<()> {
-    send_typed(
-        session,
-        status,
-        "application/json",
-        Bytes::from(value.to_string()),
-        extra,
-    )
-    .await
+    let body = Bytes::from(value.to_string());
+    typed(s, replies, status, "application/json", body, extra).await
 }
 
 /// Answer with an HTML page.
-pub async fn send_html(
-    session: &mut Session,
+pub async fn html(
+    s: &mut Session,
+    replies: &Replies,
     status: u16,
-    html: String,
+    page: String,
     extra: Extra<'_>,
 ) -> pingora::Result<()> {
-    send_typed(
-        session,
-        status,
-        "text/html; charset=utf-8",
-        Bytes::from(html),
-        extra,
-    )
-    .await
+    let body = Bytes::from(page);
+    typed(s, replies, status, "text/html; charset=utf-8", body, extra).await
 }
 
-/// Redirect (303 after a form post, 302 otherwise) to a same-origin path.
+/// Redirect (303 after a form post, 302 otherwise). Callers pass only
+/// same-origin paths (see [`crate::auth::redirect::safe_next`]).
 pub async fn redirect(
-    session: &mut Session,
+    s: &mut Session,
+    replies: &Replies,
     status: u16,
     location: &str,
     extra: Extra<'_>,
 ) -> pingora::Result<()> {
     let mut all = vec![(http::header::LOCATION, location.to_string())];
     all.extend_from_slice(extra);
-    send_typed(
-        session,
+    typed(
+        s,
+        replies,
         status,
         "text/plain; charset=utf-8",
         Bytes::new(),
@@ -187,35 +228,56 @@ pub async fn redirect(
     .await
 }
 
-async fn send_typed(
-    session: &mut Session,
+/// An empty answer with `status` and these headers.
+pub async fn empty(
+    s: &mut Session,
+    replies: &Replies,
+    status: u16,
+    extra: Extra<'_>,
+) -> pingora::Result<()> {
+    typed(
+        s,
+        replies,
+        status,
+        "text/plain; charset=utf-8",
+        Bytes::new(),
+        extra,
+    )
+    .await
+}
+
+async fn typed(
+    s: &mut Session,
+    replies: &Replies,
     status: u16,
     content_type: &str,
     body: Bytes,
     extra: Extra<'_>,
 ) -> pingora::Result<()> {
-    let mut h = ResponseHeader::build(status, Some(3 + extra.len()))?;
+    let mut h = ResponseHeader::build(status, Some(9 + extra.len()))?;
     h.insert_header(http::header::CONTENT_TYPE, content_type)?;
     h.insert_header(http::header::CACHE_CONTROL, "no-store")?;
     for (k, v) in extra {
         h.append_header(k.clone(), v.as_str())?;
     }
-    send(session, h, body).await
+    send(s, replies, h, body).await
 }
 
-/// Write a whole response the gateway built itself.
+/// Write a whole response the gateway built itself, with the protective
+/// headers and its length.
 pub async fn send(
-    session: &mut Session,
+    s: &mut Session,
+    replies: &Replies,
     mut h: ResponseHeader,
     body: Bytes,
 ) -> pingora::Result<()> {
+    let https = s.digest().and_then(|d| d.ssl_digest.as_ref()).is_some();
+    replies.protect(&mut h, https)?;
     h.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-    let head_only = session.req_header().method == http::Method::HEAD;
-    session
-        .write_response_header(Box::new(h), head_only)
-        .await?;
+    let head_only = s.req_header().method == http::Method::HEAD;
+    s.write_response_header(Box::new(h), head_only).await?;
     if !head_only {
-        session.write_response_body(Some(body), true).await?;
+        s.write_response_body(Some(body), true).await?;
     }
     Ok(())
 }
@@ -230,6 +292,19 @@ mod tests {
         r
     }
 
+    #[derive(Debug, thiserror::Error)]
+    #[error("down")]
+    struct Down;
+
+    impl Refuse for Down {
+        fn status(&self) -> u16 {
+            502
+        }
+        fn code(&self) -> &'static str {
+            "upstream_unreachable"
+        }
+    }
+
     #[test]
     fn browsers_get_html_and_everyone_else_json() {
         assert_eq!(
@@ -242,7 +317,8 @@ mod tests {
 
     #[test]
     fn html_escapes_the_detail() {
-        let r = Refusal::new(400, "bad", "Bad", "<script>x</script>");
+        let mut r = Refusal::of(&Down);
+        r.detail = "<script>x</script>".into();
         let (body, ct) = render(&r, Format::Html);
         let s = String::from_utf8(body.to_vec()).unwrap();
         assert!(ct.starts_with("text/html"));
@@ -251,12 +327,28 @@ mod tests {
     }
 
     #[test]
-    fn json_names_status_error_and_detail() {
-        let r = Refusal::new(502, "upstream_unreachable", "Upstream unreachable", "down");
+    fn json_names_status_error_and_detail_and_the_title_defaults_to_the_reason() {
+        let r = Refusal::of(&Down);
+        assert_eq!(r.title, "Bad Gateway");
         let (body, _) = render(&r, Format::Json);
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["status"], 502);
         assert_eq!(v["error"], "upstream_unreachable");
         assert_eq!(v["detail"], "down");
+    }
+
+    #[test]
+    fn every_answer_is_protected_and_hsts_goes_only_over_https() {
+        let replies = Replies {
+            hsts: Some(HeaderValue::from_static("max-age=60")),
+        };
+        let mut h = ResponseHeader::build(200, None).unwrap();
+        replies.protect(&mut h, false).unwrap();
+        assert_eq!(h.headers["x-frame-options"], "DENY");
+        assert_eq!(h.headers["x-content-type-options"], "nosniff");
+        assert_eq!(h.headers["referrer-policy"], "same-origin");
+        assert!(h.headers.get("strict-transport-security").is_none());
+        replies.protect(&mut h, true).unwrap();
+        assert_eq!(h.headers["strict-transport-security"], "max-age=60");
     }
 }

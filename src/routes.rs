@@ -7,7 +7,28 @@
 
 use std::collections::HashMap;
 
-use crate::config::{Action, RouteSpec};
+/// Whether a route reads or changes data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Read,
+    Write,
+}
+
+/// One entry of the route table, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    pub name: String,
+    pub path: String,
+    /// Upper-case methods; empty means every method.
+    pub methods: Vec<String>,
+    pub area: Option<String>,
+    pub resource: Option<String>,
+    /// `None`: decided by the request method (GET/HEAD/OPTIONS read).
+    pub action: Option<Action>,
+    pub export: bool,
+    pub personal_data: bool,
+    pub public: bool,
+}
 
 /// A compiled route table.
 #[derive(Debug, Clone)]
@@ -25,13 +46,23 @@ pub struct Matched<'a> {
     pub action: Action,
 }
 
-/// Why a request path cannot be routed safely.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum PathError {
-    /// Matching on a path the upstream would read differently (`/public/../api`)
-    /// would let a request borrow another route's rules.
-    #[error("the request path is not in normal form (it contains `{0}`); send the path without dot segments, empty segments or encoded slashes and dots")]
-    NotNormal(&'static str),
+/// Prefix of the gateway's own endpoints; never forwarded upstream. The
+/// [`crate::gateway`] module routes what lies under it.
+pub const GATEWAY_PREFIX: &str = "/_guise/";
+
+/// What a request is, decided once per request (see [`RouteTable::classify`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Under [`GATEWAY_PREFIX`]: answered by the gateway itself.
+    Gateway,
+    /// The app's login path, which guise intercepts.
+    Login,
+    /// A configured route, by its index.
+    Route(usize),
+    /// A path no route names: proxied with the default rules.
+    Unmatched,
+    /// `OPTIONS *`.
+    Server,
 }
 
 impl RouteTable {
@@ -62,8 +93,34 @@ impl RouteTable {
         })
     }
 
-    /// The route for `method` and `path` (without query), if any.
+    /// What the request for `method` and `path` (normal form, without the
+    /// query) is. The login path and routes match with or without one
+    /// trailing slash, as most apps serve both.
+    pub fn classify(&self, method: &str, path: &str, login_path: &str) -> Class {
+        if path.starts_with(GATEWAY_PREFIX) {
+            Class::Gateway
+        } else if without_trailing_slash(path) == without_trailing_slash(login_path) {
+            Class::Login
+        } else {
+            self.find(method, path)
+                .map_or(Class::Unmatched, |m| Class::Route(m.index))
+        }
+    }
+
+    /// The route for `method` and `path` (without query), if any; a path
+    /// with a trailing slash matches the route without it and the other
+    /// way round, so a route's tags cannot be dodged by one slash.
     pub fn find(&self, method: &str, path: &str) -> Option<Matched<'_>> {
+        self.find_exact(method, path).or_else(|| {
+            if path.len() > 1 && path.ends_with('/') {
+                self.find_exact(method, &path[..path.len() - 1])
+            } else {
+                self.find_exact(method, &format!("{path}/"))
+            }
+        })
+    }
+
+    fn find_exact(&self, method: &str, path: &str) -> Option<Matched<'_>> {
         let m = self.router.at(path).ok()?;
         let index = *m.value.iter().find(|i| {
             let r = &self.routes[**i];
@@ -103,33 +160,12 @@ pub fn check_pattern(path: &str) -> Result<(), String> {
         .map_err(|e| format!("`{path}` is not a valid pattern: {e}"))
 }
 
-/// Refuse paths whose meaning depends on normalisation, so the route guise
-/// decides on is the route the upstream serves.
-pub fn check_request_path(path: &str) -> Result<(), PathError> {
-    if path.contains("//") {
-        return Err(PathError::NotNormal("//"));
+fn without_trailing_slash(path: &str) -> &str {
+    if path.len() > 1 {
+        path.strip_suffix('/').unwrap_or(path)
+    } else {
+        path
     }
-    for seg in path.split('/') {
-        if seg == "." || seg == ".." {
-            return Err(PathError::NotNormal("a `.` or `..` segment"));
-        }
-    }
-    let bytes = path.as_bytes();
-    for (i, b) in bytes.iter().enumerate() {
-        if *b == b'%' && i + 2 < bytes.len() + 1 {
-            let hex = path.get(i + 1..i + 3).unwrap_or("").to_ascii_lowercase();
-            match hex.as_str() {
-                "2f" => return Err(PathError::NotNormal("%2F")),
-                "2e" => return Err(PathError::NotNormal("%2E")),
-                "5c" => return Err(PathError::NotNormal("%5C")),
-                _ => {}
-            }
-        }
-        if *b == b'\\' {
-            return Err(PathError::NotNormal("\\"));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -197,19 +233,34 @@ mod tests {
     }
 
     #[test]
-    fn paths_that_normalise_differently_are_refused() {
-        for p in [
-            "/public/../api",
-            "/a//b",
-            "/a/%2e%2e/b",
-            "/a%2Fb",
-            "/./a",
-            "/a\\b",
-        ] {
-            assert!(check_request_path(p).is_err(), "{p}");
-        }
-        for p in ["/", "/api/companies/1", "/a%20b", "/files/v1.2/x"] {
-            assert!(check_request_path(p).is_ok(), "{p}");
-        }
+    fn a_trailing_slash_does_not_dodge_a_route() {
+        let t = RouteTable::compile(&[
+            spec("/reports", &[], "reports"),
+            spec("/admin/", &[], "admin"),
+            spec("/api/companies/{id}", &[], "company"),
+        ])
+        .unwrap();
+        assert_eq!(t.find("GET", "/reports/").unwrap().route.name, "reports");
+        assert_eq!(t.find("GET", "/admin").unwrap().route.name, "admin");
+        assert_eq!(
+            t.find("GET", "/api/companies/7/").unwrap().route.name,
+            "company"
+        );
+        assert!(t.find("GET", "/").is_none());
+    }
+
+    #[test]
+    fn classification_puts_gateway_and_login_paths_first() {
+        let t = RouteTable::compile(&[spec("/{*rest}", &[], "all")]).unwrap();
+        assert_eq!(
+            t.classify("GET", "/_guise/session", "/login"),
+            Class::Gateway
+        );
+        assert_eq!(t.classify("POST", "/login/", "/login"), Class::Login);
+        assert_eq!(
+            t.classify("POST", "/admin/login", "/admin/login/"),
+            Class::Login
+        );
+        assert_eq!(t.classify("GET", "/x", "/login"), Class::Route(0));
     }
 }

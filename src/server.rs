@@ -20,14 +20,18 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 use tokio::sync::oneshot;
 
+use crate::admin::AdminApi;
 use crate::auth::AuthService;
+use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Env};
+use crate::events::EventListener;
+use crate::gateway::Endpoints;
 use crate::live::{Live, SharedLive};
 use crate::metrics::Metrics;
 use crate::ops::{OpsApp, ReadyCheck, UpstreamReachable};
-use crate::proxy::{CountConnections, GatewayProxy};
+use crate::proxy::{ConnectionLimits, GatewayProxy, GuardConnections};
 use crate::reload::{Reloader, SighupService};
-use crate::session::{EventListener, SessionManager, StoreReady};
+use crate::session::{SessionManager, StoreReady};
 use crate::store::redis::{open_store_with, RedisTimeouts};
 use crate::store::StoreError;
 use crate::tls::{check_pair, TlsError};
@@ -121,19 +125,36 @@ impl Gateway {
             Some(metrics.redis_errors.clone()),
         )?;
         let directory = Arc::new(Directory::new());
-        let users = UserSync::new(directory.clone(), store.clone(), config.users.clone());
-        let sessions = SessionManager::new(store.clone(), settings, metrics.clone());
+        let users = UserSync::new(
+            directory.clone(),
+            store.clone(),
+            config.users.clone(),
+            metrics.clone(),
+        );
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let sessions = SessionManager::new(store.clone(), settings, metrics.clone(), clock.clone());
         let auth = Arc::new(AuthService::new(
             sessions.clone(),
-            directory,
+            directory.clone(),
             metrics.clone(),
+            &config.auth,
         ));
+        let endpoints = Arc::new(Endpoints {
+            auth: auth.clone(),
+            admin: AdminApi {
+                sessions: sessions.clone(),
+                directory,
+            },
+        });
+        let limits = ConnectionLimits {
+            max_open: config.server.max_client_connections,
+            header_timeout: config.server.header_timeout,
+        };
         server.add_service(background_service(
             "session events",
             EventListener {
                 store: store.clone(),
                 sinks: vec![sessions.clone(), users.clone()],
-                users: users.clone(),
             },
         ));
 
@@ -144,7 +165,8 @@ impl Gateway {
             GatewayProxy {
                 live: live.clone(),
                 metrics: metrics.clone(),
-                auth: auth.clone(),
+                endpoints,
+                clock,
             },
         );
         let mut server_options = HttpServerOptions::default();
@@ -152,7 +174,13 @@ impl Gateway {
         proxy.server_options = Some(server_options);
         let mut proxy_service = Service::new(
             "guise proxy".to_string(),
-            CountConnections::new(proxy, metrics.open_connections.clone()),
+            GuardConnections::new(
+                proxy,
+                limits,
+                metrics.open_connections.clone(),
+                metrics.connections_refused.clone(),
+                metrics.header_timeouts.clone(),
+            ),
         );
         if let Some(addr) = listeners.http {
             proxy_service.add_tcp(&addr.to_string());

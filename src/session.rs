@@ -22,25 +22,38 @@ pub mod token;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use async_trait::async_trait;
-use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
 
+use crate::clock::Clock;
 use crate::config::Sessions as Settings;
+use crate::events::EventSink;
 use crate::identity::PreparedSlot;
 use crate::metrics::Metrics;
 use crate::store::{SessionKey, SessionRecord, Store, StoreError, StoreEvent};
-use crate::users::User;
 
 pub use token::Token;
 
 /// Why a session could not be created, found or ended.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    #[error("the session store is unavailable, so the session cannot be checked: {0}")]
+    #[error("the gateway cannot reach its session store right now, so it cannot check who you are; try again shortly")]
     StoreUnavailable(#[source] StoreError),
+}
+
+impl crate::respond::Refuse for SessionError {
+    fn status(&self) -> u16 {
+        503
+    }
+    fn code(&self) -> &'static str {
+        "session_store_unavailable"
+    }
+    fn title(&self) -> &'static str {
+        "Session store unavailable"
+    }
+    fn headers(&self) -> Vec<(http::HeaderName, String)> {
+        vec![(http::header::RETRY_AFTER, "1".to_string())]
+    }
 }
 
 /// A session found for a request.
@@ -48,16 +61,16 @@ pub enum SessionError {
 pub struct Active {
     pub key: SessionKey,
     pub record: Arc<SessionRecord>,
-    /// The identity headers of this session's user, prepared once and
+    /// The identity headers of this session's subject, prepared once and
     /// shared by its requests while its cache entry lives on this node.
-    pub prepared: Arc<PreparedSlot<User>>,
+    pub prepared: Arc<PreparedSlot>,
 }
 
 struct Cached {
     record: Arc<SessionRecord>,
-    prepared: Arc<PreparedSlot<User>>,
+    prepared: Arc<PreparedSlot>,
     /// When this node last read the record from the store.
-    fetched: Instant,
+    fetched: tokio::time::Instant,
     /// Unix seconds of the last idle-timeout refresh known to this node.
     refreshed: AtomicU64,
 }
@@ -71,15 +84,19 @@ pub struct SessionManager {
     tombstones: moka::sync::Cache<SessionKey, ()>,
     settings: Settings,
     metrics: Metrics,
+    clock: Arc<dyn Clock>,
     /// Resolved once: a labelled lookup per request costs a hash and a lock.
     hits: prometheus::IntCounter,
     misses: prometheus::IntCounter,
 }
 
-pub use crate::identity::unix_now;
-
 impl SessionManager {
-    pub fn new(store: Arc<dyn Store>, settings: Settings, metrics: Metrics) -> Arc<Self> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        settings: Settings,
+        metrics: Metrics,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Self> {
         let cache = moka::future::Cache::builder()
             .max_capacity(settings.cache_capacity)
             .time_to_live(settings.cache_ttl + settings.stale_grace)
@@ -96,6 +113,7 @@ impl SessionManager {
             tombstones,
             settings,
             metrics,
+            clock,
             hits,
             misses,
         })
@@ -107,6 +125,16 @@ impl SessionManager {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// The clock sessions expire by.
+    pub fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
+    }
+
+    /// The same clock, to share with other parts of the gateway.
+    pub fn clock_handle(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
     }
 
     /// The store counts its own Redis errors (`guise_redis_errors_total`).
@@ -124,7 +152,7 @@ impl SessionManager {
     ) -> Result<(Token, Active), SessionError> {
         let token = Token::generate();
         let key = token.key();
-        let now = unix_now();
+        let now = self.clock.unix_now();
         let record = SessionRecord {
             user_id: user_id.to_string(),
             reference: token::reference_of(&key),
@@ -160,7 +188,7 @@ impl SessionManager {
         let c = Arc::new(Cached {
             record,
             prepared: Arc::default(),
-            fetched: Instant::now(),
+            fetched: self.clock.instant(),
             refreshed: AtomicU64::new(refreshed),
         });
         if !self.tombstones.contains_key(key) {
@@ -175,7 +203,7 @@ impl SessionManager {
         if self.tombstones.contains_key(&key) {
             return Ok(None);
         }
-        let now = unix_now();
+        let now = self.clock.unix_now();
         let cached = self.cache.get(&key).await;
         match &cached {
             Some(_) => self.hits.inc(),
@@ -188,7 +216,7 @@ impl SessionManager {
             }
             let last = c.record.last_seen.max(c.refreshed.load(Ordering::Relaxed));
             let idle_ok = now < last + self.settings.idle_timeout.as_secs();
-            if idle_ok && c.fetched.elapsed() < self.settings.cache_ttl {
+            if idle_ok && self.age(c) < self.settings.cache_ttl {
                 return self.refresh_if_due(key, c.clone(), now).await;
             }
         }
@@ -210,8 +238,7 @@ impl SessionManager {
                     // Within the staleness bound a cached session still
                     // serves; moka drops entries past it on its own.
                     Some(c)
-                        if c.fetched.elapsed()
-                            < self.settings.cache_ttl + self.settings.stale_grace =>
+                        if self.age(&c) < self.settings.cache_ttl + self.settings.stale_grace =>
                     {
                         tracing::debug!(error = %err, "session store unavailable; serving cached session");
                         Ok(Some(Active {
@@ -224,6 +251,11 @@ impl SessionManager {
                 }
             }
         }
+    }
+
+    /// How long ago this node read the entry from the store.
+    fn age(&self, c: &Cached) -> std::time::Duration {
+        self.clock.instant().duration_since(c.fetched)
     }
 
     /// Extend the idle timeout in the store, at most once per interval.
@@ -348,47 +380,10 @@ impl SessionManager {
     }
 }
 
-/// Something else that wants the store's events (the user directory).
-#[async_trait]
-pub trait EventSink: Send + Sync {
-    async fn on_event(&self, ev: &StoreEvent);
-}
-
 #[async_trait]
 impl EventSink for SessionManager {
     async fn on_event(&self, ev: &StoreEvent) {
         SessionManager::on_event(self, ev).await
-    }
-}
-
-/// Feeds the store's events to the sinks until shutdown.
-pub struct EventListener {
-    pub store: Arc<dyn Store>,
-    pub sinks: Vec<Arc<dyn EventSink>>,
-    /// Loaded once at start (stored admin changes over the file's users).
-    pub users: Arc<crate::user_sync::UserSync>,
-}
-
-#[async_trait]
-impl BackgroundService for EventListener {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut rx = self.store.subscribe();
-        self.users.refresh().await;
-        loop {
-            let ev = tokio::select! {
-                ev = rx.recv() => ev,
-                _ = shutdown.changed() => return,
-            };
-            let ev = match ev {
-                Ok(ev) => ev,
-                // Fell behind and lost events: same as an interruption.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => StoreEvent::Resync,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            };
-            for s in &self.sinks {
-                s.on_event(&ev).await;
-            }
-        }
     }
 }
 

@@ -140,6 +140,10 @@ pub trait Store: Send + Sync + 'static {
     /// Forget `counter` (after a successful login).
     async fn reset(&self, counter: &str) -> Result<(), StoreError>;
 
+    /// Take back one hit on `counter`, if it has any left in its window (an
+    /// attempt that turned out to be a successful login does not count).
+    async fn forgive(&self, counter: &str) -> Result<(), StoreError>;
+
     // === user records changed through the admin API ===
 
     /// Save a user record (JSON) under its id; survives restarts on Redis.

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use crate::session::EventSink;
+use crate::events::EventSink;
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreEvent};
 use crate::users::{Directory, User};
 
@@ -21,15 +22,22 @@ pub struct UserSync {
     base: Mutex<Vec<User>>,
     /// Users last read from the store.
     overlay: Mutex<Vec<User>>,
+    metrics: Metrics,
 }
 
 impl UserSync {
-    pub fn new(directory: Arc<Directory>, store: Arc<dyn Store>, base: Vec<User>) -> Arc<Self> {
+    pub fn new(
+        directory: Arc<Directory>,
+        store: Arc<dyn Store>,
+        base: Vec<User>,
+        metrics: Metrics,
+    ) -> Arc<Self> {
         let sync = Arc::new(UserSync {
             directory,
             store,
             base: Mutex::new(base),
             overlay: Mutex::new(Vec::new()),
+            metrics,
         });
         sync.rebuild();
         sync
@@ -64,27 +72,43 @@ impl UserSync {
         }
     }
 
+    /// Lay the stored records over the file's users and swap the result
+    /// in. A record the directory refuses (say, an email another user
+    /// holds) is left out, logged and counted, and the rest go on: one bad
+    /// record must not freeze every later change on every node.
     fn rebuild(&self) {
-        let mut by_id: std::collections::BTreeMap<String, User> = std::collections::BTreeMap::new();
-        for u in self.base.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            by_id.insert(u.id.clone(), u.clone());
-        }
-        for u in self
+        let base = self.base.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut stored: std::collections::BTreeMap<String, User> = self
             .overlay
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-        {
-            by_id.insert(u.id.clone(), u.clone());
-        }
-        if let Err(e) = self.directory.replace_all(by_id.into_values()) {
-            tracing::error!(error = %e, "user directory not rebuilt; keeping the previous one");
+            .map(|u| (u.id.clone(), u.clone()))
+            .collect();
+        // The file's users first, each as stored if edited, else as
+        // written; a stored edit the directory refuses falls back to the
+        // file's version. Users only in the store follow.
+        let mut ordered: Vec<Vec<User>> = base
+            .into_iter()
+            .map(|u| match stored.remove(&u.id) {
+                Some(edit) => vec![edit, u],
+                None => vec![u],
+            })
+            .collect();
+        ordered.extend(stored.into_values().map(|u| vec![u]));
+        for (id, e) in self.directory.replace_all_lenient(ordered) {
+            self.metrics.user_records_skipped.inc();
+            tracing::error!(user = %id, error = %e, "user record left out of the directory");
         }
     }
 }
 
 #[async_trait]
 impl EventSink for UserSync {
+    async fn on_start(&self) {
+        self.refresh().await
+    }
+
     async fn on_event(&self, ev: &StoreEvent) {
         match ev {
             StoreEvent::UserChanged { .. } | StoreEvent::Resync => self.refresh().await,

@@ -202,6 +202,16 @@ impl User {
         self.roles.iter().map(|r| r.as_str()).collect()
     }
 
+    /// The user as the gateway's JSON answers show it: never the password
+    /// hash.
+    pub fn public_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(m) = v.as_object_mut() {
+            m.remove("password_hash");
+        }
+        v
+    }
+
     /// The key this user is found under at login: the email, lower-cased.
     pub fn login_key(&self) -> String {
         login_key(&self.email)
@@ -375,6 +385,52 @@ impl Directory {
         let previous = next.put(user)?;
         self.index.store(Arc::new(next));
         Ok(previous)
+    }
+
+    /// Whether [`Self::upsert`] would take `user`, without changing
+    /// anything: callers that persist a change check it first, so a change
+    /// the directory refuses is never stored.
+    pub fn check_upsert(&self, user: &User) -> Result<(), UsersError> {
+        user.check()?;
+        match self.index.load().by_login.get(&user.login_key()) {
+            Some(other) if other.id != user.id => Err(UsersError::EmailTaken {
+                email: user.email.clone(),
+                other: other.id.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Replace every user at once, leaving out each user the directory
+    /// refuses (failing [`User::check`], or an id or login taken by an
+    /// earlier user) instead of refusing the whole set; returns what was
+    /// refused and why. Each item lists the versions of one user in order
+    /// of preference (a stored edit, then the file's original): the first
+    /// the directory takes is kept. For rebuilding from stored records,
+    /// where one bad record must not stop every later change.
+    pub fn replace_all_lenient(
+        &self,
+        users: impl IntoIterator<Item = Vec<User>>,
+    ) -> Vec<(String, UsersError)> {
+        let mut next = Index::default();
+        let mut refused = Vec::new();
+        for versions in users {
+            for user in versions {
+                let id = user.id.clone();
+                let put = if next.by_id.contains_key(&id) {
+                    Err(UsersError::DuplicateId { id: id.clone() })
+                } else {
+                    next.put(user)
+                };
+                match put {
+                    Ok(_) => break,
+                    Err(e) => refused.push((id, e)),
+                }
+            }
+        }
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        self.index.store(Arc::new(next));
+        refused
     }
 
     /// Remove the user with this id; returns it.

@@ -289,6 +289,14 @@ async fn conformance(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     assert_eq!(h2.count, 2);
     assert!(h2.resets_in <= h1.resets_in, "the window is fixed");
     assert_eq!(a.hit("login:bob", window).await.unwrap().count, 1);
+    // Forgiving takes one hit back, never below zero, and never makes a
+    // counter that was not there.
+    b.forgive("login:alice").await.unwrap();
+    assert_eq!(a.hit("login:alice", window).await.unwrap().count, 2);
+    a.forgive("never-hit").await.unwrap();
+    a.forgive("never-hit").await.unwrap();
+    assert_eq!(a.hit("never-hit", window).await.unwrap().count, 1);
+    a.reset("never-hit").await.unwrap();
     a.reset("login:alice").await.unwrap();
     a.reset("never-hit").await.unwrap();
     assert_eq!(a.hit("login:alice", window).await.unwrap().count, 1);
@@ -445,6 +453,7 @@ async fn every_operation_fails_promptly(s: &dyn Store) {
     fails_promptly("session_count", s.session_count()).await;
     fails_promptly("hit", s.hit("x", LONG)).await;
     fails_promptly("reset", s.reset("x")).await;
+    fails_promptly("forgive", s.forgive("x")).await;
     fails_promptly("save_user", s.save_user("x", "{}")).await;
     fails_promptly("load_users", s.load_users()).await;
     fails_promptly("publish", s.publish(&StoreEvent::Resync)).await;

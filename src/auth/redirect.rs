@@ -1,19 +1,21 @@
 //! Where a browser may be sent after login: only paths on this site.
 
-use crate::routes::check_request_path;
+use crate::routes::GATEWAY_PREFIX;
+use crate::target::normalise;
 
 /// `next` if it is a same-origin path, else `None`.
 ///
 /// Refuses absolute URLs, scheme-relative `//host` and `/\host` (which
-/// browsers read as another host), control characters, and paths that are
-/// not in normal form.
+/// browsers read as another host), control characters, the gateway's own
+/// endpoints, and targets not in the normal form [`crate::target`] gives
+/// requests (so the redirect lands on the path that was checked).
 pub fn safe_next(next: &str) -> Option<&str> {
+    let without_fragment = next.split('#').next().unwrap_or("");
     let ok = next.starts_with('/')
         && !next.starts_with("//")
-        && !next.starts_with("/\\")
         && !next.bytes().any(|b| b.is_ascii_control() || b == b'\\')
-        && check_request_path(next.split(['?', '#']).next().unwrap_or("")).is_ok()
-        && !next.starts_with("/_guise/");
+        && normalise(without_fragment.as_bytes()).is_ok_and(|n| n == without_fragment.as_bytes())
+        && !next.starts_with(GATEWAY_PREFIX);
     ok.then_some(next)
 }
 

@@ -13,49 +13,55 @@ use http::header::{CONTENT_LENGTH, LOCATION, SET_COOKIE, TRANSFER_ENCODING};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
-use super::{attempt_counters, read_body, AuthService, LoginError, Req};
+use super::{policy, AuthService, LoginError};
+use crate::body;
+use crate::call::Call;
 use crate::config::{AppCookies, UpstreamLogin, UserIdSource};
-use crate::live::Live;
-use crate::respond::{send_refusal, Refusal};
+use crate::forwarded;
+use crate::respond;
 use crate::users::User;
 
 /// Largest login answer read from the app.
 const RESPONSE_LIMIT: usize = 1024 * 1024;
 
-pub(super) async fn handle(
+/// `POST {login_path}` in upstream mode: send the form to the app, and
+/// start a session if the app's answer names an accepted user.
+pub async fn handle(
     svc: &AuthService,
     s: &mut Session,
-    req: &Req<'_>,
-    live: &Live,
+    call: Call<'_>,
     cfg: &UpstreamLogin,
 ) -> pingora::Result<()> {
-    let body = match read_body(s).await {
+    let replies = &call.live.replies;
+    let body = match body::read(s).await {
         Ok(b) => b,
-        Err(r) => return send_refusal(s, &r).await,
+        Err(e) => return respond::refuse(s, replies, &e).await,
     };
     let username = url::form_urlencoded::parse(&body)
         .find(|(k, _)| k == "username" || k == "email")
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
-    let (user_counter, client_counter) = attempt_counters(&username, req.client_ip);
-    if let Err(e) = svc
-        .check_limits(&live.config.auth, &user_counter, &client_counter)
+    let auth = &call.live.config.auth;
+    let key = &call.live.config.identity.signing_key;
+    let device = svc.device_cookie(s.req_header(), &call.peer);
+    let admitted = match svc
+        .admit(auth, key, &username, &call.peer, device.as_deref())
         .await
     {
-        return svc.login_failed(s, e).await;
-    }
+        Ok(a) => a,
+        Err(e) => {
+            svc.login_refused(&e);
+            return respond::refuse(s, replies, &e).await;
+        }
+    };
 
-    let (head, answer) = match forward(svc, s, live, body).await {
+    let (head, answer) = match forward(svc, s, call, body).await {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "upstream login failed");
-            let r = Refusal::new(
-                502,
-                "upstream_unreachable",
-                "Upstream unreachable",
-                "the application's login could not be reached; try again shortly",
-            );
-            return send_refusal(s, &r).await;
+            let e = LoginError::UpstreamUnreachable;
+            svc.login_refused(&e);
+            return respond::refuse(s, replies, &e).await;
         }
     };
 
@@ -75,16 +81,24 @@ pub(super) async fn handle(
                 .directory
                 .get(&id)
                 .unwrap_or_else(|| Arc::new(User::new(id.clone(), id.clone(), String::new())));
-            if !user.is_active() {
-                return svc.login_failed(s, LoginError::BadCredentials).await;
+            if !policy::may_log_in(&user) {
+                let e = LoginError::BadCredentials;
+                svc.login_refused(&e);
+                return respond::refuse(s, replies, &e).await;
             }
-            let _ = svc.store().reset(&user_counter).await;
-            match svc.start_session(&user, req, BTreeMap::new()).await {
+            match svc
+                .start_session(&user, &admitted, &call.peer, BTreeMap::new())
+                .await
+            {
                 Ok((token, _)) => {
-                    let (k, v) = svc.session_cookie(req, &token);
-                    out.append_header(k, v)?;
+                    for (k, v) in svc.session_cookies(auth, key, &call.peer, &username, &token) {
+                        out.append_header(k, v)?;
+                    }
                 }
-                Err(e) => return svc.login_failed(s, e).await,
+                Err(e) => {
+                    svc.login_refused(&e);
+                    return respond::refuse(s, replies, &e).await;
+                }
             }
         }
         None => {
@@ -99,18 +113,23 @@ pub(super) async fn handle(
     s.write_response_body(Some(answer), true).await
 }
 
-/// Send the login request to the app and read its whole answer.
+/// Send the login request to the app and read its whole answer. The
+/// request gets the same hygiene as a proxied one: identity headers were
+/// stripped by the pipeline; guise's cookies and hop-by-hop headers are
+/// taken off here, and `X-Forwarded-*` name the client.
 async fn forward(
     svc: &AuthService,
     s: &Session,
-    live: &Live,
+    call: Call<'_>,
     body: Bytes,
 ) -> pingora::Result<(ResponseHeader, Bytes)> {
     let mut up = s.req_header().clone();
-    up.remove_header(&TRANSFER_ENCODING);
+    forwarded::remove_hop_by_hop(&mut up);
+    forwarded::strip_gateway_cookies(&mut up, svc.own_cookies());
     up.insert_header(CONTENT_LENGTH, body.len().to_string())?;
-    crate::proxy::forwarded_headers(s, &mut up)?;
-    let peer = live.peer.clone();
+    let host = s.req_header().headers.get(http::header::HOST).cloned();
+    forwarded::set_headers(&mut up, call.peer.ip, call.peer.https, host.as_ref())?;
+    let peer = call.live.peer.clone();
     let (mut http, _reused) = svc.connector.get_http_session(&peer).await?;
     http.write_request_header(Box::new(up)).await?;
     http.write_request_body(body, true).await?;

@@ -36,6 +36,12 @@ pub struct RawConfig {
     /// Login interception, limits and logout.
     #[serde(default)]
     pub auth: RawAuth,
+    /// Which hosts the gateway answers for, and headers on its answers.
+    #[serde(default)]
+    pub http: RawHttp,
+    /// What admins may do beyond managing ordinary users.
+    #[serde(default)]
+    pub admin: RawAdmin,
     /// Users defined in this file.
     #[serde(default)]
     pub users: Vec<crate::users::User>,
@@ -105,6 +111,14 @@ pub struct RawServer {
     /// connection stays on the thread it was given).
     #[serde(default)]
     pub work_stealing: bool,
+    /// Milliseconds a client has to send a whole request header, from its
+    /// first byte; a slower client is disconnected.
+    #[serde(default = "header_timeout_ms")]
+    pub header_timeout_ms: u64,
+    /// Most client connections open at once; further ones are closed at
+    /// once.
+    #[serde(default = "max_client_connections")]
+    pub max_client_connections: usize,
 }
 
 impl Default for RawServer {
@@ -116,6 +130,8 @@ impl Default for RawServer {
             upstream_keepalive_pool_size: pool(),
             keepalive_request_limit: None,
             work_stealing: false,
+            header_timeout_ms: header_timeout_ms(),
+            max_client_connections: max_client_connections(),
         }
     }
 }
@@ -312,6 +328,12 @@ fn five() -> u64 {
 fn pool() -> usize {
     128
 }
+fn header_timeout_ms() -> u64 {
+    10_000
+}
+fn max_client_connections() -> usize {
+    10_000
+}
 fn connect_ms() -> u64 {
     2_000
 }
@@ -370,15 +392,96 @@ pub struct RawAuth {
     pub mode: AuthMode,
     /// How to read the app's answer in `upstream` mode.
     pub upstream: Option<RawUpstreamLogin>,
-    /// Failed login attempts allowed per username within the window.
+    /// Failed logins allowed per username from one client network (an
+    /// IPv4 address or an IPv6 /64) within the window.
     #[serde(default = "user_attempts")]
     pub max_attempts_per_user: u64,
-    /// Failed login attempts allowed per client address within the window.
+    /// Login attempts allowed per client network within the window;
+    /// successful logins do not count.
     #[serde(default = "client_attempts")]
     pub max_attempts_per_client: u64,
-    /// Window of both attempt limits.
+    /// Login attempts allowed per username from all networks within the
+    /// window, for browsers without a device cookie of that user. A browser
+    /// where the user signed in before is exempt, so strangers failing in
+    /// a user's name cannot lock the user out.
+    #[serde(default = "user_total_attempts")]
+    pub max_attempts_per_user_total: u64,
+    /// Window of the attempt limits.
     #[serde(default = "attempt_window")]
     pub attempt_window_seconds: u64,
+    /// Days a device cookie (set at each successful login) vouches for a
+    /// browser.
+    #[serde(default = "device_cookie_days")]
+    pub device_cookie_days: u64,
+    /// Password verifications running at once, and how long a login waits
+    /// for one before it gets 503 (restart to change).
+    #[serde(default)]
+    pub password_checks: RawPasswordChecks,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPasswordChecks {
+    /// Verifications at once (each holds about 19 MiB for argon2).
+    #[serde(default = "password_concurrency")]
+    pub max_concurrent: usize,
+    /// Milliseconds a login waits in the queue before 503.
+    #[serde(default = "password_queue_ms")]
+    pub queue_timeout_ms: u64,
+}
+
+impl Default for RawPasswordChecks {
+    fn default() -> Self {
+        RawPasswordChecks {
+            max_concurrent: password_concurrency(),
+            queue_timeout_ms: password_queue_ms(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    /// Hosts (with or without port) clients may name in `Host`; others get
+    /// 421. Empty: any well-formed host.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// `Strict-Transport-Security` on HTTPS answers.
+    #[serde(default)]
+    pub hsts: RawHsts,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHsts {
+    /// Send it at all.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// `max-age` in seconds.
+    #[serde(default = "hsts_max_age")]
+    pub max_age_seconds: u64,
+    /// Add `includeSubDomains`.
+    #[serde(default)]
+    pub include_subdomains: bool,
+}
+
+impl Default for RawHsts {
+    fn default() -> Self {
+        RawHsts {
+            enabled: true,
+            max_age_seconds: hsts_max_age(),
+            include_subdomains: false,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Let admins (not only super admins) grant and revoke
+    /// `can_impersonate`.
+    #[serde(default)]
+    pub admins_may_grant_impersonation: bool,
 }
 
 impl Default for RawAuth {
@@ -391,7 +494,10 @@ impl Default for RawAuth {
             upstream: None,
             max_attempts_per_user: user_attempts(),
             max_attempts_per_client: client_attempts(),
+            max_attempts_per_user_total: user_total_attempts(),
             attempt_window_seconds: attempt_window(),
+            device_cookie_days: device_cookie_days(),
+            password_checks: RawPasswordChecks::default(),
         }
     }
 }
@@ -470,6 +576,21 @@ fn user_attempts() -> u64 {
 }
 fn client_attempts() -> u64 {
     30
+}
+fn user_total_attempts() -> u64 {
+    100
+}
+fn device_cookie_days() -> u64 {
+    30
+}
+fn password_concurrency() -> usize {
+    4
+}
+fn password_queue_ms() -> u64 {
+    2_000
+}
+fn hsts_max_age() -> u64 {
+    31_536_000
 }
 fn attempt_window() -> u64 {
     300

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use super::lines::LineMap;
 use super::raw::{AuthMode, RawConfig, RawRedis, RawRoute, RawUpstreamLogin, StoreKind};
 use super::*;
+use crate::routes::Action;
 
 /// The smallest signing key accepted: HMAC-SHA256 wants at least 32 bytes.
 const MIN_KEY_LEN: usize = 32;
@@ -132,7 +133,15 @@ impl Checker<'_> {
             upstream_keepalive_pool_size: raw.server.upstream_keepalive_pool_size,
             keepalive_request_limit: raw.server.keepalive_request_limit,
             work_stealing: raw.server.work_stealing,
+            header_timeout: Duration::from_millis(raw.server.header_timeout_ms),
+            max_client_connections: raw.server.max_client_connections,
         };
+        if raw.server.header_timeout_ms == 0 {
+            self.issue("server.header_timeout_ms", "must be greater than 0");
+        }
+        if raw.server.max_client_connections == 0 {
+            self.issue("server.max_client_connections", "must be at least 1");
+        }
 
         let up = &raw.upstream;
         let upstream_addr = self.addr("upstream.address", &up.address);
@@ -175,6 +184,10 @@ impl Checker<'_> {
         };
 
         let auth = self.auth(&raw);
+        let http_policy = self.http(&raw);
+        let admin = AdminPolicy {
+            admins_may_grant_impersonation: raw.admin.admins_may_grant_impersonation,
+        };
         let users = self.users(&raw, base);
 
         let hash = hex::encode(Sha256::digest(source.as_bytes()))[..16].to_string();
@@ -188,6 +201,8 @@ impl Checker<'_> {
             routes,
             logging,
             auth: auth?,
+            http: http_policy,
+            admin,
             users,
             hash,
         })
@@ -405,7 +420,7 @@ impl Checker<'_> {
         ] {
             if !v.starts_with('/')
                 || v.starts_with("//")
-                || crate::routes::check_request_path(v).is_err()
+                || !crate::target::normalise(v.as_bytes()).is_ok_and(|n| n == v.as_bytes())
             {
                 self.issue(
                     p,
@@ -415,8 +430,24 @@ impl Checker<'_> {
                 self.issue(p, "paths under /_guise/ belong to the gateway");
             }
         }
-        if a.max_attempts_per_user == 0 || a.max_attempts_per_client == 0 {
-            self.issue("auth", "login attempt limits must be at least 1");
+        for (p, v) in [
+            ("auth.max_attempts_per_user", a.max_attempts_per_user),
+            ("auth.max_attempts_per_client", a.max_attempts_per_client),
+            (
+                "auth.max_attempts_per_user_total",
+                a.max_attempts_per_user_total,
+            ),
+            ("auth.device_cookie_days", a.device_cookie_days),
+        ] {
+            if v == 0 {
+                self.issue(p, "must be at least 1");
+            }
+        }
+        if a.password_checks.max_concurrent == 0 || a.password_checks.max_concurrent > 1024 {
+            self.issue(
+                "auth.password_checks.max_concurrent",
+                "must be between 1 and 1024",
+            );
         }
         if a.attempt_window_seconds == 0 {
             self.issue("auth.attempt_window_seconds", "must be greater than 0");
@@ -440,8 +471,40 @@ impl Checker<'_> {
             mode,
             max_attempts_per_user: a.max_attempts_per_user,
             max_attempts_per_client: a.max_attempts_per_client,
+            max_attempts_per_user_total: a.max_attempts_per_user_total,
             attempt_window: Duration::from_secs(a.attempt_window_seconds),
+            device_cookie_lifetime: Duration::from_secs(a.device_cookie_days * 86_400),
+            password_checks: PasswordChecks {
+                max_concurrent: a.password_checks.max_concurrent,
+                queue_timeout: Duration::from_millis(a.password_checks.queue_timeout_ms),
+            },
         })
+    }
+
+    fn http(&mut self, raw: &RawConfig) -> HttpPolicy {
+        let mut allowed_hosts = Vec::new();
+        for (i, h) in raw.http.allowed_hosts.iter().enumerate() {
+            let host = h.trim().to_ascii_lowercase();
+            if crate::target::check_host(host.as_bytes()).is_err() {
+                self.issue(
+                    &format!("http.allowed_hosts[{i}]"),
+                    format!("`{h}` is not a host name or `host:port`"),
+                );
+            }
+            allowed_hosts.push(host);
+        }
+        let h = &raw.http.hsts;
+        let hsts = h.enabled.then(|| {
+            let mut v = format!("max-age={}", h.max_age_seconds);
+            if h.include_subdomains {
+                v.push_str("; includeSubDomains");
+            }
+            v
+        });
+        HttpPolicy {
+            allowed_hosts,
+            hsts,
+        }
     }
 
     fn upstream_login(&mut self, u: &RawUpstreamLogin) -> Option<UpstreamLogin> {

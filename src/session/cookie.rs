@@ -21,59 +21,79 @@ pub fn name(base: &str, https: bool) -> String {
 /// The value of cookie `name` in the request, if any (every `Cookie`
 /// header is read; the first match wins).
 pub fn read(req: &RequestHeader, name: &str) -> Option<String> {
-    with_value(req, name, str::to_string)
+    pairs(req).find(|(n, _)| n == name).map(|(_, v)| v)
 }
 
-/// The session token of the request, if it carries a well-formed one.
+/// The session token of the request: the first cookie named `name` whose
+/// value is a well-formed token, so a malformed copy planted in front of it
+/// does not hide it.
 pub fn read_token(req: &RequestHeader, name: &str) -> Option<Token> {
-    with_value(req, name, Token::from_cookie).flatten()
+    pairs(req)
+        .filter(|(n, _)| n == name)
+        .find_map(|(_, v)| Token::from_cookie(&v))
 }
 
-/// `f` of the value of cookie `name`, borrowed from the request: this runs
-/// on every request, so the value is not copied before it is needed.
-fn with_value<T>(req: &RequestHeader, name: &str, f: impl FnOnce(&str) -> T) -> Option<T> {
+/// Every `(name, value)` cookie of the request, tolerantly: a header that
+/// is not UTF-8 is read with replacement characters and a pair that does
+/// not parse is skipped, so one bad cookie never hides another. Names and
+/// values are trimmed as the `cookie` crate does; values are not decoded.
+pub fn pairs(req: &RequestHeader) -> impl Iterator<Item = (String, String)> + '_ {
     req.headers
         .get_all(http::header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(Cookie::split_parse)
-        .filter_map(Result::ok)
-        .find(|c| c.name() == name)
-        .map(|c| f(c.value()))
+        .flat_map(|v| {
+            let text = String::from_utf8_lossy(v.as_bytes()).into_owned();
+            Cookie::split_parse(text)
+                .filter_map(Result::ok)
+                .map(|c| (c.name().to_string(), c.value().to_string()))
+                .collect::<Vec<_>>()
+        })
+}
+
+/// The name of one `name=value` piece of a Cookie header as [`pairs`]
+/// reads it: up to the first `=`, without surrounding spaces and tabs.
+fn piece_name(piece: &[u8]) -> &[u8] {
+    let name = piece.split(|b| *b == b'=').next().unwrap_or(piece);
+    name.trim_ascii()
 }
 
 /// Remove the gateway's own cookies from a request before it goes
 /// upstream: the session token is guise's secret, and the app (and its
-/// logs) must never see it. Other cookies pass unchanged.
+/// logs) must never see it. A piece is dropped when its name, read exactly
+/// as [`pairs`] reads names (and compared case-blind), is one of `names`,
+/// so no spacing makes guise recognise a cookie it then forwards. Other
+/// cookies pass unchanged, byte for byte.
 pub fn strip<N: AsRef<str>>(req: &mut RequestHeader, names: &[N]) {
-    let ours = |v: &http::HeaderValue| {
-        let b = v.as_bytes();
-        names.iter().any(|n| {
-            b.windows(n.as_ref().len())
-                .any(|w| w == n.as_ref().as_bytes())
-        })
+    let ours = |piece: &[u8]| {
+        let name = piece_name(piece);
+        names
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n.as_ref().as_bytes()))
     };
-    // Fast path: most requests carry none of our cookies by name.
-    if !req.headers.get_all(http::header::COOKIE).iter().any(ours) {
-        return;
-    }
-    let kept: Vec<String> = req
+    let all: Vec<&[u8]> = req
         .headers
         .get_all(http::header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|pair| {
-            let name = pair.split('=').next().unwrap_or("");
-            !pair.is_empty() && !names.iter().any(|n| n.as_ref() == name)
-        })
-        .map(str::to_string)
+        .map(|v| v.as_bytes())
         .collect();
+    // Fast path: most requests carry none of our cookies.
+    if !all.iter().any(|v| v.split(|b| *b == b';').any(ours)) {
+        return;
+    }
+    let kept: Vec<&[u8]> = all
+        .iter()
+        .flat_map(|v| v.split(|b| *b == b';'))
+        .map(<[u8]>::trim_ascii)
+        .filter(|piece| !piece.is_empty() && !ours(piece))
+        .collect();
+    let joined = kept.join(&b"; "[..]);
     req.remove_header(&http::header::COOKIE);
-    if !kept.is_empty() {
-        // Joined back as one header, as HTTP/1.1 requires.
-        let _ = req.insert_header(http::header::COOKIE, kept.join("; "));
+    if !joined.is_empty() {
+        // Joined back as one header, as HTTP/1.1 requires. Bytes that came
+        // in a header value are valid in one.
+        if let Ok(v) = http::HeaderValue::from_bytes(&joined) {
+            let _ = req.insert_header(http::header::COOKIE, v);
+        }
     }
 }
 
@@ -104,11 +124,17 @@ pub fn clear(name: &str, https: bool) -> String {
 /// A short-lived cookie for the login form's CSRF token (double submit):
 /// strict, so no other site's form can carry it.
 pub fn set_login_csrf(name: &str, value: &str, https: bool) -> String {
+    strict(name, value, https, Duration::from_secs(3600))
+}
+
+/// A `SameSite=Strict` cookie (login CSRF, device cookie); a zero
+/// `max_age` removes it with the same attributes it was set with.
+pub fn strict(name: &str, value: &str, https: bool, max_age: Duration) -> String {
     build(
         name,
         value.to_string(),
         https,
-        Duration::from_secs(3600),
+        max_age,
         SameSite::Strict,
         "/",
     )
@@ -209,8 +235,55 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_cookie_never_hides_the_session_cookie() {
+        let t = Token::generate();
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        let mut bytes = b"junk=\xff\xfe; =novalue; guise_session=short; ".to_vec();
+        bytes.extend_from_slice(format!("guise_session={}", t.as_str()).as_bytes());
+        r.append_header("cookie", http::HeaderValue::from_bytes(&bytes).unwrap())
+            .unwrap();
+        assert_eq!(read_token(&r, "guise_session"), Some(t));
+    }
+
+    #[test]
+    fn a_recognised_session_cookie_is_stripped_whatever_its_spacing() {
+        for spelled in [
+            "guise_session=tok",
+            " guise_session = tok ",
+            "guise_session\t=tok",
+            "GUISE_SESSION=tok",
+        ] {
+            let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+            r.append_header("cookie", format!("app=1;{spelled};other=2"))
+                .unwrap();
+            strip(&mut r, &["guise_session"]);
+            assert_eq!(r.headers["cookie"], "app=1; other=2", "{spelled:?}");
+        }
+    }
+
+    #[test]
+    fn stripping_keeps_other_cookies_byte_for_byte() {
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        r.append_header(
+            "cookie",
+            http::HeaderValue::from_bytes(b"n=\xe9t\xe9; guise_session=x").unwrap(),
+        )
+        .unwrap();
+        strip(&mut r, &["guise_session"]);
+        assert_eq!(r.headers["cookie"].as_bytes(), b"n=\xe9t\xe9");
+    }
+
+    #[test]
     fn clearing_expires_the_cookie() {
         let s = clear("guise_session", false);
         assert!(s.contains("Max-Age=0"), "{s}");
+    }
+
+    #[test]
+    fn a_strict_cookie_is_cleared_as_strict() {
+        let set = set_login_csrf("guise_login_csrf", "v", true);
+        let gone = strict("guise_login_csrf", "", true, Duration::ZERO);
+        assert!(set.contains("SameSite=Strict") && gone.contains("SameSite=Strict"));
+        assert!(gone.contains("Max-Age=0"), "{gone}");
     }
 }

@@ -3,6 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
+use crate::clock::TokioClock;
 use crate::config::{SessionStoreConfig, Sessions};
 use crate::store::memory::MemoryStore;
 
@@ -23,7 +24,12 @@ fn settings(absolute: u64, cache_ttl: u64) -> Sessions {
 
 fn manager(absolute: u64, cache_ttl: u64) -> (Arc<SessionManager>, Arc<MemoryStore>) {
     let store = Arc::new(MemoryStore::new());
-    let m = SessionManager::new(store.clone(), settings(absolute, cache_ttl), Metrics::new());
+    let m = SessionManager::new(
+        store.clone(),
+        settings(absolute, cache_ttl),
+        Metrics::new(),
+        Arc::new(TokioClock::starting_at(1_800_000_000)),
+    );
     (m, store)
 }
 
@@ -43,22 +49,49 @@ async fn a_created_session_resolves_and_its_record_is_stored_under_the_hash() {
     assert!(m.resolve(&Token::generate()).await.unwrap().is_none());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_session_ends_at_its_absolute_lifetime_however_active() {
-    let (m, _) = manager(1, 30);
+    let (m, _) = manager(120, 30);
     let (token, _) = m.create("u-1", None, BTreeMap::new()).await.unwrap();
-    assert!(m.resolve(&token).await.unwrap().is_some());
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        if m.resolve(&token).await.unwrap().is_none() {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "session outlived its absolute lifetime"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    // Used every 50 s, so never idle, and refreshed in the store.
+    for _ in 0..2 {
+        tokio::time::advance(Duration::from_secs(50)).await;
+        assert!(m.resolve(&token).await.unwrap().is_some());
     }
+    tokio::time::advance(Duration::from_secs(21)).await;
+    assert!(
+        m.resolve(&token).await.unwrap().is_none(),
+        "session outlived its absolute lifetime"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_session_ends_after_the_idle_timeout_and_a_used_one_does_not() {
+    let (m, _) = manager(7200, 30);
+    let (idle, _) = m.create("u-1", None, BTreeMap::new()).await.unwrap();
+    let (used, _) = m.create("u-2", None, BTreeMap::new()).await.unwrap();
+    // The idle timeout is 600 s; the used session is seen every 100 s.
+    for _ in 0..7 {
+        tokio::time::advance(Duration::from_secs(100)).await;
+        assert!(m.resolve(&used).await.unwrap().is_some());
+    }
+    assert!(
+        m.resolve(&idle).await.unwrap().is_none(),
+        "idle session lives"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cached_session_is_read_again_from_the_store_after_the_cache_ttl() {
+    let (m, store) = manager(3600, 30);
+    let (token, active) = m.create("u-1", None, BTreeMap::new()).await.unwrap();
+    // Deleted behind this node's back, with no event: the cache serves it
+    // until its entry is older than the cache TTL, then asks the store.
+    store.delete_session(&active.key).await.unwrap();
+    tokio::time::advance(Duration::from_secs(29)).await;
+    assert!(m.resolve(&token).await.unwrap().is_some());
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert!(m.resolve(&token).await.unwrap().is_none());
 }
 
 #[tokio::test]

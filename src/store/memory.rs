@@ -29,6 +29,13 @@ const EVENT_CAPACITY: usize = 1024;
 /// scan the whole map each time.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
+/// Most login-attempt counters kept at once. Counters are made by
+/// anonymous clients (one per client network and per username tried), so
+/// they must not grow without bound: past this many live ones, a new
+/// counter is refused and the login fails closed (503) until windows end.
+/// About 100 bytes each, so the cap bounds them near 100 MB.
+pub const MAX_COUNTERS: usize = 1_000_000;
+
 /// Sessions, counters, users and events of a single gateway node.
 pub struct MemoryStore {
     /// A std mutex: no critical section awaits anything, and each is a few
@@ -233,6 +240,14 @@ impl Store for MemoryStore {
         let now = Instant::now();
         let mut st = self.lock();
         st.sweep_if_due(now);
+        if st.counters.len() >= MAX_COUNTERS && !st.counters.contains_key(counter) {
+            st.sweep(now);
+            if st.counters.len() >= MAX_COUNTERS {
+                return Err(StoreError::Unavailable(format!(
+                    "{MAX_COUNTERS} login-attempt counters are live; refusing to count more until windows end"
+                )));
+            }
+        }
         let w = st
             .counters
             .entry(counter.to_string())
@@ -257,6 +272,17 @@ impl Store for MemoryStore {
 
     async fn reset(&self, counter: &str) -> Result<(), StoreError> {
         self.lock().counters.remove(counter);
+        Ok(())
+    }
+
+    async fn forgive(&self, counter: &str) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        if let Some(w) = st.counters.get_mut(counter) {
+            if now < w.ends {
+                w.count = w.count.saturating_sub(1);
+            }
+        }
         Ok(())
     }
 

@@ -563,6 +563,19 @@ impl Store for RedisStore {
         .await
     }
 
+    async fn forgive(&self, counter: &str) -> Result<(), StoreError> {
+        let key = limit_key(counter);
+        self.exec("forgive", move |sh, mut c| async move {
+            sh.scripts
+                .forgive
+                .key(&key)
+                .invoke_async::<i64>(&mut c)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn save_user(&self, user_id: &str, json: &str) -> Result<(), StoreError> {
         let (user, json) = (user_id.to_string(), json.to_string());
         self.exec("save_user", move |_, mut c| async move {

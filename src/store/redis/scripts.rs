@@ -14,6 +14,7 @@ pub(super) struct Scripts {
     pub(super) active_add: Script,
     pub(super) count: Script,
     pub(super) hit: Script,
+    pub(super) forgive: Script,
 }
 
 impl Scripts {
@@ -24,6 +25,7 @@ impl Scripts {
             active_add: Script::new(ACTIVE_ADD),
             count: Script::new(COUNT),
             hit: Script::new(HIT),
+            forgive: Script::new(FORGIVE),
         }
     }
 }
@@ -99,4 +101,15 @@ if ttl < 0 then
   ttl = tonumber(ARGV[1])
 end
 return {n, ttl}
+"#;
+
+/// Take back one hit of a counter that still has some, keeping its window
+/// (a missing or expired counter is left alone, never created).
+///
+/// KEYS[1] counter key. Returns the count left, or -1 when there was none.
+const FORGIVE: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if not v then return -1 end
+if tonumber(v) <= 0 then return 0 end
+return redis.call('DECR', KEYS[1])
 "#;

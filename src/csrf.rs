@@ -8,6 +8,8 @@
 use pingora::http::RequestHeader;
 use subtle::ConstantTimeEq;
 
+use crate::respond::Refuse;
+
 /// Header API clients send the session's CSRF token in.
 pub const HEADER: &str = "x-csrf-token";
 /// Form field browsers send it in.
@@ -22,6 +24,18 @@ pub enum CsrfError {
     Missing,
     #[error("the CSRF token does not match this session; reload the page and try again")]
     Mismatch,
+}
+
+impl Refuse for CsrfError {
+    fn status(&self) -> u16 {
+        403
+    }
+    fn code(&self) -> &'static str {
+        "csrf"
+    }
+    fn title(&self) -> &'static str {
+        "Request refused"
+    }
 }
 
 /// The browser's origin signals do not point at another site. Requests

@@ -1,0 +1,160 @@
+//! The gateway's own endpoints (pipeline stage 5): everything under
+//! [`GATEWAY_PREFIX`], the app's login path when guise answers it, and
+//! `OPTIONS *`. This module owns their routing; the handlers live with the
+//! concern they serve ([`crate::auth`], [`crate::admin`]).
+//!
+//! | | |
+//! |---|---|
+//! | `POST /_guise/login` | JSON login |
+//! | `POST /_guise/logout` | end the session (CSRF-safe) |
+//! | `GET /_guise/logout` | sign-out confirmation page |
+//! | `GET /_guise/session` | who am I, and my CSRF token |
+//! | `/_guise/admin/...` | the admin API |
+//! | `GET/POST {auth.login_path}` | login form (gateway mode), the app's form posted through guise (upstream mode) |
+
+use std::sync::Arc;
+
+use http::header::ALLOW;
+use pingora::proxy::Session;
+use serde_json::json;
+
+use crate::admin::AdminApi;
+use crate::auth::{login, logout, upstream_login, AuthService, LoginError};
+use crate::call::Call;
+use crate::config::LoginMode;
+use crate::respond::{self, Refuse};
+use crate::routes::{Class, GATEWAY_PREFIX};
+
+/// What the pipeline does after this stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// The gateway answered; nothing goes upstream.
+    Answered,
+    /// Go on to the upstream (the app's own login page in upstream mode).
+    Proxy,
+}
+
+/// A path under `/_guise/` that names no endpoint.
+#[derive(Debug, thiserror::Error)]
+#[error("the gateway has no endpoint {method} {path}")]
+pub struct NoEndpoint {
+    method: String,
+    path: String,
+}
+
+impl Refuse for NoEndpoint {
+    fn status(&self) -> u16 {
+        404
+    }
+    fn code(&self) -> &'static str {
+        "not_found"
+    }
+}
+
+/// `GET /_guise/session` without a session.
+#[derive(Debug, thiserror::Error)]
+#[error("there is no session on this request")]
+pub struct NoSession;
+
+impl Refuse for NoSession {
+    fn status(&self) -> u16 {
+        401
+    }
+    fn code(&self) -> &'static str {
+        "login_required"
+    }
+    fn title(&self) -> &'static str {
+        "Sign-in required"
+    }
+}
+
+/// The gateway's endpoints, built once per gateway.
+pub struct Endpoints {
+    pub auth: Arc<AuthService>,
+    pub admin: AdminApi,
+}
+
+impl Endpoints {
+    /// Answer a request of class `class`, or say it goes upstream.
+    pub async fn answer(
+        &self,
+        s: &mut Session,
+        call: Call<'_>,
+        class: Class,
+    ) -> pingora::Result<Flow> {
+        match class {
+            Class::Gateway => self.endpoint(s, call).await.map(|()| Flow::Answered),
+            Class::Login => self.login_path(s, call).await,
+            Class::Server => {
+                let allow = (
+                    ALLOW,
+                    "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS".to_string(),
+                );
+                respond::empty(s, &call.live.replies, 204, &[allow]).await?;
+                Ok(Flow::Answered)
+            }
+            Class::Route(_) | Class::Unmatched => Ok(Flow::Proxy),
+        }
+    }
+
+    async fn endpoint(&self, s: &mut Session, call: Call<'_>) -> pingora::Result<()> {
+        let method = s.req_header().method.clone();
+        let path = s.req_header().uri.path().to_string();
+        let rest = path.strip_prefix(GATEWAY_PREFIX).unwrap_or("");
+        let auth = &self.auth;
+        match (method.as_str(), rest) {
+            ("POST", "login") => login::json(auth, s, call).await,
+            ("POST", "logout") => logout::logout(auth, s, call).await,
+            ("GET" | "HEAD", "logout") => logout::page(s, call).await,
+            ("GET" | "HEAD", "session") => session_info(s, call).await,
+            (_, r) if r == "admin" || r.starts_with("admin/") => self.admin.handle(s, call).await,
+            _ => {
+                let e = NoEndpoint {
+                    method: method.to_string(),
+                    path,
+                };
+                respond::refuse(s, &call.live.replies, &e).await
+            }
+        }
+    }
+
+    /// The app's login path: guise's own form in gateway mode; in upstream
+    /// mode the app's page, and its form posted through guise.
+    async fn login_path(&self, s: &mut Session, call: Call<'_>) -> pingora::Result<Flow> {
+        let method = s.req_header().method.clone();
+        match (&call.live.config.auth.mode, method.as_str()) {
+            (LoginMode::Gateway, "GET" | "HEAD") => login::page(&self.auth, s, call).await?,
+            (LoginMode::Gateway, "POST") => login::form(&self.auth, s, call).await?,
+            (LoginMode::Gateway, _) => login::refuse(s, call, &LoginError::Method).await?,
+            (LoginMode::Upstream(cfg), "POST") => {
+                upstream_login::handle(&self.auth, s, call, cfg).await?
+            }
+            // The app's own login page: shown without a session.
+            (LoginMode::Upstream(_), _) => return Ok(Flow::Proxy),
+        }
+        Ok(Flow::Answered)
+    }
+}
+
+/// `GET /_guise/session`: who is signed in, and the CSRF token pages need
+/// for the gateway's state-changing endpoints.
+async fn session_info(s: &mut Session, call: Call<'_>) -> pingora::Result<()> {
+    let replies = &call.live.replies;
+    match call.subject {
+        Some(subject) => {
+            let record = &subject.session.record;
+            let mut body = json!({
+                "user": subject.effective.public_json(),
+                "session": record.reference,
+                "csrf_token": record.csrf_token,
+                "created_at": record.created_at,
+                "expires_at": record.absolute_expiry,
+            });
+            if subject.is_impersonating() {
+                body["impersonator"] = subject.actor.public_json();
+            }
+            respond::json(s, replies, 200, &body, &[]).await
+        }
+        None => respond::refuse(s, replies, &NoSession).await,
+    }
+}
