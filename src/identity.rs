@@ -1,20 +1,25 @@
-//! Identity headers: what the gateway tells the upstream about the user,
-//! and the signature that lets the upstream believe it.
+//! Identity headers: what the gateway tells the upstream about who is
+//! asking, and the signature that lets the upstream believe it.
 //!
-//! The module owns four things, one file each:
-//! - stripping: every client header whose name starts with the configured
-//!   prefix is removed before any other stage runs, so no client can assert
+//! The module owns four things, one file each, and depends on nothing else
+//! in the gateway but the clock, so an upstream written in Rust can verify
+//! with it alone:
+//! - `strip`: every client header an upstream could read as an identity
+//!   header is removed before any other stage runs, so no client can assert
 //!   an identity ([`strip_client_headers`]);
-//! - building and signing: [`IdentityHeaders`] collects the identity of a
-//!   logged-in user, refuses any value that is not safe in an HTTP header,
-//!   and [`IdentityHeaders::sign_request`] puts the headers and an
-//!   HMAC-SHA256 signature (`{prefix}signature`) on the upstream request.
-//!   The proxy signs many requests of one session, so it keeps a
-//!   [`PreparedIdentity`] per session ([`PreparedSlot`]) and only the
-//!   signature is made per request ([`Signer::sign_prepared`]);
-//! - verifying: [`verify`] is what an upstream runs (in Rust; see
-//!   `docs/identity-headers.md` for other languages), and [`UpstreamVerifier`]
+//! - `headers`: the model, [`IdentityHeaders`], which refuses any value that
+//!   is not safe in an HTTP header;
+//! - `sign`: [`Signer`] puts the headers and an HMAC-SHA256 signature
+//!   (`{prefix}signature`) on the upstream request. The proxy signs many
+//!   requests of one session, so a session keeps a [`PreparedIdentity`] in
+//!   its [`PreparedSlot`], keyed on everything it was made from
+//!   ([`PreparedFrom`]), and only the signature is made per request;
+//! - `verify`: [`verify`](fn@verify) is what an upstream runs (see
+//!   `docs/identity-headers.md` for other languages); [`UpstreamVerifier`]
 //!   plugs it into the demo app.
+//!
+//! Which headers a request gets is decided from its
+//! [`Subject`](crate::subject::Subject), in [`crate::subject`].
 //!
 //! The signature covers a canonical string (see [`canonical_string`]):
 //!

@@ -23,6 +23,9 @@
 //! - [`demo_upstream`] is the bundled legacy app used by the demo, the
 //!   tests and the benchmarks.
 #![forbid(unsafe_code)]
+// Library code answers errors; a panic takes a proxy task down with it.
+// Unit tests may unwrap (see .clippy.toml).
+#![deny(clippy::unwrap_used)]
 
 pub mod admin;
 pub mod auth;

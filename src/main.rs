@@ -225,8 +225,12 @@ fn init_logging(format: LogFormat, level: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     // Logs go to standard error, keeping standard output for what a
     // command prints (the demo's addresses, check-config's verdict).
+    // Colour codes only for a person at a terminal: a log redirected to a
+    // file or collected by journald must be plain text.
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),

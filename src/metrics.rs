@@ -31,7 +31,7 @@ pub struct Metrics {
     pub logins: IntCounterVec,
     pub sessions_active: IntGauge,
     pub session_cache: IntCounterVec,
-    pub redis_errors: prometheus::IntCounter,
+    pub redis_errors: IntCounter,
     pub revocations: IntCounterVec,
     pub login_limited: IntCounterVec,
     pub password_checks_running: IntGauge,
@@ -134,7 +134,7 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
-        let redis_errors = prometheus::IntCounter::new(
+        let redis_errors = IntCounter::new(
             "guise_redis_errors_total",
             "Session store operations that failed because Redis was unreachable or too slow.",
         )

@@ -221,7 +221,7 @@ impl ProxyHttp for GatewayProxy {
                 // value in the user's record.
                 tracing::error!(user = %subject.effective.id, error = %e, "identity headers refused");
                 return Err(Error::explain(
-                    ErrorType::InternalError,
+                    InternalError,
                     "identity headers could not be built",
                 ));
             }
@@ -391,14 +391,14 @@ impl ProxyFailure {
             return ProxyFailure::Status(*code);
         }
         match e.esource() {
-            pingora::ErrorSource::Upstream => ProxyFailure::Upstream(match e.etype() {
+            ErrorSource::Upstream => ProxyFailure::Upstream(match e.etype() {
                 ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError
                 | ConnectProxyFailure | TLSHandshakeFailure | TLSHandshakeTimedout
                 | InvalidCert => UpstreamFailure::Connect,
                 ReadTimedout | WriteTimedout => UpstreamFailure::Timeout,
                 _ => UpstreamFailure::Broken,
             }),
-            pingora::ErrorSource::Downstream => match e.etype() {
+            ErrorSource::Downstream => match e.etype() {
                 WriteError | ReadError | ConnectionClosed => ProxyFailure::ClientGone,
                 t => ProxyFailure::BadRequest(t.as_str()),
             },

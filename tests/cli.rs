@@ -147,6 +147,13 @@ fn run_refuses_a_bad_file_a_missing_certificate_and_a_busy_port() {
         err.contains(&format!("cannot listen on {busy_addr}")),
         "{err}"
     );
+    // Standard error is a pipe here, not a terminal: the log lines before
+    // the refusal are plain text, without colour codes.
+    assert!(err.contains("configuration loaded"), "{err}");
+    assert!(
+        !err.contains('\x1b'),
+        "ANSI escapes in a piped log: {err:?}"
+    );
 }
 
 struct Child(std::process::Child);

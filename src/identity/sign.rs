@@ -26,7 +26,7 @@ pub(super) type HmacSha256 = Hmac<Sha256>;
 /// (case-sensitive) and `path` is the request target's path without `?` and
 /// the query. Callers must pass a method and path free of control
 /// characters and values already checked (as [`IdentityHeaders`] and
-/// [`verify`] do); otherwise two inputs could share one string.
+/// [`verify`](fn@super::verify) do); otherwise two inputs could share one string.
 pub fn canonical_string(
     prefix: &str,
     method: &str,

@@ -61,10 +61,10 @@ async fn the_pipelines_future_stays_small() {
     };
 
     let (client, _server) = tokio::io::duplex(1024);
-    let mut session = pingora::proxy::Session::new_h1(Box::new(client));
+    let mut session = Session::new_h1(Box::new(client));
     let mut ctx = proxy.new_ctx();
     let fut = proxy.request_filter(&mut session, &mut ctx);
-    let size = std::mem::size_of_val(&*fut);
+    let size = size_of_val(&*fut);
     drop(fut);
     assert!(
         size <= 4096,

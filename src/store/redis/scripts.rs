@@ -37,7 +37,7 @@ impl Scripts {
 /// by serde, so `"last_seen":<digits>` occurs once, before any free-form
 /// field (string values cannot contain an unescaped quote).
 ///
-/// KEYS[1] session key; ARGV[1] last_seen (unix s); ARGV[2] idle (ms).
+/// `KEYS[1]` session key; `ARGV[1]` last_seen (unix s); `ARGV[2]` idle (ms).
 /// Returns 1 when touched, 0 when the session is gone, -1 when the value
 /// has no `last_seen` field (corrupt).
 const TOUCH: &str = r#"
@@ -55,8 +55,8 @@ return 1
 /// whole index expires with its last entry, so users who never come back
 /// leave nothing behind.
 ///
-/// KEYS[1] index key; ARGV[1] session key; ARGV[2] keep-until (unix s);
-/// ARGV[3] now (unix s).
+/// `KEYS[1]` index key; `ARGV[1]` session key; `ARGV[2]` keep-until (unix s);
+/// `ARGV[3]` now (unix s).
 const INDEX_ADD: &str = r#"
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
@@ -71,8 +71,8 @@ return 1
 /// whose deadline passed on the way, so the set stays as large as the
 /// number of live sessions even if nobody ever counts them.
 ///
-/// KEYS[1] active set; ARGV[1] now (unix ms); ARGV[2] deadline (unix ms);
-/// ARGV[3] session key.
+/// `KEYS[1]` active set; `ARGV[1]` now (unix ms); `ARGV[2]` deadline (unix ms);
+/// `ARGV[3]` session key.
 const ACTIVE_ADD: &str = r#"
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
@@ -82,7 +82,7 @@ return 1
 /// Count live sessions: drop entries of the active set whose idle deadline
 /// passed (a key with `PX` is gone at its deadline), then count the rest.
 ///
-/// KEYS[1] active set; ARGV[1] now (unix ms).
+/// `KEYS[1]` active set; `ARGV[1]` now (unix ms).
 const COUNT: &str = r#"
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 return redis.call('ZCARD', KEYS[1])
@@ -92,7 +92,7 @@ return redis.call('ZCARD', KEYS[1])
 /// (the TTL is set only when the key has none) and the reply says how long
 /// it has left.
 ///
-/// KEYS[1] counter key; ARGV[1] window (ms). Returns {count, ms left}.
+/// `KEYS[1]` counter key; `ARGV[1]` window (ms). Returns {count, ms left}.
 const HIT: &str = r#"
 local n = redis.call('INCR', KEYS[1])
 local ttl = redis.call('PTTL', KEYS[1])
@@ -106,7 +106,7 @@ return {n, ttl}
 /// Take back one hit of a counter that still has some, keeping its window
 /// (a missing or expired counter is left alone, never created).
 ///
-/// KEYS[1] counter key. Returns the count left, or -1 when there was none.
+/// `KEYS[1]` counter key. Returns the count left, or -1 when there was none.
 const FORGIVE: &str = r#"
 local v = redis.call('GET', KEYS[1])
 if not v then return -1 end
