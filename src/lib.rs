@@ -2,26 +2,52 @@
 //! logins, sessions, impersonation, partners and data permissions without
 //! changing it.
 //!
-//! Layout, in the order a request meets it:
-//! - [`server`] builds and runs the pingora server: proxy, operations and
-//!   reload services, with start-up checks pingora itself lacks.
-//! - [`proxy`] is the `ProxyHttp` wiring: each hook calls the module that
-//!   owns the concern and keeps results in its per-request context.
-//! - [`auth`] intercepts logins and logouts and decides who a request
-//!   comes from; [`admin`] is the admin API; [`session`] keeps sessions in
-//!   a per-node cache over the [`store`] (memory or Redis); [`users`] is
-//!   the user directory, kept in step across nodes by [`user_sync`].
-//! - [`identity`] strips client-sent identity headers and signs the ones
-//!   guise sends upstream.
-//! - [`routes`] compiles the route table and matches requests to it.
-//! - [`respond`] turns refusals into HTML or JSON answers.
-//! - [`live`] holds what a reload swaps: config and compiled routes.
-//! - [`config`] reads and checks the YAML file; [`reload`] re-reads it.
-//! - [`ops`] serves `/metrics`, `/healthz`, `/readyz`; [`metrics`] owns
-//!   the gateway's Prometheus registry.
+//! # The request's way
+//!
+//! `request_filter` of [`proxy::GatewayProxy`] runs the stages in order, each
+//! one call into the module that owns it:
+//!
+//! 1. [`identity`] strips every client header an upstream could read as an
+//!    identity header;
+//! 2. [`target`] checks the request target and Host, and puts the path in
+//!    the normal form the upstream will receive;
+//! 3. [`routes`] classifies the request once: a gateway endpoint, the login
+//!    path, or a route;
+//! 4. [`auth`] identifies the session behind the cookie as a [`subject`]
+//!    (actor, effective user, session), through [`session`]'s per-node
+//!    cache over the [`store`];
+//! 5. [`gateway`] answers the gateway's own endpoints ([`auth`]'s login and
+//!    logout, [`admin`]'s API);
+//! 6. [`auth::policy`] requires a login where a page needs one;
+//! 7. (next) partners: licence, bundle and paired-user limits;
+//! 8. (next) permissions: the data-permission decision.
+//!
+//! The upstream request then gets [`forwarded`] headers and the subject's
+//! signed identity headers ([`subject::Subject::sign_onto`]). Every stage's
+//! refusal is an error implementing [`respond::Refuse`], answered in one
+//! place as HTML or JSON.
+//!
+//! # The rest
+//!
+//! - [`server`] builds and runs the pingora server: proxy (with the
+//!   connection guard in `proxy::connections`), operations and reload
+//!   services, with start-up checks pingora itself lacks.
+//! - [`live`] holds what a reload swaps: config and everything compiled
+//!   from it; [`config`] reads and checks the YAML file; [`reload`] re-reads
+//!   it.
+//! - [`users`] is the user directory, kept in step across nodes by
+//!   [`user_sync`] through the store's [`events`].
+//! - [`peer`] (the client connection), [`call`] (what an endpoint handler
+//!   gets), [`body`] (bounded request bodies), [`csrf`] and [`clock`] are
+//!   small pieces the stages share.
+//! - [`ops`] serves `/metrics`, `/healthz`, `/readyz`; [`metrics`] owns the
+//!   gateway's Prometheus registry.
 //! - [`tls`] checks certificate files and makes development ones.
 //! - [`demo_upstream`] is the bundled legacy app used by the demo, the
 //!   tests and the benchmarks.
+//!
+//! Modules form layers: none reaches back to itself through others
+//! (`tests/layout.rs` checks it).
 #![forbid(unsafe_code)]
 // Library code answers errors; a panic takes a proxy task down with it.
 // Unit tests may unwrap (see .clippy.toml).
