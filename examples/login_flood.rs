@@ -54,7 +54,9 @@ fn source(i: usize) -> Ipv4Addr {
 async fn login(args: &Args, i: usize) -> Result<u16, String> {
     let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
     let from = SocketAddrV4::new(source(i % args.sources.max(1)), 0);
-    socket.bind(from.into()).map_err(|e| format!("bind {from}: {e}"))?;
+    socket
+        .bind(from.into())
+        .map_err(|e| format!("bind {from}: {e}"))?;
     let mut stream = socket
         .connect(args.gateway)
         .await
@@ -109,7 +111,8 @@ async fn main() {
                 if i >= args.requests {
                     return;
                 }
-                let key = match tokio::time::timeout(Duration::from_secs(30), login(&args, i)).await {
+                let key = match tokio::time::timeout(Duration::from_secs(30), login(&args, i)).await
+                {
                     Ok(Ok(status)) => status.to_string(),
                     Ok(Err(e)) => format!("error: {}", e.split(':').next().unwrap_or("")),
                     Err(_) => "timeout".to_string(),

@@ -23,7 +23,7 @@ use crate::routes::GATEWAY_PREFIX;
 use crate::session::SessionManager;
 use crate::store::StoreEvent;
 use crate::subject::Subject;
-use crate::users::{Directory, Licence, Role, User, UserStatus};
+use crate::users::{Directory, Licence, Origin, Role, User, UserStatus};
 
 /// Why an admin call was refused.
 #[derive(Debug, thiserror::Error)]
@@ -253,6 +253,7 @@ impl AdminApi {
         if let Some(p) = new.password {
             user.password_hash = Some(hash(p).await?);
         }
+        user.origin = Origin::Admin;
         self.save(user.clone()).await?;
         tracing::info!(actor = %actor.id, user = %user.id, "user created");
         Ok((201, json!({ "user": user.public_json() })))

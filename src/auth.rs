@@ -8,11 +8,13 @@
 //!   passwords (`auth.mode: gateway`), [`upstream_login`] sends the app's
 //!   own login form on when the app does (`auth.mode: upstream`);
 //! - [`limits`] counts attempts and caps password verifications;
-//! - [`logout`] ends sessions.
+//! - [`logout`] ends sessions; [`app_session`] keeps the app's own session
+//!   in step with guise's.
 //!
 //! Every refusal here is a [`LoginError`], answered through
 //! [`crate::respond`].
 
+pub mod app_session;
 pub mod limits;
 pub mod login;
 pub mod logout;
@@ -30,14 +32,15 @@ use http::HeaderName;
 use pingora::http::RequestHeader;
 
 use crate::body::BodyError;
-use crate::config::Auth;
+use crate::config::{Auth, Provision};
 use crate::csrf::CsrfError;
 use crate::metrics::Metrics;
 use crate::peer::Peer;
 use crate::respond::Refuse;
 use crate::session::{cookie, Active, SessionError, SessionManager, Token};
+use crate::store::StoreEvent;
 use crate::subject::Subject;
-use crate::users::{Directory, User};
+use crate::users::{Directory, Origin, User};
 
 use limits::{Admitted, Limiter, PasswordGate};
 
@@ -68,6 +71,12 @@ pub enum LoginError {
     Method,
     #[error("the application's login could not be reached; try again shortly")]
     UpstreamUnreachable,
+    #[error("the application accepted the sign-in, but the gateway could not tell which user signed in; the gateway's administrator must set auth.upstream's user id source")]
+    NoIdentity,
+    #[error("the application's redirect names a user the sign-in form could choose, not the one who signed in; the gateway refused it (see auth.upstream.user_id_redirect_regex)")]
+    Steered,
+    #[error("this account may not sign in through the gateway; ask an administrator")]
+    NotAllowed,
 }
 
 impl LoginError {
@@ -79,6 +88,9 @@ impl LoginError {
             LoginError::Busy => "busy",
             LoginError::Store(_) => "store_unavailable",
             LoginError::UpstreamUnreachable => "upstream_unreachable",
+            LoginError::NoIdentity => "no_identity",
+            LoginError::Steered => "steered_identity",
+            LoginError::NotAllowed => "not_allowed",
             LoginError::Body(_)
             | LoginError::Csrf(_)
             | LoginError::NotOffered
@@ -98,7 +110,8 @@ impl Refuse for LoginError {
             LoginError::Csrf(e) => e.status(),
             LoginError::NotOffered => 404,
             LoginError::Method => 405,
-            LoginError::UpstreamUnreachable => 502,
+            LoginError::UpstreamUnreachable | LoginError::NoIdentity => 502,
+            LoginError::Steered | LoginError::NotAllowed => 403,
         }
     }
     fn code(&self) -> &'static str {
@@ -112,12 +125,16 @@ impl Refuse for LoginError {
             LoginError::NotOffered => "not_found",
             LoginError::Method => "method_not_allowed",
             LoginError::UpstreamUnreachable => "upstream_unreachable",
+            LoginError::NoIdentity => "no_identity",
+            LoginError::Steered => "steered_identity",
+            LoginError::NotAllowed => "not_allowed",
         }
     }
     fn title(&self) -> &'static str {
         match self {
             LoginError::BadCredentials => "Sign-in failed",
             LoginError::Limited(_) => "Too many attempts",
+            LoginError::NoIdentity => "Sign-in not understood",
             LoginError::Csrf(e) => e.title(),
             _ => http::StatusCode::from_u16(self.status())
                 .ok()
@@ -213,13 +230,72 @@ impl AuthService {
         let Some(active) = self.sessions.resolve(&token).await? else {
             return Ok(None);
         };
-        match self.directory.get(&active.record.user_id) {
+        let user = match self.directory.get(&active.record.user_id) {
+            Some(user) => Some(user),
+            // Another node may have just added this user (a user the app
+            // owns, at first login) and its event not reached this node yet:
+            // read the record rather than end a good session.
+            None => self.load_stored_user(&active.record.user_id).await,
+        };
+        match user {
             Some(user) if policy::may_keep_session(&user) => Ok(Some(Subject::own(user, active))),
             _ => {
                 let _ = self.sessions.revoke(&active.key).await;
                 Ok(None)
             }
         }
+    }
+
+    /// A user saved in the store that this node's directory lacks, put in
+    /// the directory. A record the directory refuses stays out.
+    async fn load_stored_user(&self, id: &str) -> Option<Arc<User>> {
+        let json = self.sessions.store().load_user(id).await.ok()??;
+        let user: User = serde_json::from_str(&json).ok()?;
+        self.directory.upsert(user).ok()?;
+        self.directory.get(id)
+    }
+
+    /// The directory entry for a user the app accepted at login: the one
+    /// listed (which keeps its roles), or a new one made from `provision`,
+    /// saved in the store and announced to the other nodes. `None` when
+    /// provisioning is off or the id cannot be an entry.
+    pub async fn user_from_app(
+        &self,
+        id: &str,
+        provision: Option<&Provision>,
+    ) -> Option<Arc<User>> {
+        if let Some(user) = self.directory.get(id) {
+            return Some(user);
+        }
+        if let Some(user) = self.load_stored_user(id).await {
+            return Some(user);
+        }
+        let provision = provision?;
+        let mut user = User::new(id, id, "");
+        if id.contains('@') {
+            user.email = id.to_string();
+        }
+        user.roles = provision.roles.clone();
+        user.attributes = provision.attributes.clone();
+        user.origin = Origin::App;
+        if let Err(e) = self.directory.check_upsert(&user) {
+            tracing::warn!(user = %id, error = %e, "the app accepted a user the directory cannot hold");
+            return None;
+        }
+        let json = serde_json::to_string(&user).ok()?;
+        let store = self.sessions.store();
+        if let Err(e) = store.save_user(id, &json).await {
+            tracing::warn!(user = %id, error = %e, "cannot save a user the app accepted");
+            return None;
+        }
+        self.directory.upsert(user).ok()?;
+        let _ = store
+            .publish(&StoreEvent::UserChanged {
+                user_id: id.to_string(),
+            })
+            .await;
+        tracing::info!(user = %id, "user the app accepted added to the directory");
+        self.directory.get(id)
     }
 
     /// Count an attempt for `username` from `peer` against the limits, in

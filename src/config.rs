@@ -171,23 +171,63 @@ pub struct PasswordChecks {
 pub enum LoginMode {
     /// guise answers the login page and checks passwords itself.
     Gateway,
-    /// The app checks passwords; guise reads its answer.
-    Upstream(UpstreamLogin),
+    /// The app checks passwords; guise reads its answer. Boxed: the
+    /// settings are large and the config is cloned.
+    Upstream(Box<UpstreamLogin>),
 }
 
+/// How guise reads the app's answer to its own login form.
 #[derive(Debug, Clone)]
 pub struct UpstreamLogin {
     pub success_status: Vec<u16>,
+    /// The answer must also set this (non-empty) cookie to count.
+    pub success_cookie: Option<String>,
+    pub username_fields: Vec<String>,
     pub user_id: UserIdSource,
     pub app_cookies: AppCookies,
+    /// The app's session cookies, expired with guise's session.
+    pub app_session_cookies: Vec<String>,
+    /// Where the app logs out; guise ends its own session with it.
+    pub logout_path: Option<String>,
+    /// `None`: users the app accepts must be in the directory already.
+    pub provision: Option<Provision>,
 }
 
-/// Where the app's login answer names the user.
+/// The directory entry a user the app owns gets on first login.
+#[derive(Debug, Clone)]
+pub struct Provision {
+    pub roles: Vec<crate::users::Role>,
+    pub attributes: std::collections::BTreeMap<String, String>,
+}
+
+/// Where guise learns who the app accepted.
 #[derive(Debug, Clone)]
 pub enum UserIdSource {
+    /// The username submitted in the form.
+    Username,
     Header(http::HeaderName),
     JsonPointer(String),
+    /// Over the answer's `Location`. The client can steer a redirect (apps
+    /// follow the `next` it posts), so an id read here must equal the
+    /// submitted username unless no submitted value appears in the
+    /// `Location`.
     RedirectRegex(regex::Regex),
+    /// Ask the app, with its new session cookies.
+    Whoami(Whoami),
+}
+
+/// The "who am I" request and where its answer names the user.
+#[derive(Debug, Clone)]
+pub struct Whoami {
+    pub path: String,
+    pub read: WhoamiRead,
+}
+
+#[derive(Debug, Clone)]
+pub enum WhoamiRead {
+    Header(http::HeaderName),
+    JsonPointer(String),
+    BodyRegex(regex::Regex),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

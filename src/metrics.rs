@@ -201,6 +201,9 @@ impl Metrics {
             "store_unavailable",
             "upstream_unreachable",
             "bad_request",
+            "no_identity",
+            "steered_identity",
+            "not_allowed",
         ] {
             logins.with_label_values(&[result]);
         }

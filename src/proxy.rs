@@ -16,6 +16,7 @@ use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora::ErrorType;
 
+use crate::auth::app_session::{self, Plan};
 use crate::auth::policy;
 use crate::call::Call;
 use crate::clock::Clock;
@@ -53,6 +54,8 @@ pub struct Ctx {
     label: &'static str,
     /// Who the request runs as (stage 4).
     subject: Option<Subject>,
+    /// Keeping the app's session in step with guise's (stage 4).
+    app: Plan,
     upstream_sent: Option<Instant>,
 }
 
@@ -93,7 +96,7 @@ impl GatewayProxy {
             .requests_refused
             .with_label_values(&[e.code()])
             .inc();
-        respond::refuse(s, &ctx.live.replies, e).await?;
+        respond::refuse_with(s, &ctx.live.replies, e, &ctx.app.set_cookies).await?;
         Ok(true)
     }
 }
@@ -113,6 +116,7 @@ impl ProxyHttp for GatewayProxy {
             class: Class::Unmatched,
             label: "unmatched",
             subject: None,
+            app: Plan::default(),
             upstream_sent: None,
         }
     }
@@ -164,6 +168,16 @@ impl ProxyHttp for GatewayProxy {
                 tracing::debug!(error = %e, "serving anonymously while the session store is unavailable")
             }
         }
+        let cookie_name = self.endpoints.auth.cookie_name(ctx.peer.https);
+        ctx.app = app_session::plan(
+            auth,
+            ctx.class,
+            req.uri.path(),
+            req,
+            cookie_name,
+            ctx.subject.as_ref(),
+            ctx.peer.https,
+        );
 
         // 5. The gateway's own endpoints. Rare next to proxied requests, and
         // their futures are large (the upstream login holds a whole client
@@ -211,6 +225,11 @@ impl ProxyHttp for GatewayProxy {
         let host = session.req_header().headers.get(http::header::HOST);
         forwarded::set_headers(upstream_request, ctx.peer.ip, ctx.peer.https, host)?;
         forwarded::strip_gateway_cookies(upstream_request, self.endpoints.auth.own_cookies());
+        if ctx.app.strip_app_cookies {
+            if let crate::config::LoginMode::Upstream(cfg) = &ctx.live.config.auth.mode {
+                forwarded::strip_gateway_cookies(upstream_request, &cfg.app_session_cookies);
+            }
+        }
         if let Some(subject) = &ctx.subject {
             let signed =
                 subject.sign_onto(upstream_request, &ctx.live.signer, self.clock.unix_now());
@@ -240,6 +259,42 @@ impl ProxyHttp for GatewayProxy {
             self.metrics
                 .upstream_response_duration
                 .observe(sent.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if ctx.app.end_on_success && upstream_response.status.as_u16() < 400 {
+            if let Some(subject) = &ctx.subject {
+                // The app logged the user out: so does guise.
+                match self
+                    .endpoints
+                    .auth
+                    .sessions
+                    .revoke(&subject.session.key)
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::info!(user = %subject.actor.id, session = %subject.session.record.reference, "logout through the app");
+                        let name = self.endpoints.auth.cookie_name(ctx.peer.https);
+                        ctx.app.set_cookies.push((
+                            http::header::SET_COOKIE,
+                            crate::session::cookie::clear(name, ctx.peer.https),
+                        ));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not end the session after the app's logout")
+                    }
+                }
+            }
+        }
+        for (k, v) in &ctx.app.set_cookies {
+            upstream_response.append_header(k.clone(), v.as_str())?;
         }
         Ok(())
     }

@@ -152,6 +152,10 @@ pub trait Store: Send + Sync + 'static {
     /// Every saved user record, id → JSON.
     async fn load_users(&self) -> Result<Vec<(String, String)>, StoreError>;
 
+    /// The saved record of one user, if any (a node that has not yet heard
+    /// of a user another node just added reads it here).
+    async fn load_user(&self, user_id: &str) -> Result<Option<String>, StoreError>;
+
     // === events between nodes ===
 
     /// Send `event` to every node, this one included.

@@ -141,6 +141,30 @@ pub struct User {
     /// cannot log in with a password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_hash: Option<String>,
+    /// Where the entry came from: the configuration file, the admin API,
+    /// or the app itself (a user the app accepted at login, in upstream
+    /// mode).
+    #[serde(default, skip_serializing_if = "Origin::is_file")]
+    pub origin: Origin,
+}
+
+/// Where a directory entry came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// Written in the configuration file.
+    #[default]
+    File,
+    /// Made through the admin API.
+    Admin,
+    /// Made at the first login of a user the app accepted (upstream mode).
+    App,
+}
+
+impl Origin {
+    fn is_file(&self) -> bool {
+        *self == Origin::File
+    }
 }
 
 fn default_roles() -> Vec<Role> {
@@ -184,6 +208,7 @@ impl User {
             internal: false,
             can_impersonate: false,
             password_hash: None,
+            origin: Origin::File,
         }
     }
 
@@ -232,10 +257,12 @@ impl User {
                 "must be non-empty visible ASCII without spaces or commas",
             ));
         }
-        if !header_safe(&self.email) || !self.email.contains('@') {
+        // A user the app owns may have no address on record; such a user
+        // cannot sign in to guise's own form, which asks for the email.
+        if !self.email.is_empty() && (!header_safe(&self.email) || !self.email.contains('@')) {
             return Err(invalid(
                 "email",
-                "must be an address (visible ASCII, with `@`)",
+                "must be an address (visible ASCII, with `@`) or empty",
             ));
         }
         if let Some(hash) = &self.password_hash {
@@ -303,7 +330,10 @@ impl Index {
         if let Some(old) = &previous {
             self.by_login.remove(&old.login_key());
         }
-        self.by_login.insert(key, user);
+        // Users without an address are found by id only.
+        if !key.is_empty() {
+            self.by_login.insert(key, user);
+        }
         Ok(previous)
     }
 }
@@ -392,6 +422,9 @@ impl Directory {
     /// the directory refuses is never stored.
     pub fn check_upsert(&self, user: &User) -> Result<(), UsersError> {
         user.check()?;
+        if user.email.is_empty() {
+            return Ok(());
+        }
         match self.index.load().by_login.get(&user.login_key()) {
             Some(other) if other.id != user.id => Err(UsersError::EmailTaken {
                 email: user.email.clone(),

@@ -323,6 +323,11 @@ async fn conformance(a: Arc<dyn Store>, b: Arc<dyn Store>) {
             ("u-2".to_string(), r#"{"id":"u-2"}"#.to_string()),
         ]
     );
+    assert_eq!(
+        b.load_user("u-1").await.unwrap().as_deref(),
+        Some(r#"{"id":"u-1","v":2}"#)
+    );
+    assert_eq!(a.load_user("nobody").await.unwrap(), None);
 
     // --- events between stores ---
     let mut on_b = b.subscribe();
@@ -456,6 +461,7 @@ async fn every_operation_fails_promptly(s: &dyn Store) {
     fails_promptly("forgive", s.forgive("x")).await;
     fails_promptly("save_user", s.save_user("x", "{}")).await;
     fails_promptly("load_users", s.load_users()).await;
+    fails_promptly("load_user", s.load_user("x")).await;
     fails_promptly("publish", s.publish(&StoreEvent::Resync)).await;
 }
 

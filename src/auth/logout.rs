@@ -9,9 +9,10 @@ use http::header::SET_COOKIE;
 use pingora::proxy::Session;
 use serde_json::json;
 
-use super::{pages, AuthService, LoginError};
+use super::{app_session, pages, AuthService, LoginError};
 use crate::body;
 use crate::call::Call;
+use crate::config::LoginMode;
 use crate::csrf;
 use crate::respond::{self, Format};
 use crate::session::cookie;
@@ -22,14 +23,18 @@ pub async fn logout(svc: &AuthService, s: &mut Session, call: Call<'_>) -> pingo
     let login = &call.live.config.auth.login_path;
     let https = call.peer.https;
     let browser = Format::of(s.req_header()) == Format::Html || body::is_form(s.req_header());
-    let clear = (SET_COOKIE, cookie::clear(svc.cookie_name(https), https));
+    let mut clear = vec![(SET_COOKIE, cookie::clear(svc.cookie_name(https), https))];
+    // The app's own session ends with guise's.
+    if let LoginMode::Upstream(cfg) = &call.live.config.auth.mode {
+        clear.extend(app_session::expire(&cfg.app_session_cookies, https));
+    }
     let Some(subject) = call.subject else {
         // Nothing to end; still clear whatever cookie the browser holds.
         return if browser {
-            respond::redirect(s, replies, 303, login, &[clear]).await
+            respond::redirect(s, replies, 303, login, &clear).await
         } else {
             let v = json!({"logged_out": false, "detail": "there was no session"});
-            respond::json(s, replies, 200, &v, &[clear]).await
+            respond::json(s, replies, 200, &v, &clear).await
         };
     };
     if let Err(e) = end(svc, s, call).await {
@@ -37,9 +42,9 @@ pub async fn logout(svc: &AuthService, s: &mut Session, call: Call<'_>) -> pingo
     }
     tracing::info!(user = %subject.actor.id, session = %subject.session.record.reference, "logout");
     if browser {
-        respond::redirect(s, replies, 303, login, &[clear]).await
+        respond::redirect(s, replies, 303, login, &clear).await
     } else {
-        respond::json(s, replies, 200, &json!({"logged_out": true}), &[clear]).await
+        respond::json(s, replies, 200, &json!({"logged_out": true}), &clear).await
     }
 }
 

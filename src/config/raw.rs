@@ -510,24 +510,97 @@ pub enum AuthMode {
     Upstream,
 }
 
-/// Exactly one of `user_id_header`, `user_id_json_pointer`,
-/// `user_id_redirect_regex` says where the app names the logged-in user.
+/// How guise reads the app's answer to its own login form. Exactly one of
+/// `user_id_from_username`, `user_id_header`, `user_id_json_pointer`,
+/// `user_id_redirect_regex` or `whoami` says how guise learns who logged in.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstreamLogin {
-    /// Statuses that mean the app accepted the login.
+    /// Statuses that may mean the app accepted the login.
     #[serde(default = "success_statuses")]
     pub success_status: Vec<u16>,
+    /// A cookie the app sets only on a successful login (its session
+    /// cookie); when given, an answer without it is a refusal whatever its
+    /// status.
+    pub success_cookie: Option<String>,
+    /// Form fields that hold the username, tried in order.
+    #[serde(default = "username_fields")]
+    pub username_fields: Vec<String>,
+    /// The user id is the submitted username, once the answer counts as a
+    /// success.
+    #[serde(default)]
+    pub user_id_from_username: bool,
     /// Response header holding the user id.
     pub user_id_header: Option<String>,
     /// JSON pointer (RFC 6901) into the response body holding the user id.
     pub user_id_json_pointer: Option<String>,
     /// Regex over the `Location` target with a capture group `id`.
     pub user_id_redirect_regex: Option<String>,
+    /// A request guise sends to the app, with the app's new session
+    /// cookies, to ask who is signed in.
+    pub whoami: Option<RawWhoami>,
     /// The app's own cookies from the login answer: `pass` them to the
     /// browser, or `drop` them (guise's session is the only one).
     #[serde(default)]
     pub app_cookies: AppCookies,
+    /// The app's session cookies: guise expires them when its own session
+    /// ends (logout, revocation), and never lets them outlive it.
+    #[serde(default)]
+    pub app_session_cookies: Vec<String>,
+    /// The app's logout path: when a request to it succeeds, guise ends its
+    /// own session too.
+    pub logout_path: Option<String>,
+    /// Users the app accepts who are not in guise's configuration.
+    #[serde(default)]
+    pub provision: RawProvision,
+}
+
+/// The "who am I" request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWhoami {
+    /// Path (and query) on the app, e.g. `/admin/` or `/api/me`.
+    pub path: String,
+    /// Exactly one of: a response header holding the id,
+    pub header: Option<String>,
+    /// a JSON pointer into the response body,
+    pub json_pointer: Option<String>,
+    /// or a regex over the response body with a capture group `id`.
+    pub body_regex: Option<String>,
+}
+
+/// Directory entries for users the app owns.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvision {
+    /// Make a directory entry on a user's first login (off: only users in
+    /// this file or made through the admin API may sign in).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Roles a new entry gets.
+    #[serde(default = "default_provision_roles")]
+    pub roles: Vec<crate::users::Role>,
+    /// Attributes a new entry gets.
+    #[serde(default)]
+    pub attributes: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for RawProvision {
+    fn default() -> Self {
+        RawProvision {
+            enabled: true,
+            roles: default_provision_roles(),
+            attributes: Default::default(),
+        }
+    }
+}
+
+fn default_provision_roles() -> Vec<crate::users::Role> {
+    vec![crate::users::Role::User]
+}
+
+fn username_fields() -> Vec<String> {
+    vec!["username".into(), "email".into()]
 }
 
 #[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]

@@ -462,7 +462,7 @@ impl Checker<'_> {
                 self.issue("auth.upstream", "`mode: upstream` needs an `upstream:` section saying where the app names the user");
                 return None;
             }
-            (AuthMode::Upstream, Some(u)) => LoginMode::Upstream(self.upstream_login(u)?),
+            (AuthMode::Upstream, Some(u)) => LoginMode::Upstream(Box::new(self.upstream_login(u)?)),
         };
         Some(Auth {
             require_login: a.require_login,
@@ -508,10 +508,13 @@ impl Checker<'_> {
     }
 
     fn upstream_login(&mut self, u: &RawUpstreamLogin) -> Option<UpstreamLogin> {
+        let at = |k: &str| format!("auth.upstream.{k}");
         let given = [
+            u.user_id_from_username,
             u.user_id_header.is_some(),
             u.user_id_json_pointer.is_some(),
             u.user_id_redirect_regex.is_some(),
+            u.whoami.is_some(),
         ]
         .iter()
         .filter(|x| **x)
@@ -519,7 +522,7 @@ impl Checker<'_> {
         if given != 1 {
             self.issue(
                 "auth.upstream",
-                "give exactly one of `user_id_header`, `user_id_json_pointer` or `user_id_redirect_regex`",
+                "give exactly one of `user_id_from_username: true`, `user_id_header`, `user_id_json_pointer`, `user_id_redirect_regex` or `whoami`, to say how guise learns who the app accepted",
             );
             return None;
         }
@@ -531,53 +534,142 @@ impl Checker<'_> {
                 );
             }
         }
-        let user_id = if let Some(h) = &u.user_id_header {
-            match http::HeaderName::from_bytes(h.as_bytes()) {
-                Ok(n) => UserIdSource::Header(n),
-                Err(_) => {
-                    self.issue(
-                        "auth.upstream.user_id_header",
-                        format!("`{h}` is not a header name"),
-                    );
-                    return None;
-                }
+        let cookie_name_ok = |n: &str| {
+            !n.is_empty()
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        };
+        if let Some(c) = &u.success_cookie {
+            if !cookie_name_ok(c) {
+                self.issue(&at("success_cookie"), format!("`{c}` is not a cookie name"));
             }
-        } else if let Some(p) = &u.user_id_json_pointer {
-            if !p.is_empty() && !p.starts_with('/') {
+        }
+        for (i, c) in u.app_session_cookies.iter().enumerate() {
+            if !cookie_name_ok(c) {
                 self.issue(
-                    "auth.upstream.user_id_json_pointer",
-                    "a JSON pointer starts with `/` (e.g. `/user/id`)",
+                    &format!("auth.upstream.app_session_cookies[{i}]"),
+                    format!("`{c}` is not a cookie name"),
+                );
+            }
+        }
+        if u.username_fields.is_empty() {
+            self.issue(&at("username_fields"), "name at least one form field");
+        }
+        if !u.app_session_cookies.is_empty() && u.app_cookies == AppCookies::Drop {
+            self.issue(
+                &at("app_cookies"),
+                "`drop` keeps the app's session cookies from the browser, so the app could never see its own session; use `pass` with `app_session_cookies`",
+            );
+        }
+        if let Some(p) = &u.logout_path {
+            self.normal_path(&at("logout_path"), p);
+        }
+        let user_id = if u.user_id_from_username {
+            UserIdSource::Username
+        } else if let Some(h) = &u.user_id_header {
+            UserIdSource::Header(self.header_name(&at("user_id_header"), h)?)
+        } else if let Some(p) = &u.user_id_json_pointer {
+            UserIdSource::JsonPointer(self.json_pointer(&at("user_id_json_pointer"), p)?)
+        } else if let Some(r) = &u.user_id_redirect_regex {
+            UserIdSource::RedirectRegex(self.id_regex(&at("user_id_redirect_regex"), r)?)
+        } else {
+            let w = u.whoami.as_ref()?;
+            self.normal_path(&at("whoami.path"), w.path.split('?').next().unwrap_or(""));
+            let reads = [
+                w.header.is_some(),
+                w.json_pointer.is_some(),
+                w.body_regex.is_some(),
+            ]
+            .iter()
+            .filter(|x| **x)
+            .count();
+            if reads != 1 {
+                self.issue(
+                    &at("whoami"),
+                    "give exactly one of `header`, `json_pointer` or `body_regex`",
                 );
                 return None;
             }
-            UserIdSource::JsonPointer(p.clone())
-        } else {
-            let r = u.user_id_redirect_regex.as_deref().unwrap_or_default();
-            match regex::Regex::new(r) {
-                Ok(re) if re.capture_names().any(|n| n == Some("id")) => {
-                    UserIdSource::RedirectRegex(re)
-                }
-                Ok(_) => {
-                    self.issue(
-                        "auth.upstream.user_id_redirect_regex",
-                        "needs a named group `(?P<id>...)`",
-                    );
-                    return None;
-                }
-                Err(e) => {
-                    self.issue(
-                        "auth.upstream.user_id_redirect_regex",
-                        format!("not a regex: {e}"),
-                    );
-                    return None;
-                }
-            }
+            let read = if let Some(h) = &w.header {
+                WhoamiRead::Header(self.header_name(&at("whoami.header"), h)?)
+            } else if let Some(p) = &w.json_pointer {
+                WhoamiRead::JsonPointer(self.json_pointer(&at("whoami.json_pointer"), p)?)
+            } else {
+                let r = w.body_regex.as_deref().unwrap_or_default();
+                WhoamiRead::BodyRegex(self.id_regex(&at("whoami.body_regex"), r)?)
+            };
+            UserIdSource::Whoami(Whoami {
+                path: w.path.clone(),
+                read,
+            })
         };
+        let provision = u.provision.enabled.then(|| Provision {
+            roles: u.provision.roles.clone(),
+            attributes: u.provision.attributes.clone(),
+        });
+        if provision.as_ref().is_some_and(|p| {
+            p.roles
+                .iter()
+                .any(|r| !matches!(r, crate::users::Role::User))
+        }) {
+            self.issue(
+                &at("provision.roles"),
+                "users the app owns get ordinary roles only; grant admin rights to a listed user instead",
+            );
+        }
         Some(UpstreamLogin {
             success_status: u.success_status.clone(),
+            success_cookie: u.success_cookie.clone(),
+            username_fields: u.username_fields.clone(),
             user_id,
             app_cookies: u.app_cookies,
+            app_session_cookies: u.app_session_cookies.clone(),
+            logout_path: u.logout_path.clone(),
+            provision,
         })
+    }
+
+    fn normal_path(&mut self, path: &str, v: &str) {
+        if !v.starts_with('/')
+            || !crate::target::normalise(v.as_bytes()).is_ok_and(|n| n == v.as_bytes())
+        {
+            self.issue(
+                path,
+                format!("`{v}` must be a normal path on this site, starting with `/`"),
+            );
+        }
+    }
+
+    fn header_name(&mut self, path: &str, h: &str) -> Option<http::HeaderName> {
+        match http::HeaderName::from_bytes(h.as_bytes()) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                self.issue(path, format!("`{h}` is not a header name"));
+                None
+            }
+        }
+    }
+
+    fn json_pointer(&mut self, path: &str, p: &str) -> Option<String> {
+        if !p.is_empty() && !p.starts_with('/') {
+            self.issue(path, "a JSON pointer starts with `/` (e.g. `/user/id`)");
+            return None;
+        }
+        Some(p.to_string())
+    }
+
+    fn id_regex(&mut self, path: &str, r: &str) -> Option<regex::Regex> {
+        match regex::Regex::new(r) {
+            Ok(re) if re.capture_names().any(|n| n == Some("id")) => Some(re),
+            Ok(_) => {
+                self.issue(path, "needs a named group `(?P<id>...)`");
+                None
+            }
+            Err(e) => {
+                self.issue(path, format!("not a regex: {e}"));
+                None
+            }
+        }
     }
 
     fn users(&mut self, raw: &RawConfig, base: &Path) -> Vec<User> {
@@ -634,7 +726,7 @@ impl Checker<'_> {
                     format!("`{}` is used by another user", u.id),
                 );
             }
-            if !logins.insert(u.email.to_lowercase()) {
+            if !u.email.is_empty() && !logins.insert(u.email.to_lowercase()) {
                 self.issue(
                     &format!("{at}.email"),
                     format!("`{}` is used by another user", u.email),

@@ -302,6 +302,10 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    async fn load_user(&self, user_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.lock().users.get(user_id).cloned())
+    }
+
     async fn publish(&self, event: &StoreEvent) -> Result<(), StoreError> {
         // No subscriber is not an error: nobody has anything to evict.
         let _ = self.events.send(event.clone());

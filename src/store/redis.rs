@@ -601,6 +601,19 @@ impl Store for RedisStore {
         .await
     }
 
+    async fn load_user(&self, user_id: &str) -> Result<Option<String>, StoreError> {
+        let user = user_id.to_string();
+        self.exec("load_user", move |_, mut c| async move {
+            let json: Option<String> = redis::cmd("HGET")
+                .arg(USERS_KEY)
+                .arg(&user)
+                .query_async(&mut c)
+                .await?;
+            Ok(json)
+        })
+        .await
+    }
+
     async fn publish(&self, event: &StoreEvent) -> Result<(), StoreError> {
         let json = serde_json::to_string(event).map_err(|e| StoreError::Corrupt {
             key: EVENTS_CHANNEL.to_string(),
