@@ -2,6 +2,7 @@
 //! gateway built from YAML and run in-process, and polling with deadlines.
 #![allow(dead_code)]
 
+pub mod django;
 pub mod login;
 pub mod redis;
 
