@@ -5,11 +5,15 @@
 //! and records the line of every node under the same path syntax that
 //! `serde_path_to_error` prints (`routes[2].path`), so semantic checks made
 //! after deserializing can still point at the spot.
+//!
+//! The events come from granit-parser, the parser serde-saphyr itself reads
+//! the file with (taken through its re-export so the two cannot drift
+//! apart): the line map and the deserializer always agree on what the
+//! document is.
 
 use std::collections::HashMap;
 
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::Marker;
+use serde_saphyr::granit_parser::{Event, Parser, Span, SpannedEventReceiver};
 
 /// Line numbers (1-based) by YAML path.
 #[derive(Debug, Default)]
@@ -79,12 +83,12 @@ impl Walker {
         }
     }
 
-    fn record(&mut self, path: &str, mark: &Marker) {
+    fn record(&mut self, path: &str, span: &Span) {
         if !path.is_empty() {
             // Keep the first position: for a map entry that is the key's line.
             self.lines
                 .entry(path.to_string())
-                .or_insert(mark.line().max(1));
+                .or_insert(span.start.line().max(1));
         }
     }
 }
@@ -97,8 +101,8 @@ fn join(parent: &str, key: &str) -> String {
     }
 }
 
-impl MarkedEventReceiver for Walker {
-    fn on_event(&mut self, ev: Event, mark: Marker) {
+impl<'input> SpannedEventReceiver<'input> for Walker {
+    fn on_event(&mut self, ev: Event<'input>, span: Span) {
         match ev {
             Event::Scalar(value, ..) => {
                 if let Some(Frame::Map {
@@ -107,11 +111,11 @@ impl MarkedEventReceiver for Walker {
                 }) = self.stack.last_mut()
                 {
                     let full = join(path, &value);
-                    *key = Some(value);
-                    self.record(&full, &mark);
+                    *key = Some(value.into_owned());
+                    self.record(&full, &span);
                 } else {
                     if let Some(p) = self.next_value_path() {
-                        self.record(&p, &mark);
+                        self.record(&p, &span);
                     }
                     self.value_done();
                 }
@@ -119,7 +123,7 @@ impl MarkedEventReceiver for Walker {
             Event::Alias(_) => self.value_done(),
             Event::MappingStart(..) | Event::SequenceStart(..) => {
                 let path = self.next_value_path().unwrap_or_default();
-                self.record(&path, &mark);
+                self.record(&path, &span);
                 let frame = if matches!(ev, Event::MappingStart(..)) {
                     Frame::Map { path, key: None }
                 } else {
