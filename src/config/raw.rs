@@ -313,6 +313,65 @@ pub enum LogFormat {
     Json,
 }
 
+/// What the file should hold at `pattern`, in the file's own terms, for
+/// messages about a value of the wrong shape. `pattern` is a YAML path with
+/// its indices left out (`routes[].methods`).
+///
+/// serde-saphyr reports a wrong shape as "expected a mapping" and knows
+/// nothing of the Rust types behind it; serde's own wording would name them
+/// (`struct RawUpstream`), which means nothing to whoever edits the file.
+/// So the mappings, lists and word choices of the format say here what they
+/// need; a scalar's error already says its type (a number, `true` or
+/// `false`). Kept next to the types so a new section gets its line.
+pub(super) fn expected_at(pattern: &str) -> Option<&'static str> {
+    Some(match pattern {
+        "" => "a mapping with `listeners` and `upstream`",
+        "listeners" => "a mapping with `http` and/or `https`",
+        "listeners.https" => "a mapping with `address`, `cert` and `key`",
+        "operations" => "a mapping with `address`",
+        "server" => "a mapping of server settings such as `threads`",
+        "upstream" => "a mapping with `address`",
+        "identity" => "a mapping with `header_prefix` and/or `signing_key_env`",
+        "sessions" => "a mapping of session settings such as `store`",
+        "sessions.store" => "`memory` or `redis`",
+        "sessions.redis" => "a mapping with one of `url`, `sentinel` or `cluster`",
+        "sessions.redis.sentinel" => "a mapping with `master_name` and `urls`",
+        "sessions.redis.cluster" => "a mapping with `urls`",
+        "sessions.redis.sentinel.urls" | "sessions.redis.cluster.urls" => {
+            "a sequence of redis:// URLs"
+        }
+        "routes" => "a sequence of routes, each a mapping with `path`",
+        "routes[]" => "a route: a mapping with `path`",
+        "routes[].methods" => "a sequence of HTTP methods, such as `[GET, POST]`",
+        "logging" => "a mapping with `format` and/or `level`",
+        "logging.format" => "`text` or `json`",
+        "auth" => "a mapping of login settings such as `mode`",
+        "auth.mode" => "`gateway` or `upstream`",
+        "auth.upstream" => {
+            "a mapping with one of `user_id_header`, `user_id_json_pointer` or `user_id_redirect_regex`"
+        }
+        "auth.upstream.success_status" => "a sequence of HTTP statuses, such as `[200, 302]`",
+        "auth.upstream.app_cookies" => "`pass` or `drop`",
+        "auth.password_checks" => "a mapping with `max_concurrent` and/or `queue_timeout_ms`",
+        "http" => "a mapping with `allowed_hosts` and/or `hsts`",
+        "http.allowed_hosts" => "a sequence of host names",
+        "http.hsts" => "a mapping with `enabled`, `max_age_seconds` and/or `include_subdomains`",
+        "admin" => "a mapping with `admins_may_grant_impersonation`",
+        "users" | "users_file" => "a sequence of users, each a mapping with `id`, `name` and `email`",
+        "users[]" | "users_file[]" => "a user: a mapping with `id`, `name` and `email`",
+        "users[].status" | "users_file[].status" => "`active` or `disabled`",
+        "users[].roles" | "users_file[].roles" => {
+            "a sequence of roles: `super_admin`, `admin`, `user`"
+        }
+        "users[].roles[]" | "users_file[].roles[]" => "`super_admin`, `admin` or `user`",
+        "users[].licence" | "users_file[].licence" => "`full`, `viewer` or `none`",
+        "users[].attributes" | "users_file[].attributes" => {
+            "a mapping of attribute names to values, such as `Region: EMEA`"
+        }
+        _ => return None,
+    })
+}
+
 fn yes() -> bool {
     true
 }

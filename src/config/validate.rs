@@ -17,7 +17,7 @@ const MIN_KEY_LEN: usize = 32;
 
 pub(super) fn parse(source: &str, base: &Path, env: &dyn Env) -> Result<Config, Vec<ConfigIssue>> {
     let lines = LineMap::build(source);
-    let raw: RawConfig = match yaml::read(source, &lines) {
+    let raw: RawConfig = match yaml::read(source, &lines, "") {
         Ok(raw) => raw,
         Err(err) => {
             return Err(vec![ConfigIssue {
@@ -576,7 +576,8 @@ impl Checker<'_> {
             let path = base.join(file);
             match std::fs::read_to_string(&path) {
                 Err(e) => self.issue("users_file", format!("cannot read {}: {e}", path.display())),
-                Ok(src) => match yaml::read::<Vec<User>>(&src, &LineMap::build(&src)) {
+                Ok(src) => match yaml::read::<Vec<User>>(&src, &LineMap::build(&src), "users_file")
+                {
                     Ok(list) => users.extend(
                         list.into_iter()
                             .enumerate()
