@@ -4,7 +4,7 @@
 //! is an error rather than a silently ignored setting. They are never used
 //! past `validate`: the rest of guise sees only the checked [`super::Config`].
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -13,37 +13,37 @@ pub struct RawConfig {
     /// Where the gateway accepts client traffic.
     pub listeners: RawListeners,
     /// The operations listener: metrics and health.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_is_default")]
     pub operations: RawOperations,
     /// Process-level settings of the data plane.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_is_default")]
     pub server: RawServer,
     /// The application guise stands in front of.
     pub upstream: RawUpstream,
     /// Identity headers sent to the upstream.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_is_default")]
     pub identity: RawIdentity,
     /// Where sessions live.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_is_default")]
     pub sessions: RawSessions,
     /// Path patterns with tags that later stages (bundles, permissions,
     /// privacy) act on.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_is_default")]
     pub routes: Vec<RawRoute>,
     /// Log format and level.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_is_default")]
     pub logging: RawLogging,
     /// Login interception, limits and logout.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_is_default")]
     pub auth: RawAuth,
     /// Which hosts the gateway answers for, and headers on its answers.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_is_default")]
     pub http: RawHttp,
     /// What admins may do beyond managing ordinary users.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_is_default")]
     pub admin: RawAdmin,
     /// Users defined in this file.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_is_default")]
     pub users: Vec<crate::users::User>,
     /// A YAML file with a list of further users (relative to this file).
     pub users_file: Option<String>,
@@ -266,7 +266,7 @@ pub struct RawRoute {
     /// Path pattern: literal segments, `{param}` and a trailing `{*rest}`.
     pub path: String,
     /// Methods this route applies to (all when empty).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_is_default")]
     pub methods: Vec<String>,
     /// Area of the app (what permission bundles grant).
     pub area: Option<String>,
@@ -372,6 +372,18 @@ pub(super) fn expected_at(pattern: &str) -> Option<&'static str> {
     })
 }
 
+/// A section or list written with nothing under it (`routes:` with every
+/// entry commented out) means its defaults, as it did before serde-saphyr:
+/// that reads it as null, which a struct or a list refuses, and a file
+/// that worked would be refused on the next reload.
+fn empty_is_default<'de, D, T>(de: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(de)?.unwrap_or_default())
+}
+
 fn yes() -> bool {
     true
 }
@@ -474,7 +486,7 @@ pub struct RawAuth {
     pub device_cookie_days: u64,
     /// Password verifications running at once, and how long a login waits
     /// for one before it gets 503 (restart to change).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_is_default")]
     pub password_checks: RawPasswordChecks,
 }
 
@@ -503,10 +515,10 @@ impl Default for RawPasswordChecks {
 pub struct RawHttp {
     /// Hosts (with or without port) clients may name in `Host`; others get
     /// 421. Empty: any well-formed host.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_is_default")]
     pub allowed_hosts: Vec<String>,
     /// `Strict-Transport-Security` on HTTPS answers.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_is_default")]
     pub hsts: RawHsts,
 }
 

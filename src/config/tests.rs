@@ -223,6 +223,24 @@ fn every_section_of_the_wrong_shape_says_what_belongs_there() {
 }
 
 #[test]
+fn an_emptied_section_or_list_means_its_defaults() {
+    let src = format!(
+        "{GOOD}server:\n  # threads: 4\nauth:\n  password_checks:\nhttp:\n  allowed_hosts:\n  hsts:\nusers:\n"
+    )
+    .replace("    area: companies", "    area: companies\n    methods:");
+    let c = parse(&src).unwrap();
+    assert_eq!(c.server.threads, 1);
+    assert_eq!(c.auth.password_checks.max_concurrent, 4);
+    assert!(c.http.allowed_hosts.is_empty());
+    assert!(c.http.hsts.is_some());
+    assert!(c.users.is_empty());
+    assert!(c.routes[0].methods.is_empty());
+    let no_routes =
+        "listeners:\n  http: 127.0.0.1:8080\nupstream:\n  address: 127.0.0.1:8081\nroutes:\n";
+    assert!(parse(no_routes).unwrap().routes.is_empty());
+}
+
+#[test]
 fn a_file_that_is_not_yaml_is_refused_without_a_panic() {
     let deep = "[".repeat(100_000);
     for src in [
