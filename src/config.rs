@@ -8,6 +8,7 @@
 mod lines;
 pub mod raw;
 mod validate;
+mod yaml;
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -1,20 +1,77 @@
-//! Where each YAML path sits in the file.
+//! Where each YAML path sits in the file, and what it holds.
 //!
 //! serde forgets positions once a value is deserialized, but a refusal is
 //! only useful if it names the line. This walks the file's event stream once
 //! and records the line of every node under the same path syntax that
 //! `serde_path_to_error` prints (`routes[2].path`), so semantic checks made
-//! after deserializing can still point at the spot.
+//! after deserializing can still point at the spot. It also notes what kind
+//! of node each value is, so a type error can say what was found there.
+//!
+//! The events come from granit-parser, the parser serde-saphyr itself reads
+//! the file with (taken through its re-export so the two cannot drift
+//! apart): the line map and the deserializer always agree on what the
+//! document is.
 
 use std::collections::HashMap;
+use std::fmt;
 
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::Marker;
+use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle, Span, SpannedEventReceiver};
 
-/// Line numbers (1-based) by YAML path.
+/// Longest scalar quoted back in a message; a longer one is cut with `…`.
+const SHOWN_SCALAR_CHARS: usize = 40;
+
+/// Line numbers (1-based) and node kinds by YAML path.
 #[derive(Debug, Default)]
 pub struct LineMap {
     lines: HashMap<String, usize>,
+    found: HashMap<String, Found>,
+}
+
+/// What a value in the file is, as a message names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    Mapping,
+    Sequence,
+    /// Nothing written (`key:`), or `~` / `null`.
+    Empty,
+    /// A scalar, as written (cut to a readable length).
+    Scalar(String),
+    /// `*name`: a reference to an anchored node.
+    Alias,
+}
+
+impl fmt::Display for Found {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Found::Mapping => f.write_str("a mapping"),
+            Found::Sequence => f.write_str("a sequence"),
+            Found::Empty => f.write_str("an empty value"),
+            Found::Scalar(s) => write!(f, "`{s}`"),
+            Found::Alias => f.write_str("an alias"),
+        }
+    }
+}
+
+impl Found {
+    fn scalar(value: &str, style: ScalarStyle) -> Found {
+        let plain = matches!(style, ScalarStyle::Plain);
+        if plain && matches!(value, "" | "~" | "null" | "Null" | "NULL") {
+            return Found::Empty;
+        }
+        let mut shown = String::new();
+        for c in value.chars().take(SHOWN_SCALAR_CHARS) {
+            // Quoted back into a terminal: no control characters.
+            if c.is_control() {
+                shown.extend(c.escape_default());
+            } else {
+                shown.push(c);
+            }
+        }
+        if value.chars().nth(SHOWN_SCALAR_CHARS).is_some() {
+            shown.push('…');
+        }
+        Found::Scalar(shown)
+    }
 }
 
 impl LineMap {
@@ -28,6 +85,7 @@ impl LineMap {
         }
         LineMap {
             lines: walker.lines,
+            found: walker.found,
         }
     }
 
@@ -46,6 +104,11 @@ impl LineMap {
             }
         }
     }
+
+    /// What the file holds at exactly `path` (`""` is the whole document).
+    pub fn found_at(&self, path: &str) -> Option<&Found> {
+        self.found.get(path)
+    }
 }
 
 enum Frame {
@@ -57,6 +120,7 @@ enum Frame {
 struct Walker {
     stack: Vec<Frame>,
     lines: HashMap<String, usize>,
+    found: HashMap<String, Found>,
 }
 
 impl Walker {
@@ -79,13 +143,18 @@ impl Walker {
         }
     }
 
-    fn record(&mut self, path: &str, mark: &Marker) {
+    fn record(&mut self, path: &str, span: &Span) {
         if !path.is_empty() {
             // Keep the first position: for a map entry that is the key's line.
             self.lines
                 .entry(path.to_string())
-                .or_insert(mark.line().max(1));
+                .or_insert(span.start.line().max(1));
         }
+    }
+
+    /// Note what the value at `path` is; the first note wins, as for lines.
+    fn found(&mut self, path: String, found: Found) {
+        self.found.entry(path).or_insert(found);
     }
 }
 
@@ -97,34 +166,53 @@ fn join(parent: &str, key: &str) -> String {
     }
 }
 
-impl MarkedEventReceiver for Walker {
-    fn on_event(&mut self, ev: Event, mark: Marker) {
+impl<'input> SpannedEventReceiver<'input> for Walker {
+    fn on_event(&mut self, ev: Event<'input>, span: Span) {
         match ev {
-            Event::Scalar(value, ..) => {
+            Event::Scalar(value, style, ..) => {
                 if let Some(Frame::Map {
                     path,
                     key: key @ None,
                 }) = self.stack.last_mut()
                 {
                     let full = join(path, &value);
-                    *key = Some(value);
-                    self.record(&full, &mark);
+                    *key = Some(value.into_owned());
+                    self.record(&full, &span);
                 } else {
                     if let Some(p) = self.next_value_path() {
-                        self.record(&p, &mark);
+                        self.record(&p, &span);
+                        self.found(p, Found::scalar(&value, style));
                     }
                     self.value_done();
                 }
             }
-            Event::Alias(_) => self.value_done(),
+            Event::Alias(_) => {
+                if let Some(p) = self.next_value_path() {
+                    self.found(p, Found::Alias);
+                }
+                self.value_done();
+            }
             Event::MappingStart(..) | Event::SequenceStart(..) => {
                 let path = self.next_value_path().unwrap_or_default();
-                self.record(&path, &mark);
-                let frame = if matches!(ev, Event::MappingStart(..)) {
-                    Frame::Map { path, key: None }
+                self.record(&path, &span);
+                let (frame, found) = if matches!(ev, Event::MappingStart(..)) {
+                    (
+                        Frame::Map {
+                            path: path.clone(),
+                            key: None,
+                        },
+                        Found::Mapping,
+                    )
                 } else {
-                    Frame::Seq { path, index: 0 }
+                    (
+                        Frame::Seq {
+                            path: path.clone(),
+                            index: 0,
+                        },
+                        Found::Sequence,
+                    )
                 };
+                self.found(path, found);
                 self.stack.push(frame);
             }
             Event::MappingEnd | Event::SequenceEnd => {
@@ -165,5 +253,22 @@ routes:
         let m = LineMap::build(SRC);
         assert_eq!(m.line_of("routes[1].resource"), Some(6));
         assert_eq!(m.line_of("nothing.here"), None);
+    }
+
+    #[test]
+    fn each_value_says_what_it_is() {
+        let m = LineMap::build(&format!("{SRC}empty:\nquoted: \"~\"\nodd: \"a\\tb\"\n"));
+        assert_eq!(m.found_at(""), Some(&Found::Mapping));
+        assert_eq!(m.found_at("upstream"), Some(&Found::Mapping));
+        assert_eq!(m.found_at("routes"), Some(&Found::Sequence));
+        assert_eq!(
+            m.found_at("routes[0].methods[0]"),
+            Some(&Found::Scalar("GET".into()))
+        );
+        assert_eq!(m.found_at("empty"), Some(&Found::Empty));
+        // Quoted, `~` is text, not null.
+        assert_eq!(m.found_at("quoted"), Some(&Found::Scalar("~".into())));
+        assert_eq!(m.found_at("odd"), Some(&Found::Scalar("a\\tb".into())));
+        assert_eq!(m.found_at("routes[1].resource"), None);
     }
 }

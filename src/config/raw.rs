@@ -4,7 +4,7 @@
 //! is an error rather than a silently ignored setting. They are never used
 //! past `validate`: the rest of guise sees only the checked [`super::Config`].
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -13,37 +13,37 @@ pub struct RawConfig {
     /// Where the gateway accepts client traffic.
     pub listeners: RawListeners,
     /// The operations listener: metrics and health.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_is_default")]
     pub operations: RawOperations,
     /// Process-level settings of the data plane.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_is_default")]
     pub server: RawServer,
     /// The application guise stands in front of.
     pub upstream: RawUpstream,
     /// Identity headers sent to the upstream.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_is_default")]
     pub identity: RawIdentity,
     /// Where sessions live.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_is_default")]
     pub sessions: RawSessions,
     /// Path patterns with tags that later stages (bundles, permissions,
     /// privacy) act on.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_is_default")]
     pub routes: Vec<RawRoute>,
     /// Log format and level.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_is_default")]
     pub logging: RawLogging,
     /// Login interception, limits and logout.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_is_default")]
     pub auth: RawAuth,
     /// Which hosts the gateway answers for, and headers on its answers.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_is_default")]
     pub http: RawHttp,
     /// What admins may do beyond managing ordinary users.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_is_default")]
     pub admin: RawAdmin,
     /// Users defined in this file.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_is_default")]
     pub users: Vec<crate::users::User>,
     /// A YAML file with a list of further users (relative to this file).
     pub users_file: Option<String>,
@@ -266,7 +266,7 @@ pub struct RawRoute {
     /// Path pattern: literal segments, `{param}` and a trailing `{*rest}`.
     pub path: String,
     /// Methods this route applies to (all when empty).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_is_default")]
     pub methods: Vec<String>,
     /// Area of the app (what permission bundles grant).
     pub area: Option<String>,
@@ -311,6 +311,77 @@ pub enum LogFormat {
     #[default]
     Text,
     Json,
+}
+
+/// What the file should hold at `pattern`, in the file's own terms, for
+/// messages about a value of the wrong shape. `pattern` is a YAML path with
+/// its indices left out (`routes[].methods`).
+///
+/// serde-saphyr reports a wrong shape as "expected a mapping" and knows
+/// nothing of the Rust types behind it; serde's own wording would name them
+/// (`struct RawUpstream`), which means nothing to whoever edits the file.
+/// So the mappings, lists and word choices of the format say here what they
+/// need; a scalar's error already says its type (a number, `true` or
+/// `false`). Kept next to the types so a new section gets its line.
+pub(super) fn expected_at(pattern: &str) -> Option<&'static str> {
+    Some(match pattern {
+        "" => "a mapping with `listeners` and `upstream`",
+        "listeners" => "a mapping with `http` and/or `https`",
+        "listeners.https" => "a mapping with `address`, `cert` and `key`",
+        "operations" => "a mapping with `address`",
+        "server" => "a mapping of server settings such as `threads`",
+        "upstream" => "a mapping with `address`",
+        "identity" => "a mapping with `header_prefix` and/or `signing_key_env`",
+        "sessions" => "a mapping of session settings such as `store`",
+        "sessions.store" => "`memory` or `redis`",
+        "sessions.redis" => "a mapping with one of `url`, `sentinel` or `cluster`",
+        "sessions.redis.sentinel" => "a mapping with `master_name` and `urls`",
+        "sessions.redis.cluster" => "a mapping with `urls`",
+        "sessions.redis.sentinel.urls" | "sessions.redis.cluster.urls" => {
+            "a sequence of redis:// URLs"
+        }
+        "routes" => "a sequence of routes, each a mapping with `path`",
+        "routes[]" => "a route: a mapping with `path`",
+        "routes[].methods" => "a sequence of HTTP methods, such as `[GET, POST]`",
+        "logging" => "a mapping with `format` and/or `level`",
+        "logging.format" => "`text` or `json`",
+        "auth" => "a mapping of login settings such as `mode`",
+        "auth.mode" => "`gateway` or `upstream`",
+        "auth.upstream" => {
+            "a mapping with one of `user_id_header`, `user_id_json_pointer` or `user_id_redirect_regex`"
+        }
+        "auth.upstream.success_status" => "a sequence of HTTP statuses, such as `[200, 302]`",
+        "auth.upstream.app_cookies" => "`pass` or `drop`",
+        "auth.password_checks" => "a mapping with `max_concurrent` and/or `queue_timeout_ms`",
+        "http" => "a mapping with `allowed_hosts` and/or `hsts`",
+        "http.allowed_hosts" => "a sequence of host names",
+        "http.hsts" => "a mapping with `enabled`, `max_age_seconds` and/or `include_subdomains`",
+        "admin" => "a mapping with `admins_may_grant_impersonation`",
+        "users" | "users_file" => "a sequence of users, each a mapping with `id`, `name` and `email`",
+        "users[]" | "users_file[]" => "a user: a mapping with `id`, `name` and `email`",
+        "users[].status" | "users_file[].status" => "`active` or `disabled`",
+        "users[].roles" | "users_file[].roles" => {
+            "a sequence of roles: `super_admin`, `admin`, `user`"
+        }
+        "users[].roles[]" | "users_file[].roles[]" => "`super_admin`, `admin` or `user`",
+        "users[].licence" | "users_file[].licence" => "`full`, `viewer` or `none`",
+        "users[].attributes" | "users_file[].attributes" => {
+            "a mapping of attribute names to values, such as `Region: EMEA`"
+        }
+        _ => return None,
+    })
+}
+
+/// A section or list written with nothing under it (`routes:` with every
+/// entry commented out) means its defaults, as it did before serde-saphyr:
+/// that reads it as null, which a struct or a list refuses, and a file
+/// that worked would be refused on the next reload.
+fn empty_is_default<'de, D, T>(de: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(de)?.unwrap_or_default())
 }
 
 fn yes() -> bool {
@@ -415,7 +486,7 @@ pub struct RawAuth {
     pub device_cookie_days: u64,
     /// Password verifications running at once, and how long a login waits
     /// for one before it gets 503 (restart to change).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_is_default")]
     pub password_checks: RawPasswordChecks,
 }
 
@@ -444,10 +515,10 @@ impl Default for RawPasswordChecks {
 pub struct RawHttp {
     /// Hosts (with or without port) clients may name in `Host`; others get
     /// 421. Empty: any well-formed host.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_is_default")]
     pub allowed_hosts: Vec<String>,
     /// `Strict-Transport-Security` on HTTPS answers.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_is_default")]
     pub hsts: RawHsts,
 }
 

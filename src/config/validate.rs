@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::lines::LineMap;
 use super::raw::{AuthMode, RawConfig, RawRedis, RawRoute, RawUpstreamLogin, StoreKind};
+use super::yaml;
 use super::*;
 use crate::routes::Action;
 
@@ -16,21 +17,13 @@ const MIN_KEY_LEN: usize = 32;
 
 pub(super) fn parse(source: &str, base: &Path, env: &dyn Env) -> Result<Config, Vec<ConfigIssue>> {
     let lines = LineMap::build(source);
-    let de = serde_yaml::Deserializer::from_str(source);
-    let raw: RawConfig = match serde_path_to_error::deserialize(de) {
+    let raw: RawConfig = match yaml::read(source, &lines, "") {
         Ok(raw) => raw,
         Err(err) => {
-            let path = err.path().to_string();
-            let inner = err.into_inner();
-            let line = inner
-                .location()
-                .map(|l| l.line())
-                .or_else(|| lines.line_of(&path));
-            let path = if path == "." { String::new() } else { path };
             return Err(vec![ConfigIssue {
-                path,
-                line,
-                message: strip_location(&inner.to_string()),
+                path: err.path().to_string(),
+                line: err.line(),
+                message: err.to_string(),
             }]);
         }
     };
@@ -42,14 +35,6 @@ pub(super) fn parse(source: &str, base: &Path, env: &dyn Env) -> Result<Config, 
     match config {
         Some(config) if c.issues.is_empty() => Ok(config),
         _ => Err(c.issues),
-    }
-}
-
-/// serde_yaml appends " at line L column C"; we print the line ourselves.
-fn strip_location(msg: &str) -> String {
-    match msg.find(" at line ") {
-        Some(i) => msg[..i].to_string(),
-        None => msg.to_string(),
     }
 }
 
@@ -683,32 +668,24 @@ impl Checker<'_> {
             let path = base.join(file);
             match std::fs::read_to_string(&path) {
                 Err(e) => self.issue("users_file", format!("cannot read {}: {e}", path.display())),
-                Ok(src) => {
-                    let de = serde_yaml::Deserializer::from_str(&src);
-                    match serde_path_to_error::deserialize::<_, Vec<User>>(de) {
-                        Ok(list) => users.extend(
-                            list.into_iter()
-                                .enumerate()
-                                .map(|(i, u)| (format!("users_file[{i}]"), u)),
-                        ),
-                        Err(e) => {
-                            let at = e.path().to_string();
-                            let inner = e.into_inner();
-                            let line = inner
-                                .location()
-                                .map(|l| format!(" line {}", l.line()))
-                                .unwrap_or_default();
-                            self.issue(
-                                "users_file",
-                                format!(
-                                    "{}:{line}: {at}: {}",
-                                    path.display(),
-                                    strip_location(&inner.to_string())
-                                ),
-                            );
-                        }
+                Ok(src) => match yaml::read::<Vec<User>>(&src, &LineMap::build(&src), "users_file")
+                {
+                    Ok(list) => users.extend(
+                        list.into_iter()
+                            .enumerate()
+                            .map(|(i, u)| (format!("users_file[{i}]"), u)),
+                    ),
+                    // The problem is in the other file: name it, with its
+                    // own line and path, at `users_file` in this one.
+                    Err(e) => {
+                        let line = e.line().map(|l| format!(" line {l}")).unwrap_or_default();
+                        let at = match e.path() {
+                            "" => String::new(),
+                            p => format!(" {p}:"),
+                        };
+                        self.issue("users_file", format!("{}:{line}:{at} {e}", path.display()));
                     }
-                }
+                },
             }
         }
         let mut ids = std::collections::HashSet::new();

@@ -271,23 +271,24 @@ internal: true
 can_impersonate: true
 password_hash: $argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$aGFzaA
 "#;
-    let user: User = serde_yaml::from_str(yaml).unwrap();
+    let user: User = serde_saphyr::from_str(yaml).unwrap();
     assert_eq!(user.status, UserStatus::Disabled);
     assert_eq!(user.roles, [Role::SuperAdmin, Role::Admin, Role::User]);
     assert_eq!(user.attributes["Business Unit"], "BU1");
     assert_eq!(user.licence, Licence::Viewer);
     assert!(user.internal && user.can_impersonate);
-    let again: User = serde_yaml::from_str(&serde_yaml::to_string(&user).unwrap()).unwrap();
+    let again: User = serde_saphyr::from_str(&serde_saphyr::to_string(&user).unwrap()).unwrap();
     assert_eq!(again, user);
     assert_eq!(
-        serde_yaml::to_string(&Licence::None).unwrap().trim(),
+        serde_saphyr::to_string(&Licence::None).unwrap().trim(),
         "none"
     );
 }
 
 #[test]
 fn a_user_written_with_only_required_fields_gets_the_defaults() {
-    let user: User = serde_yaml::from_str("id: u-8\nname: Min\nemail: min@example.com\n").unwrap();
+    let user: User =
+        serde_saphyr::from_str("id: u-8\nname: Min\nemail: min@example.com\n").unwrap();
     assert_eq!(user, User::new("u-8", "Min", "min@example.com"));
     assert!(user.is_active());
     assert_eq!(user.roles, [Role::User]);
@@ -299,14 +300,14 @@ fn a_user_written_with_only_required_fields_gets_the_defaults() {
 #[test]
 fn an_unknown_key_or_value_is_refused() {
     let unknown = "id: u\nname: n\nemail: e@x\npassword: hunter2\n";
-    let err = serde_yaml::from_str::<User>(unknown)
+    let err = serde_saphyr::from_str::<User>(unknown)
         .unwrap_err()
         .to_string();
     assert!(err.contains("unknown field `password`"), "{err}");
     let bad_role = "id: u\nname: n\nemail: e@x\nroles: [root]\n";
-    assert!(serde_yaml::from_str::<User>(bad_role).is_err());
+    assert!(serde_saphyr::from_str::<User>(bad_role).is_err());
     let bad_licence = "id: u\nname: n\nemail: e@x\nlicence: Full\n";
-    assert!(serde_yaml::from_str::<User>(bad_licence).is_err());
+    assert!(serde_saphyr::from_str::<User>(bad_licence).is_err());
 }
 
 #[test]
