@@ -511,7 +511,7 @@ async fn in_gateway_mode_django_takes_the_signed_identity_and_refuses_forged_hea
     let g = Gateway::start(django.addr, http, users).await;
     let c = browser();
     let r =
-        support::login::try_login(&c, &format!("http://{http}"), "admin@test.example", PW).await;
+        login::try_login(&c, &format!("http://{http}"), "admin@test.example", PW).await;
     assert_eq!(r.status(), 200);
     let page = c.get(g.url("/admin/")).send().await.unwrap();
     assert_eq!(page.status(), 200);
@@ -531,7 +531,7 @@ async fn in_gateway_mode_django_takes_the_signed_identity_and_refuses_forged_hea
 
     // An ordinary user is no Django staff.
     let bob = browser();
-    support::login::try_login(&bob, &format!("http://{http}"), "bob@test.example", PW).await;
+    login::try_login(&bob, &format!("http://{http}"), "bob@test.example", PW).await;
     let r = bob.get(g.url("/admin/")).send().await.unwrap();
     assert_eq!(r.status(), 302, "sent to Django's login: not staff");
 
