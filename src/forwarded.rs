@@ -5,16 +5,62 @@
 
 use std::net::IpAddr;
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 
+use crate::identity::reads_as_prefixed;
 use crate::session::cookie;
+
+/// Prefixes and names of headers an upstream reads as facts only its proxy
+/// states: who the client is and which host, scheme, port and path prefix
+/// it asked for (`X-Forwarded-*`, RFC 7239 `Forwarded`, `X-Real-IP`), and
+/// the request's "original" path (`X-Original-URL`, `X-Rewrite-URL`, which
+/// IIS and some PHP frameworks route on instead of the request line).
+const PROXY_FACT_PREFIXES: [&str; 1] = ["x-forwarded-"];
+const PROXY_FACT_NAMES: [&str; 4] = ["forwarded", "x-real-ip", "x-original-url", "x-rewrite-url"];
+
+/// Whether some upstream would read a header named `name` as one of the
+/// proxy's facts, in any spelling it folds to one (`X_Forwarded_Host` is
+/// `HTTP_X_FORWARDED_HOST` to WSGI, Rack and PHP alike; see
+/// [`crate::identity::reads_as_prefixed`]).
+pub fn is_proxy_fact(name: &[u8]) -> bool {
+    PROXY_FACT_PREFIXES
+        .iter()
+        .any(|p| reads_as_prefixed(name, p.as_bytes()))
+        || PROXY_FACT_NAMES
+            .iter()
+            .any(|p| name.len() == p.len() && reads_as_prefixed(name, p.as_bytes()))
+}
+
+/// Remove every client-sent header that [`is_proxy_fact`]: nothing before
+/// the gateway is trusted to have written one.
+fn remove_proxy_facts(up: &mut RequestHeader) {
+    // Nearly every request has none: look before collecting.
+    if !up
+        .headers
+        .keys()
+        .any(|k| is_proxy_fact(k.as_str().as_bytes()))
+    {
+        return;
+    }
+    let forged: Vec<HeaderName> = up
+        .headers
+        .keys()
+        .filter(|k| is_proxy_fact(k.as_str().as_bytes()))
+        .cloned()
+        .collect();
+    for name in forged {
+        up.remove_header(&name);
+    }
+}
 
 /// Set `X-Forwarded-For/-Proto/-Host` on the upstream request.
 ///
-/// `client` is the client's address as the gateway established it. A
-/// client-sent `X-Forwarded-For` is replaced, not appended to: nothing
-/// before the gateway is trusted to have written it. `host` is the request's
+/// `client` is the client's address as the gateway established it. Every
+/// client-sent header an upstream reads as a proxy's fact is removed first
+/// ([`is_proxy_fact`]): a client-sent `X-Forwarded-For` is replaced, not
+/// appended to, and a forged `Forwarded: host=`, `X-Real-IP` or
+/// `X_Forwarded_Host` cannot contradict what the gateway states. `host` is the request's
 /// Host, already checked by [`crate::target`]; HTTP/2 clients send
 /// `:authority` instead, and an HTTP/1 upstream needs a Host, so it is
 /// carried over.
@@ -24,6 +70,7 @@ pub fn set_headers(
     https: bool,
     host: Option<&HeaderValue>,
 ) -> pingora::Result<()> {
+    remove_proxy_facts(up);
     match client {
         Some(ip) => up.insert_header("x-forwarded-for", ip.to_string())?,
         None => {
@@ -98,6 +145,42 @@ mod tests {
         assert_eq!(up.headers["x-forwarded-for"], "10.0.0.1");
         assert_eq!(up.headers["x-forwarded-proto"], "https");
         assert!(up.headers.get("x-forwarded-host").is_none());
+    }
+
+    #[test]
+    fn forged_proxy_facts_are_removed_in_every_spelling_and_the_rest_kept() {
+        let mut up = RequestHeader::build("GET", b"/", None).unwrap();
+        for (k, v) in [
+            ("forwarded", "for=6.6.6.6;host=evil.test"),
+            ("x-real-ip", "6.6.6.6"),
+            ("x_forwarded_host", "evil.test"),
+            ("x-forwarded_proto", "https"),
+            ("x-forwarded-port", "443"),
+            ("x-forwarded-prefix", "/admin"),
+            ("x.original.url", "/admin"),
+            ("x-rewrite-url", "/admin"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("forwarded-by", "kept"),
+            ("x-real-ip-note", "kept"),
+            ("accept", "*/*"),
+        ] {
+            up.append_header(k.to_string(), v).unwrap();
+        }
+        set_headers(&mut up, Some([10, 0, 0, 1].into()), false, None).unwrap();
+        let mut left: Vec<_> = up.headers.keys().map(|k| k.as_str().to_string()).collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "accept",
+                "forwarded-by",
+                "x-forwarded-for",
+                "x-forwarded-proto",
+                "x-real-ip-note"
+            ]
+        );
+        assert_eq!(up.headers["x-forwarded-for"], "10.0.0.1");
+        assert_eq!(up.headers["x-forwarded-proto"], "http");
     }
 
     #[test]

@@ -346,6 +346,8 @@ impl ProxyHttp for GatewayProxy {
             .request_duration
             .with_label_values(&[route])
             .observe(ctx.started.elapsed().as_secs_f64());
+        // The next request on this connection gets its own header deadline.
+        connections::request_done(session).await;
     }
 }
 

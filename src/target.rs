@@ -119,7 +119,8 @@ pub fn check(req: &mut RequestHeader, allowed_hosts: &[String]) -> Result<Target
 }
 
 /// The Host the request names, lower-cased: the `Host` header, or the
-/// HTTP/2 `:authority`. `None` for an HTTP/1.0 request without one.
+/// HTTP/2 `:authority`. `None` for an HTTP/1.0 request without one; an
+/// HTTP/1.1 request must name one (RFC 9112 §3.2), absolute-form or not.
 fn host_of(req: &RequestHeader) -> Result<Option<String>, TargetError> {
     let mut hosts = req.headers.get_all(http::header::HOST).iter();
     let host = match (hosts.next(), hosts.next()) {
@@ -127,6 +128,7 @@ fn host_of(req: &RequestHeader) -> Result<Option<String>, TargetError> {
         (Some(h), None) => h.as_bytes(),
         (None, _) => match req.uri.authority() {
             Some(a) => a.as_str().as_bytes(),
+            None if req.version == http::Version::HTTP_11 => return Err(TargetError::BadHost),
             None => return Ok(None),
         },
     };
@@ -438,6 +440,20 @@ mod tests {
         let mut two = req("GET", b"/", Some("a.test"));
         two.append_header("host", "b.test").unwrap();
         assert_eq!(check(&mut two, &[]), Err(TargetError::BadHost));
+    }
+
+    #[test]
+    fn http_1_1_must_name_a_host_and_http_1_0_may_not() {
+        let mut none = req("GET", b"/", None);
+        none.set_version(http::Version::HTTP_11);
+        assert_eq!(check(&mut none, &[]), Err(TargetError::BadHost));
+        let mut absolute = req("GET", b"http://gw.test/", None);
+        absolute.set_version(http::Version::HTTP_11);
+        let allowed = vec!["gw.test".to_string()];
+        assert_eq!(check(&mut absolute, &allowed), Err(TargetError::BadHost));
+        let mut old = req("GET", b"/", None);
+        old.set_version(http::Version::HTTP_10);
+        assert_eq!(check(&mut old, &[]), Ok(Target::Path));
     }
 
     #[test]

@@ -510,8 +510,7 @@ async fn in_gateway_mode_django_takes_the_signed_identity_and_refuses_forged_hea
     let users = "users:\n  - { id: u-admin, name: Admin, email: admin@test.example, roles: [admin], password_hash: \"{HASH}\" }\n  - { id: u-bob, name: Bob, email: bob@test.example, password_hash: \"{HASH}\" }\n";
     let g = Gateway::start(django.addr, http, users).await;
     let c = browser();
-    let r =
-        login::try_login(&c, &format!("http://{http}"), "admin@test.example", PW).await;
+    let r = login::try_login(&c, &format!("http://{http}"), "admin@test.example", PW).await;
     assert_eq!(r.status(), 200);
     let page = c.get(g.url("/admin/")).send().await.unwrap();
     assert_eq!(page.status(), 200);

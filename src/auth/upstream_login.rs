@@ -29,9 +29,10 @@
 use std::collections::BTreeMap;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONTENT_LENGTH, COOKIE, LOCATION, SET_COOKIE, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, COOKIE, EXPECT, LOCATION, SET_COOKIE, TRANSFER_ENCODING};
 use http::HeaderName;
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
 
 use super::{app_session, policy, AuthService, LoginError};
@@ -44,6 +45,8 @@ use crate::users::User;
 
 /// Largest answer read from the app (login or "who am I").
 const RESPONSE_LIMIT: usize = 1024 * 1024;
+/// Most interim (1xx) answers skipped before the app's final one.
+const INTERIM_LIMIT: usize = 8;
 
 /// What the client submitted: the form's fields and the login URL's query.
 struct Submitted {
@@ -332,7 +335,8 @@ fn fits(id: &str) -> Option<String> {
 /// The login request for the app, with the hygiene of a proxied one:
 /// identity headers were stripped by the pipeline; guise's cookies and
 /// hop-by-hop headers are taken off here, and `X-Forwarded-*` name the
-/// client.
+/// client. `Expect` goes too: guise already holds the whole body and sends
+/// it at once.
 fn login_request(
     svc: &AuthService,
     s: &Session,
@@ -342,6 +346,7 @@ fn login_request(
     let mut up = s.req_header().clone();
     forwarded::remove_hop_by_hop(&mut up);
     forwarded::strip_gateway_cookies(&mut up, svc.own_cookies());
+    up.remove_header(&EXPECT);
     up.insert_header(CONTENT_LENGTH, len.to_string())?;
     let host = s.req_header().headers.get(http::header::HOST).cloned();
     forwarded::set_headers(&mut up, call.peer.ip, call.peer.https, host.as_ref())?;
@@ -362,10 +367,7 @@ async fn exchange(
         http.write_request_body(body, true).await?;
     }
     http.finish_request_body().await?;
-    http.read_response_header().await?;
-    let head = http.response_header().cloned().ok_or_else(|| {
-        pingora::Error::explain(pingora::ErrorType::InvalidHTTPHeader, "no response header")
-    })?;
+    let head = final_header(&mut http).await?;
     let mut buf = BytesMut::new();
     while let Some(chunk) = http.read_response_body().await? {
         if buf.len() + chunk.len() > RESPONSE_LIMIT {
@@ -378,6 +380,27 @@ async fn exchange(
     }
     svc.connector.release_http_session(http, &peer, None).await;
     Ok((head, buf.freeze()))
+}
+
+/// The app's final answer header, past any interim (1xx) ones such as
+/// `100 Continue` or `103 Early Hints`: pingora panics when asked for a body
+/// after an interim header.
+async fn final_header(http: &mut HttpSession) -> pingora::Result<ResponseHeader> {
+    let bad =
+        |why: &'static str| pingora::Error::explain(pingora::ErrorType::InvalidHTTPHeader, why);
+    for _ in 0..=INTERIM_LIMIT {
+        http.read_response_header().await?;
+        let head = http
+            .response_header()
+            .cloned()
+            .ok_or_else(|| bad("no response header"))?;
+        match head.status.as_u16() {
+            101 => return Err(bad("the app switched protocols on a login")),
+            100..=199 => continue,
+            _ => return Ok(head),
+        }
+    }
+    Err(bad("too many interim answers to a login"))
 }
 
 /// Hand the app's answer to the browser, with `extra` cookies.
@@ -479,6 +502,38 @@ mod tests {
         // Nothing submitted holds the id: the app chose it.
         let s = submitted("alice@x.test", &["alice@x.test", "1", "/home"]);
         assert!(!steered("u-7", &s));
+    }
+
+    #[tokio::test]
+    async fn interim_answers_are_skipped_to_the_final_one() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 1024];
+            let mut got = Vec::new();
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut buf).await.unwrap();
+                got.extend_from_slice(&buf[..n]);
+            }
+            s.write_all(
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n\
+                  HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            )
+            .await
+            .unwrap();
+        });
+        let connector = pingora::connectors::http::Connector::new(None);
+        let peer = pingora::upstreams::peer::HttpPeer::new(addr, false, String::new());
+        let (mut http, _) = connector.get_http_session(&peer).await.unwrap();
+        let req = RequestHeader::build("GET", b"/login", None).unwrap();
+        http.write_request_header(Box::new(req)).await.unwrap();
+        http.finish_request_body().await.unwrap();
+        let head = final_header(&mut http).await.unwrap();
+        assert_eq!(head.status.as_u16(), 200);
+        assert_eq!(http.read_response_body().await.unwrap().unwrap(), "ok");
+        app.await.unwrap();
     }
 
     #[test]

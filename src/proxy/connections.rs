@@ -2,12 +2,10 @@
 //! for each request header.
 //!
 //! `ProxyHttp` has no per-connection hook, but pingora hands every accepted
-//! connection to `ServerApp::process_new`, once per request on a keep-alive
-//! connection, returning the stream for the next one. [`GuardConnections`]
-//! wraps that call: the first time it sees a stream it wraps it in a
-//! [`Guarded`] stream, which counts the connection while it lives (an exact
-//! gauge, whatever the keep-alive loop does) and refuses it when the cap is
-//! reached.
+//! connection to `ServerApp::process_new`. [`GuardConnections`] wraps that
+//! call: it wraps the stream in a [`Guarded`] stream, which counts the
+//! connection while it lives (an exact gauge, whatever the keep-alive loop
+//! does) and refuses it when the cap is reached.
 //!
 //! pingora only bounds each *read* of a request header (60 s), so a client
 //! sending one byte a minute holds a connection forever (slowloris). The
@@ -15,8 +13,11 @@
 //! connection's start, or at the first byte of each later request, and ends
 //! when the blank line that closes the header has been read. A client still
 //! inside its header at the deadline gets its reads failed, and pingora
-//! closes the connection. HTTP/2 connections frame their headers and are
-//! left to pingora's own limits.
+//! closes the connection. pingora serves the later requests of an HTTP/1
+//! keep-alive connection inside that one `process_new` call, so the end of
+//! each request is signalled by [`request_done`] from the proxy's logging
+//! hook. HTTP/2 connections frame their headers and are left to pingora's
+//! own limits.
 
 use std::fmt;
 use std::future::Future;
@@ -28,6 +29,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
+use pingora::protocols::http::ServerSession;
 use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::tls::{SslDigest, TlsRef};
 use pingora::protocols::{
@@ -83,7 +85,8 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardConnections<A> {
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let stream = match stream.as_any().downcast_ref::<Guarded>() {
-            // A keep-alive connection coming back for its next request.
+            // A connection coming back for its next request (pingora 0.9
+            // keeps HTTP/1 keep-alive inside one call; see `request_done`).
             Some(g) => {
                 g.phase.store(IDLE, Ordering::Release);
                 stream
@@ -102,6 +105,32 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardConnections<A> {
 
     async fn cleanup(&self) {
         self.inner.cleanup().await
+    }
+}
+
+/// A request on `session` is over. If its HTTP/1 connection stays open for
+/// another, the next header's deadline is armed here: what is left of this
+/// request's body is read first (pingora drains it before reuse anyway, and
+/// a leftover body byte must not start the next header's clock), then the
+/// stream waits for the next request's first byte, which starts it.
+/// Without this, only a connection's first request had a header deadline.
+pub async fn request_done(session: &mut ServerSession) {
+    let guarded = |s: &ServerSession| {
+        s.stream()
+            .is_some_and(|st| st.as_any().downcast_ref::<Guarded>().is_some())
+    };
+    if session.get_keepalive().is_none() || !guarded(session) {
+        return;
+    }
+    if !session.is_body_done() && session.drain_request_body().await.is_err() {
+        // The connection is not reused after a failed drain.
+        return;
+    }
+    if let Some(g) = session
+        .stream()
+        .and_then(|st| st.as_any().downcast_ref::<Guarded>())
+    {
+        g.phase.store(IDLE, Ordering::Release);
     }
 }
 
@@ -331,5 +360,58 @@ mod tests {
         assert!(header_ends(&[0, 0, b'\n'], b"\n"));
         assert!(!header_ends(&[0; 3], b"GET / HTTP/1.1\r\nHost: a\r\n"));
         assert!(!header_ends(b"\r\n\r", b"x"));
+    }
+
+    fn guard() -> GuardConnections<()> {
+        GuardConnections::new(
+            (),
+            ConnectionLimits {
+                max_open: 8,
+                header_timeout: Duration::from_millis(300),
+            },
+            IntGauge::new("open", "open").unwrap(),
+            IntCounter::new("refused", "refused").unwrap(),
+            IntCounter::new("timeouts", "timeouts").unwrap(),
+        )
+    }
+
+    fn phase(s: &ServerSession) -> u8 {
+        let g = s.stream().unwrap().as_any().downcast_ref::<Guarded>();
+        g.unwrap().phase.load(Ordering::Acquire)
+    }
+
+    #[tokio::test]
+    async fn after_a_keep_alive_request_the_next_header_is_timed_from_its_first_byte() {
+        use tokio::io::AsyncWriteExt;
+        let guard = guard();
+        let (mut client, server) = tokio::io::duplex(4096);
+        let stream: Stream = Box::new(Guarded::new(Box::new(server), &guard));
+        let mut session = ServerSession::new_http1(stream);
+        // A POST whose body the gateway never read (say, refused at once).
+        client
+            .write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello")
+            .await
+            .unwrap();
+        assert!(session.read_request().await.unwrap());
+        assert_eq!(phase(&session), DONE);
+        session.set_keepalive(Some(60));
+        request_done(&mut session).await;
+        // The body was read, and the next byte starts a new deadline.
+        assert!(session.is_body_done());
+        assert_eq!(phase(&session), IDLE);
+
+        // A connection that closes after this request keeps no deadline.
+        let (mut client, server) = tokio::io::duplex(4096);
+        let stream: Stream = Box::new(Guarded::new(Box::new(server), &guard));
+        let mut session = ServerSession::new_http1(stream);
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(session.read_request().await.unwrap());
+        session.set_keepalive(None);
+        request_done(&mut session).await;
+        assert_eq!(phase(&session), DONE);
+        assert_eq!(guard.open.get(), 2);
     }
 }

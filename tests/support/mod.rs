@@ -30,6 +30,18 @@ pub fn free_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
 
+/// `n` distinct free loopback addresses: every listener is held until all
+/// are chosen, so no port is handed out twice (separate [`free_addr`]
+/// calls can return the same port).
+pub fn free_addrs(n: usize) -> Vec<SocketAddr> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("free port"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().expect("bound address"))
+        .collect()
+}
+
 /// Poll `f` until it returns `Some` or `timeout` passes.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
 where
@@ -139,8 +151,9 @@ impl Fixture {
         let upstream = DemoHandle::start_app(free_addr(), app).expect("demo upstream starts");
         let upstream_addr = upstream.addr;
         let dir = tempfile::tempdir().expect("temp dir");
-        let http = free_addr();
-        let ops = free_addr();
+        let [http, ops] = free_addrs(2)[..] else {
+            unreachable!("two addresses asked for")
+        };
         let config_path = dir.path().join("guise.yaml");
         let mut f = Fixture {
             dir,
