@@ -257,12 +257,13 @@ impl User {
                 "must be non-empty visible ASCII without spaces or commas",
             ));
         }
-        // A user the app owns may have no address on record; such a user
-        // cannot sign in to guise's own form, which asks for the email.
-        if !self.email.is_empty() && (!header_safe(&self.email) || !self.email.contains('@')) {
+        // A user the app owns may have no address on record (the app signs
+        // them in; guise's own form, which asks for the email, never does).
+        let no_address_allowed = self.origin == Origin::App && self.email.is_empty();
+        if !no_address_allowed && (!header_safe(&self.email) || !self.email.contains('@')) {
             return Err(invalid(
                 "email",
-                "must be an address (visible ASCII, with `@`) or empty",
+                "must be an address (visible ASCII, with `@`)",
             ));
         }
         if let Some(hash) = &self.password_hash {
