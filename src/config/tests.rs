@@ -404,3 +404,83 @@ fn the_shipped_example_files_are_valid() {
         }
     }
 }
+
+fn upstream(block: &str) -> Result<Config, ConfigError> {
+    parse(&format!(
+        "{GOOD}auth:\n  mode: upstream\n  upstream:\n{block}"
+    ))
+}
+
+#[test]
+fn upstream_login_reads_the_app_in_the_ways_django_needs() {
+    let c = upstream(
+        "    success_status: [302]\n    success_cookie: sessionid\n    user_id_from_username: true\n    app_session_cookies: [sessionid]\n    logout_path: /admin/logout/\n",
+    )
+    .unwrap();
+    let LoginMode::Upstream(u) = &c.auth.mode else {
+        panic!("not upstream mode")
+    };
+    assert!(matches!(u.user_id, UserIdSource::Username));
+    assert_eq!(u.app_session_cookies, ["sessionid"]);
+    assert_eq!(u.logout_path.as_deref(), Some("/admin/logout/"));
+    assert!(
+        u.provision.is_some(),
+        "users the app owns are provisioned by default"
+    );
+
+    let c = upstream("    whoami: { path: /api/me, json_pointer: /id }\n").unwrap();
+    let LoginMode::Upstream(u) = &c.auth.mode else {
+        panic!("not upstream mode")
+    };
+    assert!(matches!(&u.user_id, UserIdSource::Whoami(w) if w.path == "/api/me"));
+}
+
+#[test]
+fn upstream_login_settings_that_cannot_work_are_refused_and_say_why() {
+    for (block, path, says) in [
+        (
+            "    user_id_from_username: true\n",
+            "auth.upstream.success_cookie",
+            "needs `success_cookie`",
+        ),
+        (
+            "    user_id_header: x-id\n    user_id_from_username: true\n    success_cookie: s\n",
+            "auth.upstream",
+            "exactly one of",
+        ),
+        (
+            "    whoami: { path: /me, header: x-id, body_regex: \"(?P<id>.)\" }\n",
+            "auth.upstream.whoami",
+            "exactly one of",
+        ),
+        (
+            "    whoami: { path: /me, body_regex: \"no group\" }\n",
+            "auth.upstream.whoami.body_regex",
+            "(?P<id>",
+        ),
+        (
+            "    user_id_header: x-id\n    app_cookies: drop\n    app_session_cookies: [sid]\n",
+            "auth.upstream.app_cookies",
+            "could never see its own session",
+        ),
+        (
+            "    user_id_header: x-id\n    logout_path: /a/../b\n",
+            "auth.upstream.logout_path",
+            "normal path",
+        ),
+        (
+            "    user_id_header: x-id\n    provision: { roles: [admin] }\n",
+            "auth.upstream.provision.roles",
+            "ordinary roles only",
+        ),
+    ] {
+        let err = upstream(block).unwrap_err();
+        let issue = err
+            .issues()
+            .iter()
+            .find(|i| i.path == path)
+            .unwrap_or_else(|| panic!("{block}: no issue at {path}: {err}"));
+        assert!(issue.message.contains(says), "{block}: {}", issue.message);
+        assert!(issue.line.is_some(), "{block}: no line");
+    }
+}

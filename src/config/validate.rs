@@ -550,6 +550,12 @@ impl Checker<'_> {
             self.normal_path(&at("logout_path"), p);
         }
         let user_id = if u.user_id_from_username {
+            if u.success_cookie.is_none() {
+                self.issue(
+                    &at("success_cookie"),
+                    "`user_id_from_username` needs `success_cookie` (the app's session cookie): without it a status alone would have to tell a good password from a bad one, and many apps answer both with 200 or 302",
+                );
+            }
             UserIdSource::Username
         } else if let Some(h) = &u.user_id_header {
             UserIdSource::Header(self.header_name(&at("user_id_header"), h)?)
