@@ -31,7 +31,8 @@
 //!
 //! - [`server`] builds and runs the pingora server: proxy (with the
 //!   connection guard in `proxy::connections`), operations and reload
-//!   services, with start-up checks pingora itself lacks.
+//!   services, with start-up checks pingora itself lacks; [`drain`] is
+//!   what SIGTERM does.
 //! - [`live`] holds what a reload swaps: config and everything compiled
 //!   from it; [`config`] reads and checks the YAML file; [`reload`] re-reads
 //!   it.
@@ -61,6 +62,7 @@ pub mod clock;
 pub mod config;
 pub mod csrf;
 pub mod demo_upstream;
+pub mod drain;
 pub mod events;
 pub mod forwarded;
 pub mod gateway;

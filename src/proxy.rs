@@ -20,6 +20,7 @@ use crate::auth::app_session::{self, Plan};
 use crate::auth::policy;
 use crate::call::Call;
 use crate::clock::Clock;
+use crate::drain::{Drain, InFlight};
 use crate::forwarded;
 use crate::gateway::{Endpoints, Flow};
 use crate::identity;
@@ -39,6 +40,8 @@ pub struct GatewayProxy {
     pub metrics: Metrics,
     pub endpoints: Arc<Endpoints>,
     pub clock: Arc<dyn Clock>,
+    /// Counts requests in flight for the drain at shutdown.
+    pub drain: Arc<Drain>,
 }
 
 /// Per-request state.
@@ -57,6 +60,8 @@ pub struct Ctx {
     /// Keeping the app's session in step with guise's (stage 4).
     app: Plan,
     upstream_sent: Option<Instant>,
+    /// Counted in flight until the request is done.
+    _in_flight: InFlight,
 }
 
 impl Ctx {
@@ -118,6 +123,7 @@ impl ProxyHttp for GatewayProxy {
             subject: None,
             app: Plan::default(),
             upstream_sent: None,
+            _in_flight: self.drain.start_request(),
         }
     }
 
@@ -265,10 +271,15 @@ impl ProxyHttp for GatewayProxy {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        // Shutting down: this connection will not be reused, and the client
+        // must hear so rather than find out on its next request.
+        if session.is_process_shutting_down() {
+            session.set_keepalive(None);
+        }
         if ctx.app.end_on_success && upstream_response.status.as_u16() < 400 {
             if let Some(subject) = &ctx.subject {
                 // The app logged the user out: so does guise.

@@ -273,6 +273,10 @@ pub async fn send(
 ) -> pingora::Result<()> {
     let https = s.digest().and_then(|d| d.ssl_digest.as_ref()).is_some();
     replies.protect(&mut h, https)?;
+    // Shutting down: say the connection closes (see `crate::drain`).
+    if s.is_process_shutting_down() {
+        s.set_keepalive(None);
+    }
     h.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     let head_only = s.req_header().method == http::Method::HEAD;
     s.write_response_header(Box::new(h), head_only).await?;

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::apps::HttpServerOptions;
@@ -24,6 +25,7 @@ use crate::admin::AdminApi;
 use crate::auth::AuthService;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Env};
+use crate::drain::{Drain, NotDraining, TermSignals};
 use crate::events::EventListener;
 use crate::gateway::Endpoints;
 use crate::live::{Live, SharedLive};
@@ -80,6 +82,9 @@ pub struct Gateway {
     pub metrics: Metrics,
     pub reloader: Option<Reloader>,
     pub auth: Arc<AuthService>,
+    drain: Arc<Drain>,
+    grace: Duration,
+    shutdown_timeout: Duration,
 }
 
 impl Gateway {
@@ -95,10 +100,13 @@ impl Gateway {
         metrics.set_live_config(&config.hash);
 
         let work_stealing = config.server.work_stealing;
+        // pingora's grace period is the longest the drain may take (see
+        // `drain`): the drain watcher ends the process sooner once nothing
+        // is in flight. Its runtime shutdown then cancels what is left.
         let mut conf = ServerConf {
             threads: config.server.threads,
-            grace_period_seconds: Some(config.server.grace_period.as_secs()),
-            graceful_shutdown_timeout_seconds: Some(config.server.shutdown_timeout.as_secs()),
+            grace_period_seconds: Some(config.server.shutdown_timeout.as_secs()),
+            graceful_shutdown_timeout_seconds: Some(1),
             upstream_keepalive_pool_size: config.server.upstream_keepalive_pool_size,
             work_stealing,
             ..ServerConf::default()
@@ -110,6 +118,9 @@ impl Gateway {
         server.bootstrap();
 
         let listeners = config.listeners.clone();
+        let drain = Drain::new();
+        let (grace, shutdown_timeout) =
+            (config.server.grace_period, config.server.shutdown_timeout);
         let ops_addr = config.operations_address;
         let keepalive_limit = config.server.keepalive_request_limit;
 
@@ -167,6 +178,7 @@ impl Gateway {
                 metrics: metrics.clone(),
                 endpoints,
                 clock,
+                drain: drain.clone(),
             },
         );
         let mut server_options = HttpServerOptions::default();
@@ -180,7 +192,8 @@ impl Gateway {
                 metrics.open_connections.clone(),
                 metrics.connections_refused.clone(),
                 metrics.header_timeouts.clone(),
-            ),
+            )
+            .with_drain(drain.clone()),
         );
         if let Some(addr) = listeners.http {
             proxy_service.add_tcp(&addr.to_string());
@@ -204,6 +217,7 @@ impl Gateway {
                 metrics: metrics.clone(),
             }),
             Arc::new(StoreReady(store.clone())),
+            Arc::new(NotDraining(drain.clone())),
         ];
         let mut ops = Service::new(
             "guise operations".to_string(),
@@ -237,12 +251,23 @@ impl Gateway {
             metrics,
             reloader,
             auth,
+            drain,
+            grace,
+            shutdown_timeout,
         })
     }
 
-    /// Serve until SIGTERM (graceful) or SIGINT (fast); exits the process.
+    /// Serve until SIGTERM (drain, see [`crate::drain`]) or SIGINT (at
+    /// once); exits the process.
     pub fn run_forever(self) -> ! {
-        self.server.run_forever()
+        self.server.run(RunArgs {
+            shutdown_signal: Box::new(TermSignals {
+                drain: self.drain,
+                grace: self.grace,
+                timeout: self.shutdown_timeout,
+            }),
+        });
+        std::process::exit(0)
     }
 
     /// Serve on a thread of its own until [`Running::stop`]: for the demo

@@ -94,11 +94,14 @@ pub struct RawServer {
     /// Worker threads of the proxy service.
     #[serde(default = "one")]
     pub threads: usize,
-    /// Seconds between SIGTERM and the start of shutdown.
-    #[serde(default = "one_u64")]
+    /// Seconds after SIGTERM during which `/readyz` already answers 503
+    /// but the listeners still accept (for load balancers that poll
+    /// readiness).
+    #[serde(default)]
     pub grace_period_seconds: u64,
-    /// Seconds that in-flight requests get to finish during shutdown.
-    #[serde(default = "five")]
+    /// Seconds that requests in flight get to finish once the listeners
+    /// closed; the process exits as soon as they are done.
+    #[serde(default = "thirty")]
     pub shutdown_timeout_seconds: u64,
     /// Idle upstream connections kept for reuse.
     #[serde(default = "pool")]
@@ -125,8 +128,8 @@ impl Default for RawServer {
     fn default() -> Self {
         RawServer {
             threads: one(),
-            grace_period_seconds: one_u64(),
-            shutdown_timeout_seconds: five(),
+            grace_period_seconds: 0,
+            shutdown_timeout_seconds: thirty(),
             upstream_keepalive_pool_size: pool(),
             keepalive_request_limit: None,
             work_stealing: false,
@@ -390,11 +393,8 @@ fn yes() -> bool {
 fn one() -> usize {
     1
 }
-fn one_u64() -> u64 {
-    1
-}
-fn five() -> u64 {
-    5
+fn thirty() -> u64 {
+    30
 }
 fn pool() -> usize {
     128

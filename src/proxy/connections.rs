@@ -57,9 +57,17 @@ pub struct GuardConnections<A> {
     open: IntGauge,
     refused: IntCounter,
     timeouts: IntCounter,
+    /// Told when the listeners have closed (shutdown).
+    drain: Option<Arc<crate::drain::Drain>>,
 }
 
 impl<A> GuardConnections<A> {
+    /// Tell `drain` when the listeners close.
+    pub fn with_drain(mut self, drain: Arc<crate::drain::Drain>) -> Self {
+        self.drain = Some(drain);
+        self
+    }
+
     pub fn new(
         inner: A,
         limits: ConnectionLimits,
@@ -73,6 +81,7 @@ impl<A> GuardConnections<A> {
             open,
             refused,
             timeouts,
+            drain: None,
         }
     }
 }
@@ -104,7 +113,10 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardConnections<A> {
     }
 
     async fn cleanup(&self) {
-        self.inner.cleanup().await
+        self.inner.cleanup().await;
+        if let Some(d) = &self.drain {
+            d.listeners_closed();
+        }
     }
 }
 

@@ -58,6 +58,7 @@ async fn the_pipelines_future_stays_small() {
             },
         }),
         clock: Arc::new(SystemClock),
+        drain: Drain::new(),
     };
 
     let (client, _server) = tokio::io::duplex(1024);
