@@ -44,6 +44,8 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listeners {
     pub http: Option<SocketAddr>,
+    /// The HTTP listener reads a PROXY protocol header first.
+    pub http_proxy_protocol: bool,
     pub https: Option<Https>,
 }
 
@@ -53,6 +55,8 @@ pub struct Https {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub http2: bool,
+    /// A PROXY protocol header comes before the TLS handshake.
+    pub proxy_protocol: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +77,8 @@ pub struct ServerSettings {
     pub header_timeout: Duration,
     /// Most client connections open at once.
     pub max_client_connections: usize,
+    /// Peers whose forwarding headers are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Hosts the gateway answers for and headers on its own answers.
@@ -367,6 +373,9 @@ impl Config {
         }
         if self.listeners.https != new.listeners.https {
             changed.push("listeners.https");
+        }
+        if self.listeners.http_proxy_protocol != new.listeners.http_proxy_protocol {
+            changed.push("listeners.http_proxy_protocol");
         }
         if self.operations_address != new.operations_address {
             changed.push("operations.address");

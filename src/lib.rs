@@ -72,6 +72,7 @@ pub mod metrics;
 pub mod ops;
 pub mod peer;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod reload;
 pub mod respond;
 pub mod routes;

@@ -1,9 +1,22 @@
 //! Facts about the client's connection that several stages need: whether
 //! it came over TLS, and the client's address. Read once per request.
+//!
+//! Behind a load balancer the TCP peer is the balancer. When that peer is
+//! in `server.trusted_proxies`, the client is read from what it forwarded:
+//! the PROXY protocol header (already applied to the connection's peer
+//! address, see [`crate::proxy_protocol`]), then `X-Forwarded-For`, taking
+//! the rightmost entry that is not itself a trusted proxy (entries to its
+//! left were written by whoever the client was, and prove nothing), and
+//! `X-Forwarded-Proto`. From any other peer these headers are ignored, so a
+//! client cannot choose its own address.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
+use ipnet::IpNet;
+use pingora::http::RequestHeader;
 use pingora::proxy::Session;
+
+use crate::proxy_protocol::trusted;
 
 /// The client side of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,11 +28,54 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// The peer of `s`'s connection.
-    pub fn of(s: &Session) -> Peer {
+    /// The client of `s`'s request, through `proxies` (see the module docs).
+    pub fn of(s: &Session, proxies: &[IpNet]) -> Peer {
+        let tls = s.digest().and_then(|d| d.ssl_digest.as_ref()).is_some();
+        let ip = s.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        Peer::forwarded(s.req_header(), ip, tls, proxies)
+    }
+
+    /// The client a request from `peer` speaks for, over TLS or not.
+    pub fn forwarded(
+        req: &RequestHeader,
+        peer: Option<IpAddr>,
+        tls: bool,
+        proxies: &[IpNet],
+    ) -> Peer {
+        let Some(peer) = peer.filter(|ip| !proxies.is_empty() && trusted(*ip, proxies)) else {
+            return Peer {
+                https: tls,
+                ip: peer,
+            };
+        };
+        let mut client = peer;
+        let entries: Vec<&str> = req
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .collect();
+        for entry in entries.iter().rev() {
+            // An entry that is no address ends the chain: the hop that
+            // wrote it is the last one known.
+            let Some(ip) = parse_hop(entry.trim()) else {
+                break;
+            };
+            client = ip;
+            if !trusted(ip, proxies) {
+                break;
+            }
+        }
+        let https = tls
+            || req
+                .headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
         Peer {
-            https: s.digest().and_then(|d| d.ssl_digest.as_ref()).is_some(),
-            ip: s.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()),
+            https,
+            ip: Some(client),
         }
     }
 
@@ -42,9 +98,62 @@ impl Peer {
     }
 }
 
+/// An `X-Forwarded-For` entry: an address, with or without a port.
+fn parse_hop(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn through(peer: &str, xff: &[&str], proto: Option<&str>) -> Peer {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        for v in xff {
+            req.append_header("x-forwarded-for", *v).unwrap();
+        }
+        if let Some(p) = proto {
+            req.insert_header("x-forwarded-proto", p).unwrap();
+        }
+        let proxies: Vec<IpNet> = vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "2001:db8:f::/48".parse().unwrap(),
+        ];
+        Peer::forwarded(&req, Some(peer.parse().unwrap()), false, &proxies)
+    }
+
+    #[test]
+    fn behind_trusted_proxies_the_client_is_the_rightmost_untrusted_hop() {
+        let p = through(
+            "10.0.0.2",
+            &["6.6.6.6, 203.0.113.7, 10.0.0.9"],
+            Some("https"),
+        );
+        assert_eq!(p.ip, Some("203.0.113.7".parse().unwrap()));
+        assert!(p.https);
+        let p = through("10.0.0.2", &["6.6.6.6", "203.0.113.7:4242"], None);
+        assert_eq!(p.ip, Some("203.0.113.7".parse().unwrap()));
+        assert!(!p.https);
+        // Every hop trusted: the leftmost one.
+        let p = through("10.0.0.2", &["10.1.1.1, 10.2.2.2"], None);
+        assert_eq!(p.ip, Some("10.1.1.1".parse().unwrap()));
+        // Garbage ends the chain at the last known hop.
+        let p = through("10.0.0.2", &["6.6.6.6, junk, 10.3.3.3"], None);
+        assert_eq!(p.ip, Some("10.3.3.3".parse().unwrap()));
+        // No header: the balancer itself.
+        let p = through("2001:db8:f::1", &[], None);
+        assert_eq!(p.ip, Some("2001:db8:f::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn an_untrusted_peer_cannot_choose_its_address_or_scheme() {
+        let p = through("192.0.2.50", &["203.0.113.7"], Some("https"));
+        assert_eq!(p.ip, Some("192.0.2.50".parse().unwrap()));
+        assert!(!p.https);
+    }
 
     fn peer(ip: &str) -> Peer {
         Peer {

@@ -133,7 +133,7 @@ impl ProxyHttp for GatewayProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let live = ctx.live.clone();
-        ctx.peer = Peer::of(session);
+        ctx.peer = Peer::of(session, &live.config.server.trusted_proxies);
 
         // 1. No client may speak for the gateway.
         identity::strip_client_headers(session.req_header_mut(), live.signer.prefix());

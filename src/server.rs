@@ -32,6 +32,7 @@ use crate::live::{Live, SharedLive};
 use crate::metrics::Metrics;
 use crate::ops::{OpsApp, ReadyCheck, UpstreamReachable};
 use crate::proxy::{ConnectionLimits, GatewayProxy, GuardConnections};
+use crate::proxy_protocol::BeforeTls;
 use crate::reload::{Reloader, SighupService};
 use crate::session::{SessionManager, StoreReady};
 use crate::store::redis::{open_store_with, RedisTimeouts};
@@ -118,6 +119,8 @@ impl Gateway {
         server.bootstrap();
 
         let listeners = config.listeners.clone();
+        let trusted = Arc::new(config.server.trusted_proxies.clone());
+        let header_timeout = config.server.header_timeout;
         let drain = Drain::new();
         let (grace, shutdown_timeout) =
             (config.server.grace_period, config.server.shutdown_timeout);
@@ -193,7 +196,8 @@ impl Gateway {
                 metrics.connections_refused.clone(),
                 metrics.header_timeouts.clone(),
             )
-            .with_drain(drain.clone()),
+            .with_drain(drain.clone())
+            .with_proxy_protocol_if(listeners.http_proxy_protocol, trusted.clone()),
         );
         if let Some(addr) = listeners.http {
             proxy_service.add_tcp(&addr.to_string());
@@ -208,6 +212,14 @@ impl Gateway {
                 tls.enable_h2();
             }
             proxy_service.add_tls_with_settings(&https.address.to_string(), None, tls);
+            if https.proxy_protocol {
+                proxy_service
+                    .endpoints()
+                    .set_pre_tls_callback(Arc::new(BeforeTls {
+                        trusted_proxies: trusted.clone(),
+                        timeout: header_timeout,
+                    }));
+            }
         }
         server.add_service(proxy_service);
 

@@ -54,6 +54,10 @@ pub struct RawConfig {
 pub struct RawListeners {
     /// Plain HTTP listener, `host:port`.
     pub http: Option<String>,
+    /// The plain HTTP listener expects a PROXY protocol header (v1 or v2)
+    /// from a trusted proxy on every connection.
+    #[serde(default)]
+    pub http_proxy_protocol: bool,
     /// HTTPS listener on rustls.
     pub https: Option<RawHttps>,
 }
@@ -70,6 +74,10 @@ pub struct RawHttps {
     /// Offer HTTP/2 by ALPN.
     #[serde(default = "yes")]
     pub http2: bool,
+    /// Expect a PROXY protocol header (v1 or v2) from a trusted proxy before
+    /// the TLS handshake.
+    #[serde(default)]
+    pub proxy_protocol: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -122,6 +130,10 @@ pub struct RawServer {
     /// once.
     #[serde(default = "max_client_connections")]
     pub max_client_connections: usize,
+    /// Load balancers and proxies (CIDRs) whose `X-Forwarded-For`,
+    /// `X-Forwarded-Proto` and PROXY protocol headers are believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for RawServer {
@@ -135,6 +147,7 @@ impl Default for RawServer {
             work_stealing: false,
             header_timeout_ms: header_timeout_ms(),
             max_client_connections: max_client_connections(),
+            trusted_proxies: Vec::new(),
         }
     }
 }

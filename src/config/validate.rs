@@ -88,6 +88,7 @@ impl Checker<'_> {
                 cert: base.join(&h.cert),
                 key: base.join(&h.key),
                 http2: h.http2,
+                proxy_protocol: h.proxy_protocol,
             })
         });
         if raw.listeners.http.is_none() && raw.listeners.https.is_none() {
@@ -120,6 +121,7 @@ impl Checker<'_> {
             work_stealing: raw.server.work_stealing,
             header_timeout: Duration::from_millis(raw.server.header_timeout_ms),
             max_client_connections: raw.server.max_client_connections,
+            trusted_proxies: self.trusted_proxies(&raw),
         };
         if raw.server.header_timeout_ms == 0 {
             self.issue("server.header_timeout_ms", "must be greater than 0");
@@ -177,7 +179,11 @@ impl Checker<'_> {
 
         let hash = hex::encode(Sha256::digest(source.as_bytes()))[..16].to_string();
         Some(Config {
-            listeners: Listeners { http, https },
+            listeners: Listeners {
+                http,
+                http_proxy_protocol: raw.listeners.http_proxy_protocol,
+                https,
+            },
             operations_address: operations_address?,
             server,
             upstream: upstream?,
@@ -464,6 +470,36 @@ impl Checker<'_> {
                 queue_timeout: Duration::from_millis(a.password_checks.queue_timeout_ms),
             },
         })
+    }
+
+    fn trusted_proxies(&mut self, raw: &RawConfig) -> Vec<ipnet::IpNet> {
+        let mut out = Vec::new();
+        for (i, p) in raw.server.trusted_proxies.iter().enumerate() {
+            // A bare address is a network of one.
+            let net = p
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match net {
+                Ok(n) => out.push(n),
+                Err(_) => self.issue(
+                    &format!("server.trusted_proxies[{i}]"),
+                    format!("`{p}` is not an address or CIDR network (e.g. 10.0.0.0/8)"),
+                ),
+            }
+        }
+        let proxy_protocol = raw.listeners.http_proxy_protocol
+            || raw
+                .listeners
+                .https
+                .as_ref()
+                .is_some_and(|h| h.proxy_protocol);
+        if proxy_protocol && raw.server.trusted_proxies.is_empty() {
+            self.issue(
+                "server.trusted_proxies",
+                "a listener expects the PROXY protocol, so list the load balancers allowed to send it",
+            );
+        }
+        out
     }
 
     fn http(&mut self, raw: &RawConfig) -> HttpPolicy {

@@ -28,8 +28,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use std::os::unix::io::AsRawFd;
+
 use pingora::apps::ServerApp;
 use pingora::protocols::http::ServerSession;
+use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::tls::{SslDigest, TlsRef};
 use pingora::protocols::{
@@ -40,6 +43,8 @@ use pingora::server::ShutdownWatch;
 use prometheus::{IntCounter, IntGauge};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
+
+use crate::proxy_protocol::{self, ProxyProtocolError};
 
 /// What the guard enforces.
 #[derive(Debug, Clone, Copy)]
@@ -59,6 +64,9 @@ pub struct GuardConnections<A> {
     timeouts: IntCounter,
     /// Told when the listeners have closed (shutdown).
     drain: Option<Arc<crate::drain::Drain>>,
+    /// Plain-HTTP connections start with a PROXY protocol header from one
+    /// of these proxies.
+    proxy_protocol: Option<Arc<Vec<ipnet::IpNet>>>,
 }
 
 impl<A> GuardConnections<A> {
@@ -66,6 +74,47 @@ impl<A> GuardConnections<A> {
     pub fn with_drain(mut self, drain: Arc<crate::drain::Drain>) -> Self {
         self.drain = Some(drain);
         self
+    }
+
+    /// [`Self::with_proxy_protocol`] when `on`.
+    pub fn with_proxy_protocol_if(self, on: bool, trusted: Arc<Vec<ipnet::IpNet>>) -> Self {
+        if on {
+            self.with_proxy_protocol(trusted)
+        } else {
+            self
+        }
+    }
+
+    /// Read a PROXY protocol header from `trusted` peers on every plain
+    /// HTTP connection (TLS listeners read it before their handshake).
+    pub fn with_proxy_protocol(mut self, trusted: Arc<Vec<ipnet::IpNet>>) -> Self {
+        self.proxy_protocol = Some(trusted);
+        self
+    }
+
+    /// The client address the PROXY header of a plain connection states,
+    /// put on the stream as its peer; `Err` drops the connection.
+    async fn read_proxy_header(&self, stream: &mut Stream) -> Result<(), ProxyProtocolError> {
+        let Some(trusted) = &self.proxy_protocol else {
+            return Ok(());
+        };
+        if stream.get_ssl_digest().is_some() {
+            return Ok(());
+        }
+        let peer = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().cloned())
+            .and_then(|a| a.as_inet().map(|a| a.ip()));
+        let client =
+            proxy_protocol::accept(stream, peer, trusted, self.limits.header_timeout).await?;
+        let fd = stream
+            .as_any()
+            .downcast_ref::<L4Stream>()
+            .map(|s| s.as_raw_fd());
+        if let (Some(client), Some(fd)) = (client, fd) {
+            stream.set_socket_digest(proxy_protocol::digest_with_peer(fd, client));
+        }
+        Ok(())
     }
 
     pub fn new(
@@ -82,6 +131,7 @@ impl<A> GuardConnections<A> {
             refused,
             timeouts,
             drain: None,
+            proxy_protocol: None,
         }
     }
 }
@@ -104,6 +154,12 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardConnections<A> {
                 if self.open.get() >= self.limits.max_open as i64 {
                     self.refused.inc();
                     // Dropping the stream closes the connection.
+                    return None;
+                }
+                let mut stream = stream;
+                if let Err(e) = self.read_proxy_header(&mut stream).await {
+                    tracing::debug!(error = %e, "PROXY protocol header refused; connection dropped");
+                    self.refused.inc();
                     return None;
                 }
                 Box::new(Guarded::new(stream, self))

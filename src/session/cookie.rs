@@ -50,11 +50,17 @@ pub fn pairs(req: &RequestHeader) -> impl Iterator<Item = (String, String)> + '_
         })
 }
 
-/// The name of one `name=value` piece of a Cookie header as [`pairs`]
-/// reads it: up to the first `=`, without surrounding spaces and tabs.
-fn piece_name(piece: &[u8]) -> &[u8] {
-    let name = piece.split(|b| *b == b'=').next().unwrap_or(piece);
-    name.trim_ascii()
+/// Whether one `name=value` piece of a Cookie header has a name in
+/// `names` (case-blind), read exactly as [`pairs`] reads names: the bytes
+/// up to the first `=`, decoded as UTF-8 with replacement, trimmed of every
+/// white space the `cookie` crate trims (Unicode's too, such as U+00A0). A
+/// narrower trim here would let a cookie guise reads as its session slip
+/// through to the app.
+fn named(piece: &[u8], names: &[impl AsRef<str>]) -> bool {
+    let raw = piece.split(|b| *b == b'=').next().unwrap_or(piece);
+    let name = String::from_utf8_lossy(raw);
+    let name = name.trim();
+    names.iter().any(|n| name.eq_ignore_ascii_case(n.as_ref()))
 }
 
 /// Remove the gateway's own cookies from a request before it goes
@@ -64,12 +70,7 @@ fn piece_name(piece: &[u8]) -> &[u8] {
 /// so no spacing makes guise recognise a cookie it then forwards. Other
 /// cookies pass unchanged, byte for byte.
 pub fn strip<N: AsRef<str>>(req: &mut RequestHeader, names: &[N]) {
-    let ours = |piece: &[u8]| {
-        let name = piece_name(piece);
-        names
-            .iter()
-            .any(|n| name.eq_ignore_ascii_case(n.as_ref().as_bytes()))
-    };
+    let ours = |piece: &[u8]| named(piece, names);
     let all: Vec<&[u8]> = req
         .headers
         .get_all(http::header::COOKIE)
@@ -252,6 +253,8 @@ mod tests {
             " guise_session = tok ",
             "guise_session\t=tok",
             "GUISE_SESSION=tok",
+            "\u{a0}guise_session=tok",
+            "guise_session\u{3000}=tok",
         ] {
             let mut r = RequestHeader::build("GET", b"/", None).unwrap();
             r.append_header("cookie", format!("app=1;{spelled};other=2"))
