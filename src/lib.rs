@@ -34,6 +34,7 @@ pub mod csrf;
 pub mod demo_upstream;
 pub mod events;
 pub mod forwarded;
+pub mod fuzzing;
 pub mod gateway;
 pub mod identity;
 pub mod live;
