@@ -65,6 +65,7 @@ pub mod demo_upstream;
 pub mod drain;
 pub mod events;
 pub mod forwarded;
+pub mod fuzzing;
 pub mod gateway;
 pub mod identity;
 pub mod live;

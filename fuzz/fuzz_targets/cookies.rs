@@ -1,0 +1,7 @@
+//! Cookie headers, one value per line, non-UTF-8 included.
+//! The checks live in `guise::fuzzing`, shared with `tests/fuzz_seeds.rs`.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| guise::fuzzing::check_cookies(data));

@@ -1,0 +1,7 @@
+//! Request targets and Host: `METHOD SP TARGET [LF HOST]`.
+//! The checks live in `guise::fuzzing`, shared with `tests/fuzz_seeds.rs`.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| guise::fuzzing::check_request_target(data));

@@ -1,0 +1,434 @@
+//! Harness entry points shared by the cargo-fuzz targets (`fuzz/`) and the
+//! seed replay test (`tests/fuzz_seeds.rs`).
+//!
+//! Each `check_*` function takes arbitrary bytes, feeds them to one parser
+//! the gateway exposes to clients (or to its operator, for the config), and
+//! **panics when an invariant breaks**: that is how libFuzzer learns about a
+//! failure, so here, unlike the rest of the library, panicking is the
+//! purpose. The invariants are the security properties the parsers promise
+//! (normal-form targets an upstream cannot read as another path, no
+//! client-sent identity header surviving, no session cookie reaching the
+//! upstream), not only "does not crash".
+//!
+//! The fuzz crate needs the nightly toolchain; keeping the checks here lets
+//! the stable test suite replay every committed seed through exactly the
+//! same code, so a regression shows up in `cargo test` too.
+//!
+//! Input layouts (chosen so seeds stay readable text files):
+//! - [`check_request_target`]: `METHOD SP TARGET [LF HOST]`;
+//! - [`check_identity_strip`]: header lines `name:value`, split on LF;
+//! - [`check_cookies`]: one `Cookie` header value per LF-separated line;
+//! - [`check_config`]: the YAML file itself;
+//! - [`check_endpoint_json`]: one JSON body, tried as every endpoint's.
+
+// A harness: a broken invariant must panic so libFuzzer records the input.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::path::Path;
+
+use http::{HeaderName, HeaderValue};
+use pingora::http::RequestHeader;
+
+use crate::admin::{NewUser, Patch};
+use crate::auth::login::Credentials;
+use crate::config::Config;
+use crate::identity::{reads_as_prefixed, strip_client_headers, IdentityHeaders, Signer};
+use crate::session::cookie;
+use crate::target::{self, Target};
+
+/// The identity header prefix the targets strip and sign with (the default).
+pub const PREFIX: &str = "x-guise-";
+
+/// The session cookie names the gateway strips before proxying: plain HTTP
+/// and HTTPS (`__Host-`) spellings of the default `cookie_name`.
+pub const SESSION_COOKIES: [&str; 2] = ["guise_session", "__Host-guise_session"];
+
+/// The signing key the config target's environment hands out: 32+ bytes so
+/// a config gets past the key check and on to everything after it.
+pub const FUZZ_KEY: &str = "fuzz-signing-key-0123456789abcdef0123456789";
+
+/// Request target and Host: [`target::normalise`] and [`target::check`].
+///
+/// Input: `METHOD SP TARGET [LF HOST]`. `normalise` is also run on the
+/// whole input, so bytes the split would hide (LF, leading spaces) reach it.
+pub fn check_request_target(data: &[u8]) {
+    check_normalise(data);
+    let (line, host) = match data.iter().position(|b| *b == b'\n') {
+        Some(i) => (&data[..i], Some(&data[i + 1..])),
+        None => (data, None),
+    };
+    let Some(sp) = line.iter().position(|b| *b == b' ') else {
+        return;
+    };
+    let (method, raw) = (&line[..sp], &line[sp + 1..]);
+    check_normalise(raw);
+
+    let Ok(method) = http::Method::from_bytes(method) else {
+        return;
+    };
+    // `RequestHeader::build` is what pingora's parser leaves us with; what it
+    // refuses never reaches the gateway.
+    let Ok(mut req) = RequestHeader::build(method, raw, None) else {
+        return;
+    };
+    if let Some(host) = host {
+        let Ok(value) = HeaderValue::from_bytes(host) else {
+            return;
+        };
+        if req.insert_header(http::header::HOST, value).is_err() {
+            return;
+        }
+    }
+    for allowed in [Vec::new(), vec!["gw.test".to_string()]] {
+        let mut r = req.clone();
+        if let Ok(kind) = target::check(&mut r, &allowed) {
+            check_passed_target(&req, &r, kind, &allowed);
+        }
+    }
+}
+
+/// The invariants of `normalise`'s answer for `input` (see
+/// [`check_request_target`]).
+fn check_normalise(input: &[u8]) {
+    let Ok(v) = target::normalise(input) else {
+        return;
+    };
+    let shown = String::from_utf8_lossy(input);
+    assert_eq!(
+        target::normalise(&v).as_ref(),
+        Ok(&v),
+        "normalise is not idempotent on {shown:?}"
+    );
+    // `normalise` takes an origin-form target; its one caller guarantees the
+    // leading `/`. It must keep it, and never invent one.
+    assert_eq!(
+        v.first() == Some(&b'/'),
+        input.first() == Some(&b'/'),
+        "normalise changed the leading `/` of {shown:?}"
+    );
+    assert!(
+        v.iter().all(|b| (0x21..0x7f).contains(b)),
+        "normalise let a byte outside visible ASCII through in {shown:?}"
+    );
+    check_normal_path(path_of(&v), &shown);
+    if input.first() == Some(&b'/') {
+        let path = String::from_utf8_lossy(path_of(&v));
+        signable("GET", &path);
+    }
+}
+
+/// What a normal-form path must be: no empty or dot segment, no `;`, no
+/// escape a server decodes into a separator or another escape, and the same
+/// segments after one round of percent-decoding (what an upstream routes on).
+fn check_normal_path(path: &[u8], shown: &str) {
+    assert!(
+        !path.windows(2).any(|w| w == b"//"),
+        "`//` in the normal form of {shown:?}"
+    );
+    assert!(
+        !path.contains(&b';') && !path.contains(&b'\\'),
+        "`;` or `\\` in the normal form of {shown:?}"
+    );
+    let upper = path.to_ascii_uppercase();
+    for bad in [&b"%2F"[..], b"%5C", b"%25", b"%00", b"%3B"] {
+        assert!(
+            !upper.windows(3).any(|w| w == bad),
+            "{} in the normal form of {shown:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    assert!(
+        !path.split(|b| *b == b'/').any(|s| s == b"." || s == b".."),
+        "dot segment in the normal form of {shown:?}"
+    );
+    let decoded = percent_decode(path);
+    assert_eq!(
+        decoded.iter().filter(|b| **b == b'/').count(),
+        path.iter().filter(|b| **b == b'/').count(),
+        "decoding the normal form of {shown:?} adds a `/`"
+    );
+    assert!(
+        !decoded
+            .iter()
+            .any(|b| matches!(b, b'\\' | b';' | b'%') || *b < 0x20 || *b == 0x7f),
+        "decoding the normal form of {shown:?} yields a separator, escape or control"
+    );
+    assert!(
+        !decoded
+            .split(|b| *b == b'/')
+            .any(|s| s == b"." || s == b".."),
+        "decoding the normal form of {shown:?} yields a dot segment"
+    );
+}
+
+/// A request `check` let through, against the request before it.
+fn check_passed_target(
+    before: &RequestHeader,
+    after: &RequestHeader,
+    kind: Target,
+    allowed: &[String],
+) {
+    let shown = String::from_utf8_lossy(before.raw_path()).into_owned();
+    if let Some(host) = after.headers.get(http::header::HOST) {
+        assert!(
+            target::check_host(host.as_bytes()).is_ok(),
+            "bad Host passed for {shown:?}"
+        );
+        if !allowed.is_empty() {
+            let h = String::from_utf8_lossy(host.as_bytes()).to_ascii_lowercase();
+            let bare = h.split(':').next().unwrap_or(&h);
+            assert!(
+                allowed.iter().any(|a| *a == h || a == bare),
+                "Host {h:?} passed though only {allowed:?} are served"
+            );
+        }
+    }
+    match kind {
+        Target::Asterisk => {
+            assert_eq!(
+                after.method,
+                http::Method::OPTIONS,
+                "`*` passed for {}",
+                after.method
+            );
+            assert_eq!(after.raw_path(), b"*");
+        }
+        Target::Path => {
+            let raw = after.raw_path();
+            assert_eq!(raw.first(), Some(&b'/'), "{shown:?} passed as {raw:?}");
+            assert_eq!(
+                target::normalise(raw).as_deref(),
+                Ok(raw),
+                "{shown:?} passed but is not in normal form afterwards"
+            );
+            // Routing and signing read `uri`; the upstream gets the raw
+            // target. They must be the same bytes.
+            let pq = after
+                .uri
+                .path_and_query()
+                .map(|pq| pq.as_str())
+                .unwrap_or("");
+            assert_eq!(
+                pq.as_bytes(),
+                raw,
+                "{shown:?}: the URI the gateway decides on is not the target it sends"
+            );
+            signable(after.method.as_str(), after.uri.path());
+        }
+    }
+}
+
+/// The path part (before `?`) of a target.
+fn path_of(target: &[u8]) -> &[u8] {
+    let end = target
+        .iter()
+        .position(|b| *b == b'?')
+        .unwrap_or(target.len());
+    &target[..end]
+}
+
+/// One round of percent-decoding, as an upstream would do it; malformed
+/// escapes stay as they are.
+fn percent_decode(s: &[u8]) -> Vec<u8> {
+    let hex = |c: u8| (c as char).to_digit(16);
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' && i + 2 < s.len() {
+            if let (Some(h), Some(l)) = (hex(s[i + 1]), hex(s[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(s[i]);
+        i += 1;
+    }
+    out
+}
+
+/// A path that passed must be signable: otherwise a signed-in user's request
+/// fails at the last stage instead of being refused with the reason.
+fn signable(method: &str, path: &str) {
+    let identity = IdentityHeaders::for_user("u", "u@x", &["user"], "ref")
+        .expect("fixed identity headers are valid");
+    let signed =
+        Signer::new(FUZZ_KEY.as_bytes(), PREFIX).signed_headers(&identity, method, path, 0);
+    assert!(
+        signed.is_ok(),
+        "a target that passed cannot be signed: {method} {path:?}: {signed:?}"
+    );
+}
+
+/// Client-sent identity headers: [`strip_client_headers`].
+///
+/// Input: header lines `name:value` split on LF (a line without `:` is a
+/// name with an empty value). Headers pingora refuses are skipped.
+pub fn check_identity_strip(data: &[u8]) {
+    let mut req = RequestHeader::build("GET", b"/", None).expect("a fixed request line is valid");
+    let mut expected: Vec<(String, Vec<u8>)> = Vec::new();
+    for line in data.split(|b| *b == b'\n') {
+        let (name, value) = match line.iter().position(|b| *b == b':') {
+            Some(i) => (&line[..i], &line[i + 1..]),
+            None => (line, &b""[..]),
+        };
+        let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) else {
+            continue;
+        };
+        // Keep the client's spelling: pingora keeps it for the wire, and
+        // that spelling is what an upstream reads.
+        if req
+            .append_header(bytes::Bytes::copy_from_slice(name), v.clone())
+            .is_err()
+        {
+            continue;
+        }
+        if !reads_as_prefixed(n.as_str().as_bytes(), PREFIX.as_bytes()) {
+            expected.push((n.as_str().to_string(), v.as_bytes().to_vec()));
+        }
+    }
+    strip_client_headers(&mut req, PREFIX);
+
+    let mut left: Vec<(String, Vec<u8>)> = req
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
+        .collect();
+    for (name, _) in &left {
+        assert!(
+            !reads_as_prefixed(name.as_bytes(), PREFIX.as_bytes()),
+            "{name:?} survived stripping"
+        );
+    }
+    // Every other header is still there, every value, in order per name.
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    left.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(left, expected, "stripping touched headers it should keep");
+
+    // The names the upstream gets are the wire spellings pingora keeps.
+    let mut wire = Vec::new();
+    req.header_to_h1_wire(&mut wire);
+    for line in wire.split(|b| *b == b'\n') {
+        let name = line.split(|b| *b == b':').next().unwrap_or(line);
+        assert!(
+            !reads_as_prefixed(name, PREFIX.as_bytes()),
+            "{:?} is still on the wire after stripping",
+            String::from_utf8_lossy(name)
+        );
+    }
+}
+
+/// The session cookie: [`cookie::pairs`], [`cookie::read`],
+/// [`cookie::read_token`] and [`cookie::strip`].
+///
+/// Input: one `Cookie` header value per LF-separated line, any bytes a
+/// header value may hold (non-UTF-8 included). Lines pingora refuses are
+/// skipped.
+pub fn check_cookies(data: &[u8]) {
+    let mut req = RequestHeader::build("GET", b"/", None).expect("a fixed request line is valid");
+    for line in data.split(|b| *b == b'\n') {
+        if let Ok(v) = HeaderValue::from_bytes(line) {
+            let _ = req.append_header(http::header::COOKIE, v);
+        }
+    }
+    let before: Vec<(String, String)> = cookie::pairs(&req).collect();
+    let tokens_before: Vec<_> = SESSION_COOKIES
+        .iter()
+        .map(|n| {
+            let _ = cookie::read(&req, n);
+            cookie::read_token(&req, n)
+        })
+        .collect();
+
+    let mut stripped = req.clone();
+    cookie::strip(&mut stripped, &SESSION_COOKIES);
+    let after: Vec<(String, String)> = cookie::pairs(&stripped).collect();
+    let input = String::from_utf8_lossy(data);
+    for (name, _) in &after {
+        assert!(
+            !SESSION_COOKIES.iter().any(|s| name.eq_ignore_ascii_case(s)),
+            "cookie {name:?} reaches the upstream after strip; Cookie lines {input:?}"
+        );
+    }
+    for (name, token) in SESSION_COOKIES.iter().zip(&tokens_before) {
+        if token.is_some() {
+            assert!(
+                cookie::read_token(&stripped, name).is_none(),
+                "the session token in {name} survives strip; Cookie lines {input:?}"
+            );
+        }
+    }
+    // Stripping only removes: every cookie left was there, in order.
+    let mut rest = before.iter();
+    for pair in &after {
+        assert!(
+            rest.any(|p| p == pair),
+            "strip made up the cookie {pair:?}; Cookie lines {input:?}"
+        );
+    }
+    // When it removed something, the rest goes upstream as one header, as
+    // HTTP/1.1 requires (untouched otherwise).
+    if after.len() != before.len() {
+        assert!(
+            stripped
+                .headers
+                .get_all(http::header::COOKIE)
+                .iter()
+                .count()
+                <= 1,
+            "strip left more than one Cookie header"
+        );
+    }
+}
+
+/// The configuration file: [`Config::parse`] must answer, never panic.
+/// Input that is not UTF-8 is skipped (the file is read as a `String`).
+pub fn check_config(data: &[u8]) {
+    let Ok(source) = std::str::from_utf8(data) else {
+        return;
+    };
+    let env = |name: &str| (name == "GUISE_SIGNING_KEY").then(|| FUZZ_KEY.to_string());
+    match Config::parse(source, "fuzz.yaml", Path::new("."), &env) {
+        Ok(config) => {
+            let shown = format!("{config:?}");
+            assert!(
+                !shown.contains(FUZZ_KEY),
+                "the signing key shows in the config's Debug output"
+            );
+        }
+        Err(e) => {
+            // The messages are printed to the operator: making them must
+            // not panic either (line lookups, paths).
+            let _ = e.to_string();
+            for issue in e.issues() {
+                let _ = format!("{issue:?}");
+            }
+        }
+    }
+}
+
+/// The JSON bodies of the login and admin endpoints:
+/// [`Credentials::parse`], [`NewUser::parse`] and [`Patch::parse`].
+pub fn check_endpoint_json(data: &[u8]) {
+    if let Err(e) = Credentials::parse(data) {
+        let _ = e.to_string();
+    }
+    match NewUser::parse(data) {
+        Ok(new) => {
+            if let Err(e) = new.user.check() {
+                let _ = e.to_string();
+            }
+            // What the admin API lists must read back as the same user.
+            let listed = serde_json::to_value(&new.user).expect("a user serialises");
+            let back: crate::users::User =
+                serde_json::from_value(listed).expect("a listed user parses back");
+            assert!(back == new.user, "user does not round-trip: {:?}", new.user);
+        }
+        Err(e) => {
+            let _ = e.to_string();
+        }
+    }
+    if let Err(e) = Patch::parse(data) {
+        let _ = e.to_string();
+    }
+}
