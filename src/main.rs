@@ -53,7 +53,8 @@ enum Command {
     GenCert {
         #[arg(long, default_value = "certs")]
         out: PathBuf,
-        /// Names the certificate is valid for.
+        /// A name the certificate is valid for: a DNS name or an IP address.
+        /// Repeat for several; given names replace the defaults.
         #[arg(long = "name", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()])]
         names: Vec<String>,
     },

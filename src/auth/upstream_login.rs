@@ -194,7 +194,7 @@ fn set_cookies(head: &ResponseHeader) -> impl Iterator<Item = (String, String, b
         .map(|c| {
             let removal = c.max_age().is_some_and(|a| a.is_zero() || a.is_negative())
                 || c.expires_datetime()
-                    .is_some_and(|t| t < cookie::time::OffsetDateTime::now_utc());
+                    .is_some_and(|t| t < time::OffsetDateTime::now_utc());
             (c.name().to_string(), c.value().to_string(), removal)
         })
 }

@@ -154,7 +154,7 @@ fn build(
         .http_only(true)
         .same_site(same_site)
         .secure(https)
-        .max_age(cookie::time::Duration::seconds(max_age.as_secs() as i64))
+        .max_age(time::Duration::seconds(max_age.as_secs() as i64))
         .build();
     if max_age.is_zero() {
         c.make_removal();
