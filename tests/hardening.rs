@@ -15,7 +15,9 @@
 //! - [`admin`]: refused directory writes and bad stored records over two
 //!   Redis-backed nodes (4), admin scope (8);
 //! - [`connections`]: slow and surplus clients (11);
-//! - [`replies`]: protective headers on every answer of the gateway's own (12).
+//! - [`replies`]: protective headers on every answer of the gateway's own (12);
+//! - [`proxies`]: client addresses through trusted proxies only, by
+//!   `X-Forwarded-For` or the PROXY protocol (issue 10).
 //!
 //! Nothing may panic: every raw exchange must end in a status line
 //! ([`wire::exchange`] fails the test otherwise).
@@ -32,6 +34,8 @@ mod connections;
 mod headers;
 #[path = "hardening/logins.rs"]
 mod logins;
+#[path = "hardening/proxies.rs"]
+mod proxies;
 #[path = "hardening/replies.rs"]
 mod replies;
 #[path = "hardening/targets.rs"]
