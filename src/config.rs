@@ -25,6 +25,8 @@ use crate::users::User;
 pub struct Config {
     pub listeners: Listeners,
     pub operations_address: SocketAddr,
+    /// How often the upstream and the store are probed in the background.
+    pub probe_interval: Duration,
     pub server: ServerSettings,
     pub upstream: Upstream,
     pub identity: Identity,

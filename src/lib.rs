@@ -69,6 +69,7 @@ pub mod fuzzing;
 pub mod gateway;
 pub mod identity;
 pub mod live;
+pub mod log_limit;
 pub mod metrics;
 pub mod ops;
 pub mod peer;

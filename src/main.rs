@@ -222,21 +222,30 @@ fn random_key() -> String {
 }
 
 fn init_logging(format: LogFormat, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    // Logs go to standard error, keeping standard output for what a
-    // command prints (the demo's addresses, check-config's verdict).
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(guise::log_limit::default_directives(level))
+    });
+    // Repeated warnings and errors: one line per call site per interval,
+    // then a count (see guise::log_limit).
+    let limit = guise::log_limit::RepeatLimit::new(std::time::Duration::from_secs(10));
+    limit.summarise_every_interval();
     // Colour codes only for a person at a terminal: a log redirected to a
-    // file or collected by journald must be plain text.
+    // file or collected by journald must be plain text. Logs go to
+    // standard error, keeping standard output for what a command prints
+    // (the demo's addresses, check-config's verdict).
     use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
+    let fmt = match format {
+        LogFormat::Json => fmt.json().with_filter(limit).boxed(),
+        LogFormat::Text => fmt.with_filter(limit).boxed(),
+    };
+    tracing_subscriber::registry().with(filter).with(fmt).init();
 }
 
 /// `guise hash-password`: the password comes on stdin, never as an argument

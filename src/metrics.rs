@@ -25,6 +25,7 @@ pub struct Metrics {
     pub upstream_errors: IntCounterVec,
     pub open_connections: IntGauge,
     pub upstream_up: IntGauge,
+    pub store_up: IntGauge,
     pub config_info: IntGaugeVec,
     pub config_reloads: IntCounterVec,
     pub config_loaded: Gauge,
@@ -86,7 +87,12 @@ impl Metrics {
         .expect("valid metric");
         let upstream_up = IntGauge::new(
             "guise_upstream_up",
-            "1 when the last readiness probe reached the upstream.",
+            "1 when the last probe reached the upstream (probed in the background every operations.probe_interval_ms).",
+        )
+        .expect("valid metric");
+        let store_up = IntGauge::new(
+            "guise_session_store_up",
+            "1 when the last probe reached the session store.",
         )
         .expect("valid metric");
         let build_info = IntGaugeVec::new(
@@ -234,6 +240,7 @@ impl Metrics {
             Box::new(upstream_errors.clone()),
             Box::new(open_connections.clone()),
             Box::new(upstream_up.clone()),
+            Box::new(store_up.clone()),
             Box::new(build_info),
             Box::new(config_info.clone()),
             Box::new(config_reloads.clone()),
@@ -263,6 +270,7 @@ impl Metrics {
             upstream_errors,
             open_connections,
             upstream_up,
+            store_up,
             config_info,
             config_reloads,
             config_loaded,

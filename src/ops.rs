@@ -57,6 +57,30 @@ impl ReadyCheck for UpstreamReachable {
     }
 }
 
+/// Runs the readiness checks in the background at an interval, so the
+/// health metrics (`guise_upstream_up`, `guise_session_store_up`) are
+/// current from the start, whether or not anyone calls `/readyz`.
+pub struct Prober {
+    pub checks: Vec<Arc<dyn ReadyCheck>>,
+    pub interval: Duration,
+}
+
+#[async_trait]
+impl pingora::services::background::BackgroundService for Prober {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        loop {
+            for c in &self.checks {
+                // A hung dependency must not hang the prober.
+                let _ = tokio::time::timeout(Duration::from_secs(3), c.check()).await;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.interval) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
 /// Something to bring up to date just before `/metrics` is rendered
 /// (values that cost a store round trip are read on scrape, not per
 /// request).

@@ -133,6 +133,10 @@ impl ProxyHttp for GatewayProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let live = ctx.live.clone();
+        // HTTP/1.1 pipelining: requests a client sends ahead are answered in
+        // order on the same connection (pingora serves them one after the
+        // other) instead of being dropped with the connection.
+        session.set_pipelining_enabled(true);
         ctx.peer = Peer::of(session, &live.config.server.trusted_proxies);
 
         // 1. No client may speak for the gateway.
@@ -308,6 +312,12 @@ impl ProxyHttp for GatewayProxy {
             upstream_response.append_header(k.clone(), v.as_str())?;
         }
         Ok(())
+    }
+
+    /// pingora's own line per failed request: `fail_to_proxy` logs the
+    /// failure instead, once, through the repeat limit.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, _error: &Error) -> bool {
+        true
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {

@@ -30,7 +30,7 @@ use crate::events::EventListener;
 use crate::gateway::Endpoints;
 use crate::live::{Live, SharedLive};
 use crate::metrics::Metrics;
-use crate::ops::{OpsApp, ReadyCheck, UpstreamReachable};
+use crate::ops::{OpsApp, Prober, ReadyCheck, UpstreamReachable};
 use crate::proxy::{ConnectionLimits, GatewayProxy, GuardConnections};
 use crate::proxy_protocol::BeforeTls;
 use crate::reload::{Reloader, SighupService};
@@ -125,6 +125,7 @@ impl Gateway {
         let (grace, shutdown_timeout) =
             (config.server.grace_period, config.server.shutdown_timeout);
         let ops_addr = config.operations_address;
+        let probe_interval = config.probe_interval;
         let keepalive_limit = config.server.keepalive_request_limit;
 
         // Sessions and users: built without touching Redis, which may still
@@ -228,9 +229,16 @@ impl Gateway {
                 live: live.clone(),
                 metrics: metrics.clone(),
             }),
-            Arc::new(StoreReady(store.clone())),
+            Arc::new(StoreReady(store.clone(), metrics.store_up.clone())),
             Arc::new(NotDraining(drain.clone())),
         ];
+        server.add_service(background_service(
+            "health probe",
+            Prober {
+                checks: checks.clone(),
+                interval: probe_interval,
+            },
+        ));
         let mut ops = Service::new(
             "guise operations".to_string(),
             OpsApp::new(metrics.clone(), checks, vec![sessions.clone()]),

@@ -394,8 +394,9 @@ impl crate::ops::ScrapeHook for SessionManager {
     }
 }
 
-/// `/readyz`: the session store answers.
-pub struct StoreReady(pub Arc<dyn Store>);
+/// `/readyz`: the session store answers (and `guise_session_store_up`
+/// says so).
+pub struct StoreReady(pub Arc<dyn Store>, pub prometheus::IntGauge);
 
 #[async_trait]
 impl crate::ops::ReadyCheck for StoreReady {
@@ -404,7 +405,9 @@ impl crate::ops::ReadyCheck for StoreReady {
     }
 
     async fn check(&self) -> Result<(), String> {
-        self.0.ping().await.map_err(|e| e.to_string())
+        let r = self.0.ping().await.map_err(|e| e.to_string());
+        self.1.set(r.is_ok() as i64);
+        r
     }
 }
 

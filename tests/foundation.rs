@@ -346,3 +346,66 @@ fn metric_names(expr: &str) -> Vec<String> {
     }
     names
 }
+
+#[tokio::test]
+async fn health_metrics_are_current_without_anyone_asking_readyz() {
+    let yaml = BASE_YAML.replace(
+        "operations:\n  address: {OPS}\n",
+        "operations:\n  address: {OPS}\n  probe_interval_ms: 100\n",
+    );
+    let mut f = Fixture::start_with(&yaml).await;
+    let gauge = |f: &Fixture, name: &'static str, want: f64| {
+        let url = f.ops_url("/metrics");
+        async move {
+            let text = client().get(url).send().await.ok()?.text().await.ok()?;
+            (metric_value(&text, name) == want).then_some(())
+        }
+    };
+    eventually(Duration::from_secs(5), "upstream up from the start", || {
+        gauge(&f, "guise_upstream_up", 1.0)
+    })
+    .await;
+    eventually(Duration::from_secs(5), "store up from the start", || {
+        gauge(&f, "guise_session_store_up", 1.0)
+    })
+    .await;
+    f.upstream.take().unwrap().stop();
+    eventually(Duration::from_secs(5), "upstream down noticed", || {
+        gauge(&f, "guise_upstream_up", 0.0)
+    })
+    .await;
+    f.upstream = Some(guise::demo_upstream::DemoHandle::start(f.upstream_addr).unwrap());
+    eventually(Duration::from_secs(10), "upstream back noticed", || {
+        gauge(&f, "guise_upstream_up", 1.0)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_all_answered_in_order() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let f = Fixture::start().await;
+    let mut s = tokio::net::TcpStream::connect(f.http).await.unwrap();
+    // Three requests in one write, before reading any answer.
+    let mut bytes = Vec::new();
+    for (i, last) in [(1, false), (2, false), (3, true)] {
+        let close = if last { "Connection: close\r\n" } else { "" };
+        bytes.extend_from_slice(
+            format!("GET /api/echo/p{i} HTTP/1.1\r\nHost: x\r\n{close}\r\n").as_bytes(),
+        );
+    }
+    s.write_all(&bytes).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("all answers within 10 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 3, "{text}");
+    let (p1, p2, p3) = (
+        text.find("/api/echo/p1").unwrap(),
+        text.find("/api/echo/p2").unwrap(),
+        text.find("/api/echo/p3").unwrap(),
+    );
+    assert!(p1 < p2 && p2 < p3, "answers out of order: {text}");
+}

@@ -86,14 +86,23 @@ pub struct RawOperations {
     /// `host:port` of `/metrics`, `/healthz`, `/readyz`.
     #[serde(default = "default_operations_address")]
     pub address: String,
+    /// Milliseconds between background probes of the upstream and the
+    /// session store.
+    #[serde(default = "probe_interval_ms")]
+    pub probe_interval_ms: u64,
 }
 
 impl Default for RawOperations {
     fn default() -> Self {
         RawOperations {
             address: default_operations_address(),
+            probe_interval_ms: probe_interval_ms(),
         }
     }
+}
+
+fn probe_interval_ms() -> u64 {
+    2_000
 }
 
 #[derive(Debug, Deserialize)]

@@ -185,6 +185,7 @@ impl Checker<'_> {
                 https,
             },
             operations_address: operations_address?,
+            probe_interval: Duration::from_millis(raw.operations.probe_interval_ms.max(100)),
             server,
             upstream: upstream?,
             identity: identity?,

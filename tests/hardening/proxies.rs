@@ -38,7 +38,10 @@ async fn forwarded_for_is_believed_from_a_trusted_proxy_only() {
     let a = exchange_from(
         lb(),
         f.http,
-        &echo(&[b"X-Forwarded-For: 6.6.6.6, 203.0.113.9", b"X-Forwarded-Proto: https"]),
+        &echo(&[
+            b"X-Forwarded-For: 6.6.6.6, 203.0.113.9",
+            b"X-Forwarded-Proto: https",
+        ]),
     )
     .await;
     let v = a.json();
@@ -78,7 +81,9 @@ async fn behind_a_balancer_login_limits_count_each_real_client() {
     // Client A fails until limited.
     let mut last = 0;
     for _ in 0..4 {
-        last = exchange_from(lb(), f.http, &login("198.51.100.1", "wrong")).await.status;
+        last = exchange_from(lb(), f.http, &login("198.51.100.1", "wrong"))
+            .await
+            .status;
     }
     assert_eq!(last, 429, "client A is over its limit");
     // Client B, through the same balancer, is not.
@@ -93,8 +98,10 @@ async fn behind_a_balancer_login_limits_count_each_real_client() {
 
 #[tokio::test]
 async fn the_proxy_protocol_names_the_client_for_trusted_balancers_only() {
-    let yaml = with_server(&open_yaml(""), &format!("  trusted_proxies: [{LB}/32]\n"))
-        .replace("  http: {HTTP}\n", "  http: {HTTP}\n  http_proxy_protocol: true\n");
+    let yaml = with_server(&open_yaml(""), &format!("  trusted_proxies: [{LB}/32]\n")).replace(
+        "  http: {HTTP}\n",
+        "  http: {HTTP}\n  http_proxy_protocol: true\n",
+    );
     let f = Fixture::start_with(&yaml).await;
 
     // v1, from the balancer.
@@ -108,7 +115,9 @@ async fn the_proxy_protocol_names_the_client_for_trusted_balancers_only() {
         ppp::v2::Version::Two | ppp::v2::Command::Proxy,
         ppp::v2::Protocol::Stream,
         (
-            "[2001:db8::42]:40000".parse::<std::net::SocketAddr>().unwrap(),
+            "[2001:db8::42]:40000"
+                .parse::<std::net::SocketAddr>()
+                .unwrap(),
             "[2001:db8::1]:80".parse::<std::net::SocketAddr>().unwrap(),
         ),
     )
@@ -122,7 +131,10 @@ async fn the_proxy_protocol_names_the_client_for_trusted_balancers_only() {
     // A stranger speaking it, or the balancer forgetting it: closed with no
     // answer, so no request runs under a made-up address.
     for (from, bytes) in [
-        (stranger(), b"PROXY TCP4 203.0.113.1 10.0.0.1 1 80\r\n".to_vec()),
+        (
+            stranger(),
+            b"PROXY TCP4 203.0.113.1 10.0.0.1 1 80\r\n".to_vec(),
+        ),
         (lb(), echo(&[])),
     ] {
         let mut s = connect_from(from, f.http).await;
@@ -131,7 +143,11 @@ async fn the_proxy_protocol_names_the_client_for_trusted_balancers_only() {
         let got = closed_within(&mut s, std::time::Duration::from_secs(5))
             .await
             .unwrap();
-        assert!(got.is_empty(), "answered: {:?}", String::from_utf8_lossy(&got));
+        assert!(
+            got.is_empty(),
+            "answered: {:?}",
+            String::from_utf8_lossy(&got)
+        );
     }
     assert!(f.metric("guise_connections_refused_total").await >= 2.0);
 }
