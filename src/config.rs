@@ -36,6 +36,8 @@ pub struct Config {
     pub auth: Auth,
     pub http: HttpPolicy,
     pub admin: AdminPolicy,
+    /// Partners, licences, bundles, tenants and resource lookups.
+    pub partners: crate::partners::Settings,
     /// Users from the file (inline and `users_file`), in file order.
     pub users: Vec<User>,
     /// SHA-256 of the file's bytes (hex, first 16 chars): names the live

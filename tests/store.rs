@@ -329,6 +329,16 @@ async fn conformance(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     );
     assert_eq!(a.load_user("nobody").await.unwrap(), None);
 
+    // --- other records, by kind ---
+    a.save_record("partner", "p-1", r#"{"id":"p-1"}"#).await.unwrap();
+    b.save_record("partner", "p-1", r#"{"id":"p-1","v":2}"#).await.unwrap();
+    a.save_record("tenant", "p-1", r#"{"id":"t"}"#).await.unwrap();
+    assert_eq!(
+        b.load_records("partner").await.unwrap(),
+        vec![("p-1".to_string(), r#"{"id":"p-1","v":2}"#.to_string())]
+    );
+    assert_eq!(a.load_records("bundle").await.unwrap(), vec![]);
+
     // --- events between stores ---
     let mut on_b = b.subscribe();
     let mut on_a = a.subscribe();
@@ -462,6 +472,8 @@ async fn every_operation_fails_promptly(s: &dyn Store) {
     fails_promptly("save_user", s.save_user("x", "{}")).await;
     fails_promptly("load_users", s.load_users()).await;
     fails_promptly("load_user", s.load_user("x")).await;
+    fails_promptly("save_record", s.save_record("k", "x", "{}")).await;
+    fails_promptly("load_records", s.load_records("k")).await;
     fails_promptly("publish", s.publish(&StoreEvent::Resync)).await;
 }
 

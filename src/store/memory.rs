@@ -51,6 +51,7 @@ struct State {
     by_user: HashMap<String, HashSet<SessionKey>>,
     counters: HashMap<String, Window>,
     users: BTreeMap<String, String>,
+    records: BTreeMap<(String, String), String>,
     next_sweep: Instant,
 }
 
@@ -81,6 +82,7 @@ impl MemoryStore {
                 by_user: HashMap::new(),
                 counters: HashMap::new(),
                 users: BTreeMap::new(),
+                records: BTreeMap::new(),
                 next_sweep: Instant::now() + SWEEP_EVERY,
             }),
             events,
@@ -304,6 +306,23 @@ impl Store for MemoryStore {
 
     async fn load_user(&self, user_id: &str) -> Result<Option<String>, StoreError> {
         Ok(self.lock().users.get(user_id).cloned())
+    }
+
+    async fn save_record(&self, kind: &str, id: &str, json: &str) -> Result<(), StoreError> {
+        self.lock()
+            .records
+            .insert((kind.to_string(), id.to_string()), json.to_string());
+        Ok(())
+    }
+
+    async fn load_records(&self, kind: &str) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(self
+            .lock()
+            .records
+            .iter()
+            .filter(|((k, _), _)| k == kind)
+            .map(|((_, id), json)| (id.clone(), json.clone()))
+            .collect())
     }
 
     async fn publish(&self, event: &StoreEvent) -> Result<(), StoreError> {
