@@ -3,9 +3,9 @@
 # the binary and the configuration reference. See docs/operations.md.
 #
 #   docker build -t guise .
-#   docker run --rm -e GUISE_SIGNING_KEY=$(openssl rand -hex 32) \
+#   docker run --rm --env-file guise.env \
 #     -v "$PWD/guise.yaml:/etc/guise/guise.yaml:ro" \
-#     -p 8080:8080 -p 9090:9090 --stop-timeout 45 guise
+#     -p 8080:8080 -p 127.0.0.1:9090:9090 --stop-timeout 45 guise
 #
 # The shipped /etc/guise/guise.yaml is the configuration reference: it
 # listens on 127.0.0.1, which is unreachable from outside the container.
