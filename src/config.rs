@@ -6,6 +6,7 @@
 //! whole (the gateway never starts on half a configuration).
 
 mod lines;
+pub mod partners;
 pub mod raw;
 mod validate;
 mod yaml;
@@ -37,7 +38,7 @@ pub struct Config {
     pub http: HttpPolicy,
     pub admin: AdminPolicy,
     /// Partners, licences, bundles, tenants and resource lookups.
-    pub partners: crate::partners::Settings,
+    pub partners: partners::Settings,
     /// Users from the file (inline and `users_file`), in file order.
     pub users: Vec<User>,
     /// SHA-256 of the file's bytes (hex, first 16 chars): names the live

@@ -22,171 +22,20 @@
 
 pub mod import;
 mod registry;
+mod seats;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use crate::respond::Refuse;
-use crate::routes::RouteSpec;
+use crate::routes::{Class, RecordSource, RouteSpec, RouteTable};
 use crate::subject::Subject;
-use crate::users::{Licence, Role, User};
+use crate::users::{Licence, User};
 
-pub use registry::{Registry, Snapshot};
-
-/// The areas of the seed's default partner bundle.
-pub const DEFAULT_AREAS: [&str; 7] = [
-    "dashboard",
-    "timeline",
-    "cockpit",
-    "success_plan",
-    "companies",
-    "reports",
-    "scorecard",
-];
-
-/// Whether a partner may use the app.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PartnerStatus {
-    #[default]
-    Active,
-    Inactive,
-}
-
-/// A partner organisation: a company tagged as partner, with the
-/// through-partner customers assigned to it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Partner {
-    pub id: String,
-    pub name: String,
-    #[serde(default)]
-    pub status: PartnerStatus,
-    /// Companies assigned (the app's ids).
-    #[serde(default)]
-    pub companies: BTreeSet<String>,
-    /// Relationships assigned.
-    #[serde(default)]
-    pub relationships: BTreeSet<String>,
-    /// Reports shared with the partner.
-    #[serde(default)]
-    pub reports: BTreeSet<String>,
-    /// The user an admin enters the partner's view as.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub primary_user: Option<String>,
-}
-
-/// A named set of areas.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Bundle {
-    pub name: String,
-    pub areas: BTreeSet<String>,
-}
-
-/// A client tenant of the app.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Tenant {
-    pub id: String,
-    pub name: String,
-    #[serde(default = "default_hub")]
-    pub hub: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_quota: Option<u64>,
-    /// The tenant's own users (paired users are not counted).
-    #[serde(default)]
-    pub users: u64,
-    #[serde(default = "yes")]
-    pub allow_partner_login: bool,
-}
-
-fn default_hub() -> String {
-    "default".to_string()
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// Tenants and paired users, as configured.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TenantSettings {
-    /// How a request names its tenant: the path prefix around `{tenant}`
-    /// (`/t/` and `/` for `/t/{tenant}/`).
-    pub path_prefix: Option<(String, String)>,
-    /// Paired users' default roles by hub.
-    pub hubs: BTreeMap<String, Vec<Role>>,
-    /// Route features paired users may not use.
-    pub refused_for_paired: BTreeSet<String>,
-    pub list: Vec<Tenant>,
-}
-
-impl TenantSettings {
-    /// The tenant a request path names, if tenants are configured.
-    pub fn tenant_of<'a>(&self, path: &'a str) -> Option<&'a str> {
-        let (before, after) = self.path_prefix.as_ref()?;
-        let rest = path.strip_prefix(before.as_str())?;
-        let end = rest.find('/').unwrap_or(rest.len());
-        let id = &rest[..end];
-        let tail = &rest[end..];
-        let ok = !id.is_empty() && (tail.starts_with(after.as_str()) || (tail.is_empty() && after == "/"));
-        ok.then_some(id)
-    }
-
-    /// The home path of tenant `id`.
-    pub fn home_of(&self, id: &str) -> String {
-        match &self.path_prefix {
-            Some((before, after)) => format!("{before}{id}{after}"),
-            None => "/".to_string(),
-        }
-    }
-
-    /// Paired users' default roles in a tenant of `hub`.
-    pub fn roles_for(&self, hub: &str) -> Vec<Role> {
-        self.hubs
-            .get(hub)
-            .or_else(|| self.hubs.get("default"))
-            .cloned()
-            .unwrap_or_else(|| vec![Role::User])
-    }
-}
-
-/// The checked `licences`, `partners`, `tenants` and `resources` sections.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settings {
-    /// Seats of the Full licence; `None`: unlimited.
-    pub full_seats: Option<u64>,
-    /// Areas partner bundles draw from.
-    pub areas: BTreeSet<String>,
-    /// The bundle every partner user has unless given another.
-    pub default_bundle: String,
-    pub default_layout: Option<String>,
-    pub bundles: Vec<Bundle>,
-    pub partners: Vec<Partner>,
-    /// Partner users may use paths no route names.
-    pub unrouted_allowed: bool,
-    /// Tenants for paired users (none configurable yet: paired users and
-    /// "Login as me" come next).
-    pub tenants: TenantSettings,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            full_seats: None,
-            areas: DEFAULT_AREAS.iter().map(|a| a.to_string()).collect(),
-            default_bundle: "partner-default".to_string(),
-            default_layout: None,
-            bundles: Vec::new(),
-            partners: Vec::new(),
-            unrouted_allowed: false,
-            tenants: TenantSettings::default(),
-        }
-    }
-}
+pub use crate::config::partners::{
+    Bundle, Partner, PartnerStatus, Settings, Tenant, TenantSettings, DEFAULT_AREAS,
+};
+pub use registry::{Registry, Snapshot, BUNDLE, PARTNER, TENANT};
+pub use seats::{holds_full_seat, seats, SeatGauge, Seats};
 
 /// Why a partner user (or a paired user) was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -249,7 +98,9 @@ impl Refuse for PartnerError {
     }
     fn title(&self) -> &'static str {
         match self {
-            PartnerError::NotAssigned { .. } | PartnerError::AreaNotInBundle { .. } => "Not available to your partner account",
+            PartnerError::NotAssigned { .. } | PartnerError::AreaNotInBundle { .. } => {
+                "Not available to your partner account"
+            }
             PartnerError::SeatsFull { .. } => "No licence free",
             _ => http::StatusCode::from_u16(self.status())
                 .ok()
@@ -259,8 +110,13 @@ impl Refuse for PartnerError {
     }
     fn action(&self) -> Option<(String, String)> {
         match self {
-            PartnerError::OutsideTenant(_) => Some(("/_guise/partner".into(), "Back to your client accounts".into())),
-            PartnerError::TenantNeedsPairedLogin => Some(("/_guise/partner".into(), "Your client accounts".into())),
+            PartnerError::OutsideTenant(_) => Some((
+                "/_guise/partner".into(),
+                "Back to your client accounts".into(),
+            )),
+            PartnerError::TenantNeedsPairedLogin => {
+                Some(("/_guise/partner".into(), "Your client accounts".into()))
+            }
             _ => None,
         }
     }
@@ -329,7 +185,8 @@ impl PartnerKeep {
 
     /// Whether a named record, or one of its parents, is assigned.
     pub fn allows(&self, r: &NamedRecord) -> bool {
-        self.assigned(&r.resource, &r.id) || r.parents.iter().any(|(res, id)| self.assigned(res, id))
+        self.assigned(&r.resource, &r.id)
+            || r.parents.iter().any(|(res, id)| self.assigned(res, id))
     }
 }
 
@@ -343,6 +200,71 @@ pub struct Request<'a> {
     /// Whether the request goes upstream (gateway endpoints never reach
     /// stage 7).
     pub public: bool,
+}
+
+/// The records request `path?query` names under route `index`: path
+/// parameters and query parameters, as the route's `records` say. A query
+/// parameter given more than once names every value (the app may read
+/// any of them), so each is checked.
+pub fn named_records(
+    table: &RouteTable,
+    index: usize,
+    route: &RouteSpec,
+    path: &str,
+    query: Option<&str>,
+) -> Vec<NamedRecord> {
+    let mut out = Vec::new();
+    for r in &route.records {
+        let mut push = |id: String| {
+            out.push(NamedRecord {
+                resource: r.resource.clone(),
+                id,
+                parents: Vec::new(),
+            })
+        };
+        match &r.from {
+            RecordSource::Param(name) => {
+                if let Some(id) = table.param(index, path, name) {
+                    push(id);
+                }
+            }
+            RecordSource::Query(name) => {
+                for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+                    if k == name.as_str() {
+                        push(v.into_owned());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Stage 7 of the pipeline, from what the earlier stages found: the
+/// request's class and subject.
+pub fn check(
+    snap: &Snapshot,
+    settings: &Settings,
+    table: &RouteTable,
+    class: Class,
+    subject: Option<&Subject>,
+    uri: &http::Uri,
+) -> Result<Access, PartnerError> {
+    let path = uri.path();
+    let (route, records) = match class {
+        Class::Route(i) => match table.routes().get(i) {
+            Some(r) => (Some(r), named_records(table, i, r, path, uri.query())),
+            None => (None, Vec::new()),
+        },
+        _ => (None, Vec::new()),
+    };
+    let req = Request {
+        route,
+        path,
+        // The app's login page (upstream mode) is for everyone.
+        public: route.map_or(class == Class::Login, |r| r.public),
+    };
+    decide(snap, settings, subject, req, &records)
 }
 
 /// Stage 7: may this subject make this request, and what may its answer

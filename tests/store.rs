@@ -330,9 +330,15 @@ async fn conformance(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     assert_eq!(a.load_user("nobody").await.unwrap(), None);
 
     // --- other records, by kind ---
-    a.save_record("partner", "p-1", r#"{"id":"p-1"}"#).await.unwrap();
-    b.save_record("partner", "p-1", r#"{"id":"p-1","v":2}"#).await.unwrap();
-    a.save_record("tenant", "p-1", r#"{"id":"t"}"#).await.unwrap();
+    a.save_record("partner", "p-1", r#"{"id":"p-1"}"#)
+        .await
+        .unwrap();
+    b.save_record("partner", "p-1", r#"{"id":"p-1","v":2}"#)
+        .await
+        .unwrap();
+    a.save_record("tenant", "p-1", r#"{"id":"t"}"#)
+        .await
+        .unwrap();
     assert_eq!(
         b.load_records("partner").await.unwrap(),
         vec![("p-1".to_string(), r#"{"id":"p-1","v":2}"#.to_string())]

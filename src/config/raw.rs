@@ -424,7 +424,7 @@ pub struct RawPartner {
     pub name: String,
     /// `active` (default) or `inactive`.
     #[serde(default)]
-    pub status: crate::partners::PartnerStatus,
+    pub status: super::partners::PartnerStatus,
     /// Companies assigned (the app's ids).
     #[serde(default, deserialize_with = "empty_is_default")]
     pub companies: Vec<String>,
@@ -438,7 +438,6 @@ pub struct RawPartner {
     /// account").
     pub primary_user: Option<String>,
 }
-
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -472,11 +472,17 @@ impl Checker<'_> {
                         AnswerAt::Href(h.clone())
                     }
                     (false, ..) => {
-                        this.issue(&here, "a JSON ref gives `field` (a JSON pointer within the item)");
+                        this.issue(
+                            &here,
+                            "a JSON ref gives `field` (a JSON pointer within the item)",
+                        );
                         continue;
                     }
                     (true, ..) => {
-                        this.issue(&here, "an HTML ref gives exactly one of `attribute` or `href`");
+                        this.issue(
+                            &here,
+                            "an HTML ref gives exactly one of `attribute` or `href`",
+                        );
                         continue;
                     }
                 };
@@ -512,8 +518,8 @@ impl Checker<'_> {
     }
 
     /// The `licences`, `partners`, `tenants` and `resources` sections.
-    fn partners(&mut self, raw: &RawConfig, users: &[(String, User)]) -> crate::partners::Settings {
-        use crate::partners::{Bundle, Partner, Settings};
+    fn partners(&mut self, raw: &RawConfig, users: &[(String, User)]) -> partners::Settings {
+        use partners::{Bundle, Partner, Settings};
         let p = &raw.partners;
         let mut settings = Settings::default();
         if let Some(areas) = &p.areas {
@@ -531,7 +537,10 @@ impl Checker<'_> {
             None | Some("deny") => false,
             Some("allow") => true,
             Some(other) => {
-                self.issue("partners.unrouted", format!("`{other}` is not `deny` or `allow`"));
+                self.issue(
+                    "partners.unrouted",
+                    format!("`{other}` is not `deny` or `allow`"),
+                );
                 false
             }
         };
@@ -557,10 +566,16 @@ impl Checker<'_> {
         for (i, o) in p.organisations.iter().enumerate() {
             let at = format!("partners.organisations[{i}]");
             if o.id.is_empty() || !o.id.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b',') {
-                self.issue(&format!("{at}.id"), "must be visible ASCII without spaces or commas");
+                self.issue(
+                    &format!("{at}.id"),
+                    "must be visible ASCII without spaces or commas",
+                );
             }
             if !ids.insert(o.id.clone()) {
-                self.issue(&format!("{at}.id"), format!("`{}` is used by another partner", o.id));
+                self.issue(
+                    &format!("{at}.id"),
+                    format!("`{}` is used by another partner", o.id),
+                );
             }
             if let Some(u) = &o.primary_user {
                 match users.iter().map(|(_, x)| x).find(|x| &x.id == u) {
@@ -615,7 +630,11 @@ impl Checker<'_> {
             }
         }
         if let Some(seats) = settings.full_seats {
-            let used = users.iter().map(|(_, u)| u).filter(|u| u.licence == crate::users::Licence::Full && u.paired.is_none()).count() as u64;
+            let used = users
+                .iter()
+                .map(|(_, u)| u)
+                .filter(|u| u.licence == crate::users::Licence::Full && u.paired.is_none())
+                .count() as u64;
             if used > seats {
                 self.issue(
                     "licences.full",

@@ -214,6 +214,146 @@ pub fn plan(
     })
 }
 
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub partners_saved: usize,
+    pub users_saved: usize,
+    pub skipped: Vec<RowError>,
+}
+
+/// Why `guise import partners` could not import into the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreImportError {
+    #[error("the configuration's store is `memory`, which lives inside a running gateway; import through that gateway's admin API (POST /_guise/admin/partners/import), or use a Redis store")]
+    MemoryStore,
+    #[error(transparent)]
+    Import(#[from] ImportError),
+    #[error(transparent)]
+    Seats(#[from] super::PartnerError),
+    #[error("the store: {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// `guise import partners FILE.csv`: plan the file against the partners and
+/// users the configuration and the store hold now, check the Full seats,
+/// then save and announce every change so running gateways pick it up.
+pub async fn into_store(
+    config: &crate::config::Config,
+    store: &dyn crate::store::Store,
+    csv: &[u8],
+    skip_bad_rows: bool,
+) -> Result<Report, StoreImportError> {
+    use crate::store::StoreEvent;
+    if config.sessions.store == crate::config::SessionStoreConfig::Memory {
+        return Err(StoreImportError::MemoryStore);
+    }
+    let mut partners: BTreeMap<String, Partner> = config
+        .partners
+        .partners
+        .iter()
+        .map(|p| (p.id.clone(), p.clone()))
+        .collect();
+    for (id, json) in store.load_records(super::PARTNER).await? {
+        match serde_json::from_str::<Partner>(&json) {
+            Ok(p) => {
+                partners.insert(p.id.clone(), p);
+            }
+            Err(e) => tracing::warn!(id = %id, error = %e, "ignoring unreadable stored partner"),
+        }
+    }
+    let mut users: BTreeMap<String, User> = config
+        .users
+        .iter()
+        .map(|u| (u.id.clone(), u.clone()))
+        .collect();
+    for (id, json) in store.load_users().await? {
+        match serde_json::from_str::<User>(&json) {
+            Ok(u) => {
+                users.insert(u.id.clone(), u);
+            }
+            Err(e) => tracing::warn!(id = %id, error = %e, "ignoring unreadable stored user"),
+        }
+    }
+    let by_email = |email: &str| {
+        users
+            .values()
+            .find(|u| u.email.eq_ignore_ascii_case(email))
+            .cloned()
+    };
+    let mut plan = plan(
+        csv,
+        skip_bad_rows,
+        &|id| partners.get(id).cloned(),
+        &by_email,
+    )?;
+    check_seats(&plan, users.values(), config.partners.full_seats)?;
+    for u in &mut plan.users {
+        if u.layout.is_none() {
+            u.layout.clone_from(&config.partners.default_layout);
+        }
+    }
+    for p in &plan.partners {
+        let json = serde_json::to_string(p).map_err(|e| crate::store::StoreError::Corrupt {
+            key: format!("partner:{}", p.id),
+            reason: e.to_string(),
+        })?;
+        store.save_record(super::PARTNER, &p.id, &json).await?;
+    }
+    for u in &plan.users {
+        let json = serde_json::to_string(u).map_err(|e| crate::store::StoreError::Corrupt {
+            key: format!("user:{}", u.id),
+            reason: e.to_string(),
+        })?;
+        store.save_user(&u.id, &json).await?;
+        store
+            .publish(&StoreEvent::UserChanged {
+                user_id: u.id.clone(),
+            })
+            .await?;
+    }
+    if !plan.partners.is_empty() {
+        store
+            .publish(&StoreEvent::RecordsChanged {
+                kind: super::PARTNER.to_string(),
+            })
+            .await?;
+    }
+    Ok(Report {
+        partners_saved: plan.partners.len(),
+        users_saved: plan.users.len(),
+        skipped: plan.skipped,
+    })
+}
+
+/// Whether the users `plan` gives a Full seat for the first time fit in
+/// the seats left (an import is refused whole rather than half-seated).
+pub fn check_seats<'a>(
+    plan: &Plan,
+    existing: impl Iterator<Item = &'a User> + Clone,
+    total: Option<u64>,
+) -> Result<(), super::PartnerError> {
+    let Some(total) = total else { return Ok(()) };
+    let used = existing
+        .clone()
+        .filter(|u| super::holds_full_seat(u))
+        .count() as u64;
+    let newly = plan
+        .users
+        .iter()
+        .filter(|u| super::holds_full_seat(u))
+        .filter(|u| {
+            !existing
+                .clone()
+                .any(|e| e.id == u.id && super::holds_full_seat(e))
+        })
+        .count() as u64;
+    if used + newly > total {
+        return Err(super::PartnerError::SeatsFull { used, total });
+    }
+    Ok(())
+}
+
 fn check_row(row: &Row) -> Result<(), String> {
     let safe = |s: &str| !s.is_empty() && s.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b',');
     if !safe(&row.partner_id) {
@@ -271,7 +411,11 @@ p-new,New Partner,Nia New,nia@new.test,\n";
             ["co-106", "co-107", "co-108"]
         );
         assert_eq!(p.users.len(), 3);
-        let anna = p.users.iter().find(|u| u.email == "anna@acme.test").unwrap();
+        let anna = p
+            .users
+            .iter()
+            .find(|u| u.email == "anna@acme.test")
+            .unwrap();
         assert_eq!(anna.partner.as_deref(), Some("p-acme"));
         assert_eq!(anna.licence, Licence::Full);
     }

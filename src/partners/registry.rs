@@ -193,7 +193,12 @@ impl Registry {
 
     /// Save `record` of `kind` in the store, apply it here, and tell the
     /// other nodes. The caller has checked it.
-    pub async fn save<T: Serialize>(&self, kind: &str, id: &str, record: &T) -> Result<(), StoreError> {
+    pub async fn save<T: Serialize>(
+        &self,
+        kind: &str,
+        id: &str,
+        record: &T,
+    ) -> Result<(), StoreError> {
         let json = serde_json::to_string(record).map_err(|e| StoreError::Corrupt {
             key: format!("{kind}:{id}"),
             reason: e.to_string(),
@@ -213,7 +218,9 @@ async fn load<T: DeserializeOwned>(store: &dyn Store, kind: &str) -> Result<Vec<
     for (id, json) in store.load_records(kind).await? {
         match serde_json::from_str(&json) {
             Ok(v) => out.push(v),
-            Err(e) => tracing::warn!(kind, id = %id, error = %e, "ignoring unreadable stored record"),
+            Err(e) => {
+                tracing::warn!(kind, id = %id, error = %e, "ignoring unreadable stored record")
+            }
         }
     }
     Ok(out)
