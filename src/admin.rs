@@ -267,6 +267,11 @@ impl AdminApi {
                 partners::put_bundle(self, &call.live.config, actor, name, &raw).await
             }
             ("GET", ["licences"]) => partners::licences(self, &call.live.config),
+            ("GET", ["tenants"]) => partners::tenants(self),
+            ("GET", ["tenants", id, "paired"]) => partners::paired(self, id),
+            ("PUT", ["tenants", id]) => {
+                partners::put_tenant(self, actor, id, &body::read(s).await?).await
+            }
             _ => Err(AdminError::NotFound(format!("{method} {path}"))),
         }
     }

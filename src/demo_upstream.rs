@@ -129,6 +129,8 @@ enum Route {
     Page(Page),
     Login,
     Logout,
+    /// A page inside a client account (tenant).
+    Tenant,
 }
 
 fn router() -> matchit::Router<Route> {
@@ -159,6 +161,8 @@ fn router() -> matchit::Router<Route> {
         ("/reports".into(), Route::Page(Page::Reports)),
         ("/login".into(), Route::Login),
         ("/logout".into(), Route::Logout),
+        ("/t/{tenant}".into(), Route::Tenant),
+        ("/t/{tenant}/{*rest}".into(), Route::Tenant),
     ];
     for kind in Kind::ALL {
         let base = format!("/api/{}", kind.segment());
@@ -334,6 +338,11 @@ impl DemoUpstream {
             }
             Route::Login => login::login(self, req, &page).await,
             Route::Logout => login::logout(self, &req, &page),
+            Route::Tenant => {
+                let tenant = found.params.get("tenant").unwrap_or("");
+                let rest = found.params.get("rest").unwrap_or("");
+                pages::tenant(self, tenant, rest, &page)
+            }
         }
     }
 

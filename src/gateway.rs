@@ -10,6 +10,7 @@
 //! | `GET /_guise/logout` | sign-out confirmation page |
 //! | `GET /_guise/session` | who am I, and my CSRF token |
 //! | `/_guise/admin/...` | the admin API |
+//! | `GET /_guise/partner`, `POST /_guise/tenants/{id}/enter`, `POST /_guise/tenants/leave` | "Login as me" ([`crate::tenants`]) |
 //! | `GET/POST {auth.login_path}` | login form (gateway mode), the app's form posted through guise (upstream mode) |
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use crate::call::Call;
 use crate::config::LoginMode;
 use crate::respond::{self, Refuse};
 use crate::routes::{Class, GATEWAY_PREFIX};
+use crate::tenants::Tenants;
 
 /// What the pipeline does after this stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +79,13 @@ pub struct Endpoints {
 }
 
 impl Endpoints {
+    fn tenants(&self) -> Tenants<'_> {
+        Tenants {
+            auth: &self.auth,
+            admin: &self.admin,
+        }
+    }
+
     /// Answer a request of class `class`, or say it goes upstream.
     pub async fn answer(
         &self,
@@ -110,6 +119,19 @@ impl Endpoints {
             ("GET" | "HEAD", "logout") => logout::page(s, call).await,
             ("GET" | "HEAD", "session") => session_info(s, call).await,
             (_, r) if r == "admin" || r.starts_with("admin/") => self.admin.handle(s, call).await,
+            ("GET" | "HEAD", "partner") => self.tenants().page(s, call).await,
+            ("POST", "tenants/leave") => self.tenants().leave(s, call).await,
+            ("POST", r) if r.starts_with("tenants/") && r.ends_with("/enter") => {
+                let id = &r["tenants/".len()..r.len() - "/enter".len()];
+                if id.is_empty() || id.contains('/') {
+                    let e = NoEndpoint {
+                        method: method.to_string(),
+                        path: path.clone(),
+                    };
+                    return respond::refuse(s, &call.live.replies, &e).await;
+                }
+                self.tenants().enter(s, call, id).await
+            }
             _ => {
                 let e = NoEndpoint {
                     method: method.to_string(),

@@ -84,6 +84,7 @@ pub mod session;
 pub mod store;
 pub mod subject;
 pub mod target;
+pub mod tenants;
 pub mod tls;
 pub mod user_sync;
 pub mod users;

@@ -46,6 +46,12 @@ pub struct Metrics {
     pub partner_refusals: IntCounterVec,
     /// Seats of each licence, used and free (set on scrape).
     pub licence_seats: IntGaugeVec,
+    /// "Login as me" into a client tenant, by result.
+    pub paired_logins: IntCounterVec,
+    /// Users of each tenant, by kind (`own`: the app's, `paired`), and
+    /// its quota (set on scrape).
+    pub tenant_users: IntGaugeVec,
+    pub tenant_user_quota: IntGaugeVec,
 }
 
 impl Metrics {
@@ -219,6 +225,30 @@ impl Metrics {
             &["licence", "state"],
         )
         .expect("valid metric");
+        let paired_logins = IntCounterVec::new(
+            Opts::new(
+                "guise_paired_logins_total",
+                "\"Login as me\" into a client tenant as a paired user, by result.",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let tenant_users = IntGaugeVec::new(
+            Opts::new(
+                "guise_tenant_users",
+                "Users of each client tenant: own (counted against the quota) and paired (not counted).",
+            ),
+            &["tenant", "kind"],
+        )
+        .expect("valid metric");
+        let tenant_user_quota = IntGaugeVec::new(
+            Opts::new(
+                "guise_tenant_user_quota",
+                "The user quota of each client tenant that has one.",
+            ),
+            &["tenant"],
+        )
+        .expect("valid metric");
         for result in [
             "ok",
             "bad_credentials",
@@ -280,6 +310,9 @@ impl Metrics {
             Box::new(requests_refused.clone()),
             Box::new(partner_refusals.clone()),
             Box::new(licence_seats.clone()),
+            Box::new(paired_logins.clone()),
+            Box::new(tenant_users.clone()),
+            Box::new(tenant_user_quota.clone()),
         ];
         for c in collectors {
             registry.register(c).expect("metric names are unique");
@@ -311,6 +344,9 @@ impl Metrics {
             requests_refused,
             partner_refusals,
             licence_seats,
+            paired_logins,
+            tenant_users,
+            tenant_user_quota,
         }
     }
 

@@ -20,6 +20,7 @@
 //! partner and everything inside them, whoever created it: a record is
 //! allowed when it, or one of its parents, is assigned.
 
+mod gauges;
 pub mod import;
 mod registry;
 mod seats;
@@ -34,8 +35,9 @@ use crate::users::{Licence, User};
 pub use crate::config::partners::{
     Bundle, Partner, PartnerStatus, Settings, Tenant, TenantSettings, DEFAULT_AREAS,
 };
+pub use gauges::PartnerGauges;
 pub use registry::{Registry, Snapshot, BUNDLE, PARTNER, TENANT};
-pub use seats::{holds_full_seat, seats, SeatGauge, Seats};
+pub use seats::{holds_full_seat, seats, Seats};
 
 /// Why a partner user (or a paired user) was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -142,6 +144,53 @@ pub fn may_log_in(user: &User) -> Result<(), PartnerError> {
         return Err(PartnerError::NoFullLicence);
     }
     Ok(())
+}
+
+/// The paired (ghost) user of partner user `partner_user` in `tenant`, as
+/// first made: marked paired (no seat, not counted in the tenant's quota),
+/// with the default roles of the tenant's hub. An admin may change its
+/// roles afterwards; an existing paired user is reused as it is.
+pub fn paired_user(partner_user: &User, tenant: &Tenant, settings: &TenantSettings) -> User {
+    let mut u = User::new(
+        paired_id(&partner_user.id, &tenant.id),
+        format!("{} (paired)", partner_user.name),
+        String::new(),
+    );
+    u.roles = settings.roles_for(&tenant.hub);
+    u.partner.clone_from(&partner_user.partner);
+    u.origin = crate::users::Origin::Paired;
+    u.paired = Some(crate::users::Paired {
+        partner_user: partner_user.id.clone(),
+        tenant: tenant.id.clone(),
+    });
+    u
+}
+
+/// The id of a paired user: stable, so "Login as me" finds it again.
+pub fn paired_id(partner_user: &str, tenant: &str) -> String {
+    format!("{partner_user}~{tenant}")
+}
+
+/// Whether partner user `user` may enter tenant `id` now.
+pub fn may_enter(snap: &Snapshot, user: &User, id: &str) -> Result<Arc<Tenant>, PartnerError> {
+    if !is_partner_user(user) {
+        return Err(PartnerError::NotAPartnerUser);
+    }
+    may_log_in(user)?;
+    let partner_id = user.partner.as_deref().unwrap_or_default();
+    let partner = snap
+        .partner(partner_id)
+        .ok_or_else(|| PartnerError::NoPartner(partner_id.to_string()))?;
+    if partner.status != PartnerStatus::Active {
+        return Err(PartnerError::PartnerInactive(partner.id.clone()));
+    }
+    let tenant = snap
+        .tenant(id)
+        .ok_or_else(|| PartnerError::NoTenant(id.to_string()))?;
+    if !tenant.allow_partner_login {
+        return Err(PartnerError::PartnerLoginOff(tenant.id.clone()));
+    }
+    Ok(tenant)
 }
 
 /// A record the request names, with the parents a lookup found (empty when
@@ -282,6 +331,13 @@ pub fn decide(
     let user = &subject.effective;
     let tenant = settings.tenants.tenant_of(req.path);
     if let Some(paired) = &user.paired {
+        // Turning partner login off stops paired sessions at once, on
+        // every node, before their revocation has reached it.
+        match snap.tenant(&paired.tenant) {
+            Some(t) if t.allow_partner_login => {}
+            Some(_) => return Err(PartnerError::PartnerLoginOff(paired.tenant.clone())),
+            None => return Err(PartnerError::NoTenant(paired.tenant.clone())),
+        }
         // A paired session lives in its tenant only.
         if tenant != Some(paired.tenant.as_str()) {
             return Err(PartnerError::OutsideTenant(paired.tenant.clone()));

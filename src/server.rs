@@ -31,7 +31,7 @@ use crate::gateway::Endpoints;
 use crate::live::{Live, SharedLive};
 use crate::metrics::Metrics;
 use crate::ops::{OpsApp, Prober, ReadyCheck, UpstreamReachable};
-use crate::partners::{Registry, SeatGauge};
+use crate::partners::{PartnerGauges, Registry};
 use crate::proxy::{ConnectionLimits, GatewayProxy, GuardConnections};
 use crate::proxy_protocol::BeforeTls;
 use crate::reload::{Reloader, SighupService};
@@ -250,10 +250,11 @@ impl Gateway {
                 checks,
                 vec![
                     sessions.clone(),
-                    Arc::new(SeatGauge {
+                    Arc::new(PartnerGauges {
                         directory,
+                        registry: partners.clone(),
                         live: live.clone(),
-                        gauge: metrics.licence_seats.clone(),
+                        metrics: metrics.clone(),
                     }),
                 ],
             ),

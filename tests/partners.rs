@@ -584,3 +584,209 @@ async fn guise_import_partners_writes_to_redis_and_running_gateways_follow() {
     let said = String::from_utf8_lossy(&import(true).stdout).to_string();
     assert!(said.contains("0 partner(s) and 0 user(s) saved"), "{said}");
 }
+
+/// POST a form to the gateway with `who`'s cookie, CSRF token and origin.
+async fn post_form(
+    c: &reqwest::Client,
+    f: &Fixture,
+    who: &Signed,
+    path: &str,
+    csrf: Option<&str>,
+) -> reqwest::Response {
+    let mut form = Vec::new();
+    if let Some(t) = csrf {
+        form.push(("csrf_token", t.to_string()));
+    }
+    c.post(f.url(path))
+        .header("cookie", &who.cookie)
+        .header("origin", f.url(""))
+        .header("accept", "text/html")
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The session a 303 of enter/leave started, with its CSRF token.
+async fn switched(c: &reqwest::Client, f: &Fixture, r: &reqwest::Response) -> Signed {
+    let (cookie, set_cookie) = cookie_from(r, "guise_session").expect("a new session cookie");
+    let v: Value = c
+        .get(f.url("/_guise/session"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    Signed {
+        cookie,
+        set_cookie,
+        csrf: v["csrf_token"].as_str().unwrap().to_string(),
+        session: v["session"].as_str().unwrap().to_string(),
+    }
+}
+
+/// "Login as me" on node `a`, an admin turning the tenant's partner login
+/// off on node `b` (the same node over the memory store).
+async fn login_as_me_holds(a: &Fixture, b: &Fixture) {
+    let c = client();
+    let anna = login(&c, &a.url(""), "anna@acme.test", DEMO_PW).await;
+
+    // The partner's page lists the client accounts.
+    let r = get_as(&c, a, &anna, "/_guise/partner", "text/html").await;
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("Initech (client account)")
+            && page.contains("/_guise/tenants/umbrella/enter"),
+        "{page}"
+    );
+    assert!(page.contains("Login as me"));
+    // Not as herself: client accounts are entered as the paired user.
+    let r = get(&c, &a.url(""), &anna, "/t/initech/").await;
+    refused(r, "tenant_needs_paired_login", "Login as me").await;
+    // Entering is CSRF-safe.
+    let r = post_form(&c, a, &anna, "/_guise/tenants/initech/enter", None).await;
+    assert_eq!(r.status(), 403);
+    let r = post_form(
+        &c,
+        a,
+        &anna,
+        "/_guise/tenants/nowhere/enter",
+        Some(&anna.csrf),
+    )
+    .await;
+    assert_eq!(r.status(), 404);
+
+    let r = post_form(
+        &c,
+        a,
+        &anna,
+        "/_guise/tenants/initech/enter",
+        Some(&anna.csrf),
+    )
+    .await;
+    assert_eq!(r.status(), 303, "{:?}", r.text().await);
+    assert_eq!(r.headers()["location"], "/t/initech/");
+    let ghost = switched(&c, a, &r).await;
+    // The partner session ended with the switch.
+    assert_eq!(status(&c, a, &anna, "/api/companies/co-106").await, 401);
+
+    // Inside: the paired identity, signed.
+    let r = get_as(&c, a, &ghost, "/t/initech/", "text/html").await;
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("paired user"), "{page}");
+    for (h, v) in [
+        ("x-guise-user", "u-acme-anna~initech"),
+        ("x-guise-tenant", "initech"),
+        ("x-guise-paired", "1"),
+        ("x-guise-partner", "p-acme"),
+    ] {
+        assert!(
+            page.contains(h) && page.contains(v),
+            "{h}: {v} not shown in {page}"
+        );
+    }
+    // Features not for paired users, and nothing outside the tenant.
+    let r = get(&c, &a.url(""), &ghost, "/t/initech/ess").await;
+    refused(r, "not_for_paired_users", "paired users cannot use ess").await;
+    assert_eq!(
+        status(&c, a, &ghost, "/t/initech/linked-records").await,
+        403
+    );
+    let r = get(&c, &a.url(""), &ghost, "/t/umbrella/").await;
+    refused(r, "outside_tenant", "initech").await;
+    assert_eq!(status(&c, a, &ghost, "/api/companies/co-106").await, 403);
+
+    // Quota: the paired user is listed apart and not counted.
+    let ada = login(&c, &b.url(""), "admin@demo.test", DEMO_PW).await;
+    let v: Value = get(&c, &b.url(""), &ada, "/_guise/admin/tenants")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let initech = v["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tenant"]["id"] == "initech")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        initech["quota"],
+        json!({"users": 12, "user_quota": 25, "paired_users": 1}),
+        "{v}"
+    );
+    assert_eq!(
+        a.metric("guise_tenant_users{kind=\"paired\",tenant=\"initech\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        a.metric("guise_paired_logins_total{result=\"ok\"}").await,
+        1.0
+    );
+
+    // Leaving brings Anna back as herself; entering again reuses the ghost.
+    let r = post_form(&c, a, &ghost, "/_guise/tenants/leave", Some(&ghost.csrf)).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/_guise/partner");
+    let anna = switched(&c, a, &r).await;
+    assert_eq!(status(&c, a, &anna, "/api/companies/co-106").await, 200);
+    assert_eq!(status(&c, a, &ghost, "/t/initech/").await, 401);
+    let r = post_form(
+        &c,
+        a,
+        &anna,
+        "/_guise/tenants/initech/enter",
+        Some(&anna.csrf),
+    )
+    .await;
+    let ghost = switched(&c, a, &r).await;
+    let v: Value = get(&c, &b.url(""), &ada, "/_guise/admin/tenants/initech/paired")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["paired_users"].as_array().unwrap().len(), 1, "{v}");
+
+    // Turning partner login off on the other node: the live paired session
+    // ends, and a new "Login as me" is refused.
+    let r = admin(&c, b, &ada, "PUT", "/_guise/admin/tenants/initech", json!({"name": "Initech (client account)", "user_quota": 25, "users": 12, "allow_partner_login": false})).await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["paired_sessions_revoked"], 1);
+    eventually(
+        std::time::Duration::from_secs(5),
+        "the paired session ends on node A",
+        || async { (status(&c, a, &ghost, "/t/initech/").await != 200).then_some(()) },
+    )
+    .await;
+    let anna = login(&c, &a.url(""), "anna@acme.test", DEMO_PW).await;
+    let r = c
+        .post(a.url("/_guise/tenants/initech/enter"))
+        .header("cookie", &anna.cookie)
+        .header("origin", a.url(""))
+        .header("x-csrf-token", &anna.csrf)
+        .send()
+        .await
+        .unwrap();
+    refused(r, "partner_login_off", "does not allow partner logins").await;
+}
+
+#[tokio::test]
+async fn login_as_me_enters_a_tenant_as_the_paired_user_and_leaves_it() {
+    let f = Fixture::start_with(&demo_yaml(MEMORY, "")).await;
+    login_as_me_holds(&f, &f).await;
+}
+
+#[tokio::test]
+async fn turning_partner_login_off_ends_paired_sessions_on_every_node() {
+    let redis = RedisServer::start();
+    let yaml = demo_yaml(&redis_store(&redis.url()), "");
+    let a = Fixture::start_with(&yaml).await;
+    let b = Fixture::start_with(&yaml).await;
+    login_as_me_holds(&a, &b).await;
+}

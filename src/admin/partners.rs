@@ -1,5 +1,6 @@
 //! The admin API's partner endpoints: partners with their assigned
-//! records and shared reports, permission bundles, and licence seats.
+//! records and shared reports, permission bundles, licence seats, client
+//! tenants and their paired users.
 //!
 //! | | |
 //! |---|---|
@@ -10,6 +11,9 @@
 //! | `GET /_guise/admin/bundles` | the default bundle and the custom ones |
 //! | `PUT /_guise/admin/bundles/{name}` | create or replace a custom bundle |
 //! | `GET /_guise/admin/licences` | Full seats: used, free, total |
+//! | `GET /_guise/admin/tenants` | client tenants with their quota use |
+//! | `PUT /_guise/admin/tenants/{id}` | create or replace a tenant (turning partner login off revokes its paired sessions) |
+//! | `GET /_guise/admin/tenants/{id}/paired` | the tenant's paired users |
 //!
 //! A change is checked whole before it is stored (a refusal names the
 //! field), saved in the store, and announced so every node rebuilds its
@@ -21,7 +25,9 @@ use serde_json::{json, Value};
 use super::{AdminApi, AdminError};
 use crate::body;
 use crate::config::Config;
-use crate::partners::{holds_full_seat, import, seats, Bundle, Partner, Seats, BUNDLE, PARTNER};
+use crate::partners::{
+    holds_full_seat, import, seats, Bundle, Partner, Seats, Tenant, BUNDLE, PARTNER, TENANT,
+};
 use crate::users::User;
 
 /// `GET /_guise/admin/partners`.
@@ -309,5 +315,108 @@ pub async fn import(
             "users_saved": plan.users.len(),
             "skipped": skipped,
         }),
+    ))
+}
+
+/// `GET /_guise/admin/tenants`: every tenant with its quota use (paired
+/// users are listed apart and do not count against the quota).
+pub fn tenants(api: &AdminApi) -> Result<(u16, Value), AdminError> {
+    let users = api.directory.all();
+    let list: Vec<Value> = api
+        .partners
+        .snapshot()
+        .tenants()
+        .iter()
+        .map(|t| {
+            let paired = users
+                .iter()
+                .filter(|u| u.paired.as_ref().is_some_and(|p| p.tenant == t.id))
+                .count();
+            json!({
+                "tenant": **t,
+                "quota": { "users": t.users, "user_quota": t.user_quota, "paired_users": paired },
+            })
+        })
+        .collect();
+    Ok((200, json!({ "tenants": list })))
+}
+
+/// `GET /_guise/admin/tenants/{id}/paired`: the tenant's paired users.
+pub fn paired(api: &AdminApi, id: &str) -> Result<(u16, Value), AdminError> {
+    if api.partners.snapshot().tenant(id).is_none() {
+        return Err(AdminError::NotFound(format!("tenant {id}")));
+    }
+    let users: Vec<Value> = api
+        .directory
+        .all()
+        .iter()
+        .filter(|u| u.paired.as_ref().is_some_and(|p| p.tenant == id))
+        .map(|u| u.public_json())
+        .collect();
+    Ok((200, json!({ "tenant": id, "paired_users": users })))
+}
+
+/// `PUT /_guise/admin/tenants/{id}`: the whole tenant. Turning
+/// `allow_partner_login` off stops new paired logins at once and revokes
+/// the tenant's live paired sessions on every node.
+pub async fn put_tenant(
+    api: &AdminApi,
+    actor: &User,
+    id: &str,
+    raw: &[u8],
+) -> Result<(u16, Value), AdminError> {
+    let mut v: Value = body::parse_json(
+        raw,
+        "a tenant (name, hub, user_quota, users, allow_partner_login)",
+    )?;
+    if let Some(obj) = v.as_object_mut() {
+        match obj.get("id") {
+            None => {
+                obj.insert("id".into(), Value::String(id.to_string()));
+            }
+            Some(Value::String(s)) if s == id => {}
+            Some(_) => {
+                return Err(AdminError::Invalid(format!(
+                    "id: the body names another tenant than the path's `{id}`"
+                )))
+            }
+        }
+    }
+    let tenant: Tenant =
+        serde_json::from_value(v).map_err(|e| AdminError::Invalid(format!("not a tenant: {e}")))?;
+    if tenant.id.is_empty()
+        || !tenant
+            .id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(AdminError::Invalid(
+            "id: must be letters, digits, `-` or `_` (it is a path segment)".into(),
+        ));
+    }
+    if tenant.name.trim().is_empty() {
+        return Err(AdminError::Invalid("name: must not be empty".into()));
+    }
+    let before = api.partners.snapshot().tenant(id);
+    api.partners
+        .save(TENANT, id, &tenant)
+        .await
+        .map_err(|e| AdminError::Store(e.to_string()))?;
+    let mut revoked = 0;
+    if !tenant.allow_partner_login {
+        for u in api.directory.all() {
+            if u.paired.as_ref().is_some_and(|p| p.tenant == id) {
+                revoked += api
+                    .sessions
+                    .revoke_user(&u.id)
+                    .await
+                    .map_err(|e| AdminError::Store(e.to_string()))?;
+            }
+        }
+    }
+    tracing::info!(actor = %actor.id, tenant = %id, allow_partner_login = tenant.allow_partner_login, paired_sessions_revoked = revoked, "tenant saved");
+    Ok((
+        if before.is_some() { 200 } else { 201 },
+        json!({ "tenant": tenant, "paired_sessions_revoked": revoked }),
     ))
 }

@@ -48,6 +48,9 @@ pub struct RawConfig {
     /// Partner organisations, their assigned records, permission bundles.
     #[serde(default, deserialize_with = "empty_is_default")]
     pub partners: RawPartners,
+    /// Client tenants of the app, where partner users may "Login as me".
+    #[serde(default, deserialize_with = "empty_is_default")]
+    pub tenants: RawTenants,
     /// Users defined in this file.
     #[serde(default, deserialize_with = "empty_is_default")]
     pub users: Vec<crate::users::User>,
@@ -410,6 +413,45 @@ pub struct RawPartners {
     pub unrouted: Option<String>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTenants {
+    /// How a request names its tenant: a path prefix with `{tenant}`
+    /// (`/t/{tenant}/`).
+    pub path_prefix: Option<String>,
+    /// Default roles of paired users, by the tenant's hub.
+    #[serde(default, deserialize_with = "empty_is_default")]
+    pub hubs: std::collections::BTreeMap<String, Vec<crate::users::Role>>,
+    /// Route features paired users may not use (`ess`, `linked_records`).
+    #[serde(default, deserialize_with = "empty_is_default")]
+    pub refused_for_paired: Vec<String>,
+    /// The tenants.
+    #[serde(default, deserialize_with = "empty_is_default")]
+    pub list: Vec<RawTenant>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTenant {
+    pub id: String,
+    pub name: String,
+    /// Its hub, which decides paired users' default roles.
+    #[serde(default = "default_hub")]
+    pub hub: String,
+    /// Users the tenant may have (paired users are not counted).
+    pub user_quota: Option<u64>,
+    /// Users it has now (the app's own; guise counts paired ones apart).
+    #[serde(default)]
+    pub users: u64,
+    /// Partner users may "Login as me" here (default true).
+    #[serde(default = "yes")]
+    pub allow_partner_login: bool,
+}
+
+fn default_hub() -> String {
+    "default".to_string()
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawBundle {
@@ -522,6 +564,9 @@ pub(super) fn expected_at(pattern: &str) -> Option<&'static str> {
         "routes[].json_list" => "a mapping with `pointer` and `refs`",
         "routes[].json_record" => "a mapping with `pointer` and `refs`",
         "routes[].html" => "a sequence of rules, each a mapping with `selector` and `refs`",
+        "tenants" => "a mapping of tenant settings such as `list` and `path_prefix`",
+        "tenants.list" => "a sequence of tenants, each a mapping with `id` and `name`",
+        "tenants.list[]" => "a tenant: a mapping with `id` and `name`",
         "users" | "users_file" => "a sequence of users, each a mapping with `id`, `name` and `email`",
         "users[]" | "users_file[]" => "a user: a mapping with `id`, `name` and `email`",
         "users[].status" | "users_file[].status" => "`active` or `disabled`",

@@ -519,7 +519,7 @@ impl Checker<'_> {
 
     /// The `licences`, `partners`, `tenants` and `resources` sections.
     fn partners(&mut self, raw: &RawConfig, users: &[(String, User)]) -> partners::Settings {
-        use partners::{Bundle, Partner, Settings};
+        use partners::{Bundle, Partner, Settings, Tenant, TenantSettings};
         let p = &raw.partners;
         let mut settings = Settings::default();
         if let Some(areas) = &p.areas {
@@ -642,6 +642,64 @@ impl Checker<'_> {
                 );
             }
         }
+        let t = &raw.tenants;
+        let mut tenants = TenantSettings {
+            hubs: t.hubs.clone(),
+            refused_for_paired: t.refused_for_paired.iter().cloned().collect(),
+            ..TenantSettings::default()
+        };
+        if let Some(prefix) = &t.path_prefix {
+            match prefix.split_once("{tenant}") {
+                Some((before, after))
+                    if before.starts_with('/')
+                        && before.ends_with('/')
+                        && (after.is_empty() || after.starts_with('/')) =>
+                {
+                    let after = if after.is_empty() { "/" } else { after };
+                    tenants.path_prefix = Some((before.to_string(), after.to_string()));
+                }
+                _ => self.issue(
+                    "tenants.path_prefix",
+                    "must be a path with one `{tenant}` segment, such as `/t/{tenant}/`",
+                ),
+            }
+        }
+        if !t.list.is_empty() && t.path_prefix.is_none() {
+            self.issue(
+                "tenants.path_prefix",
+                "tenants are listed, so say how a request names one (e.g. `/t/{tenant}/`)",
+            );
+        }
+        let mut tids = std::collections::HashSet::new();
+        for (i, x) in t.list.iter().enumerate() {
+            let at = format!("tenants.list[{i}]");
+            if x.id.is_empty()
+                || !x
+                    .id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                self.issue(
+                    &format!("{at}.id"),
+                    "must be letters, digits, `-` or `_` (it is a path segment)",
+                );
+            }
+            if !tids.insert(x.id.clone()) {
+                self.issue(
+                    &format!("{at}.id"),
+                    format!("`{}` is used by another tenant", x.id),
+                );
+            }
+            tenants.list.push(Tenant {
+                id: x.id.clone(),
+                name: x.name.clone(),
+                hub: x.hub.clone(),
+                user_quota: x.user_quota,
+                users: x.users,
+                allow_partner_login: x.allow_partner_login,
+            });
+        }
+        settings.tenants = tenants;
         settings
     }
 

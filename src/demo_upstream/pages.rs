@@ -55,7 +55,7 @@ const CTA_STATUSES: [(&str, &str); 3] = [
 ];
 
 /// Templates are compiled into the binary so the demo needs no files.
-const TEMPLATES: [(&str, &str); 15] = [
+const TEMPLATES: [(&str, &str); 16] = [
     ("layout.html", include_str!("templates/layout.html")),
     ("dashboard.html", include_str!("templates/dashboard.html")),
     ("timeline.html", include_str!("templates/timeline.html")),
@@ -77,6 +77,7 @@ const TEMPLATES: [(&str, &str); 15] = [
     ("login.html", include_str!("templates/login.html")),
     ("not_found.html", include_str!("templates/not_found.html")),
     ("error.html", include_str!("templates/error.html")),
+    ("tenant.html", include_str!("templates/tenant.html")),
 ];
 
 /// Builds the template environment. `.html` templates auto-escape.
@@ -180,6 +181,44 @@ pub(crate) fn not_found(app: &DemoUpstream, path: &str, page: &PageContext<'_>) 
         "",
         page,
         json!({ "path": path }),
+    )
+}
+
+/// The client accounts (tenants) of the app, by id: the demo's two.
+pub(crate) const TENANTS: [(&str, &str); 2] = [
+    ("initech", "Initech (client account)"),
+    ("umbrella", "Umbrella Logistics (client account)"),
+];
+
+/// A page inside tenant `tenant` (`/t/{tenant}/...`): its home, eSS or
+/// linked records. Says whether the caller is a paired user.
+pub(crate) fn tenant(
+    app: &DemoUpstream,
+    tenant: &str,
+    rest: &str,
+    page: &PageContext<'_>,
+) -> Response {
+    let Some((id, name)) = TENANTS.iter().find(|(id, _)| *id == tenant) else {
+        return not_found(app, &format!("/t/{tenant}/{rest}"), page);
+    };
+    let section = match rest.trim_end_matches('/') {
+        "" => "",
+        "ess" => "employee self-service",
+        "linked-records" => "linked records",
+        _ => return not_found(app, &format!("/t/{tenant}/{rest}"), page),
+    };
+    let paired = page
+        .identity
+        .iter()
+        .any(|(k, v)| k.ends_with("paired") && v == "1");
+    render(
+        app,
+        StatusCode::OK,
+        "tenant.html",
+        name,
+        "",
+        page,
+        json!({ "tenant": {"id": id, "name": name}, "paired": paired, "section": section }),
     )
 }
 

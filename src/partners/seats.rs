@@ -1,15 +1,10 @@
 //! Full licence seats: counted across every user holding Full (paired
 //! ghosts excepted: they hold no seat of their own), refused past the
-//! configured number, and shown as `guise_licence_seats`.
-
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use prometheus::IntGaugeVec;
+//! configured number, and shown as `guise_licence_seats` (see
+//! [`super::PartnerGauges`]).
 
 use super::PartnerError;
-use crate::live::SharedLive;
-use crate::users::{Directory, Licence, User};
+use crate::users::{Licence, User};
 
 /// Seats of a licence with a limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,34 +40,6 @@ pub fn seats<'a>(users: impl IntoIterator<Item = &'a User>, total: Option<u64>) 
     let total = total?;
     let used = users.into_iter().filter(|u| holds_full_seat(u)).count() as u64;
     Some(Seats { used, total })
-}
-
-/// Sets `guise_licence_seats` before every scrape, from the directory as
-/// it is then and the live seat limit.
-pub struct SeatGauge {
-    pub directory: Arc<Directory>,
-    pub live: SharedLive,
-    pub gauge: IntGaugeVec,
-}
-
-#[async_trait]
-impl crate::ops::ScrapeHook for SeatGauge {
-    async fn before_scrape(&self) {
-        let total = self.live.load().config.partners.full_seats;
-        let users = self.directory.all();
-        match seats(users.iter().map(|u| &**u), total) {
-            Some(s) => {
-                self.gauge
-                    .with_label_values(&["full", "used"])
-                    .set(s.used as i64);
-                self.gauge
-                    .with_label_values(&["full", "free"])
-                    .set(s.free() as i64);
-            }
-            // Unlimited: no seats to show.
-            None => self.gauge.reset(),
-        }
-    }
 }
 
 #[cfg(test)]
