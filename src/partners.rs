@@ -54,8 +54,6 @@ pub enum PartnerError {
     Unrouted,
     #[error("this {resource} is not assigned to your partner organisation")]
     NotAssigned { resource: String },
-    #[error("this {resource} could not be checked against your partner's assignments: {reason}")]
-    LookupFailed { resource: String, reason: String },
     #[error("you are signed in to the client account {0}; leave it (POST /_guise/tenants/leave) to go elsewhere")]
     OutsideTenant(String),
     #[error("client accounts are entered with \"Login as me\" (/_guise/partner)")]
@@ -77,7 +75,6 @@ impl Refuse for PartnerError {
         match self {
             PartnerError::NoTenant(_) => 404,
             PartnerError::SeatsFull { .. } => 409,
-            PartnerError::LookupFailed { .. } => 502,
             _ => 403,
         }
     }
@@ -88,7 +85,6 @@ impl Refuse for PartnerError {
             PartnerError::AreaNotInBundle { .. } => "area_not_in_bundle",
             PartnerError::Unrouted => "partner_unrouted",
             PartnerError::NotAssigned { .. } => "record_not_assigned",
-            PartnerError::LookupFailed { .. } => "record_lookup_failed",
             PartnerError::OutsideTenant(_) => "outside_tenant",
             PartnerError::TenantNeedsPairedLogin => "tenant_needs_paired_login",
             PartnerError::NotForPaired(_) => "not_for_paired_users",
@@ -124,12 +120,21 @@ impl Refuse for PartnerError {
     }
 }
 
-impl PartnerError {
-    /// The `guise_partner_refusals_total` label.
-    pub fn metric(&self) -> &'static str {
-        self.code()
-    }
-}
+/// Every [`PartnerError`] code, so `guise_partner_refusals_total` shows
+/// each reason from the start (at 0) rather than once it first happens.
+pub const REFUSAL_CODES: [&str; 11] = [
+    "partner_inactive",
+    "no_full_licence",
+    "area_not_in_bundle",
+    "partner_unrouted",
+    "record_not_assigned",
+    "outside_tenant",
+    "tenant_needs_paired_login",
+    "not_for_paired_users",
+    "partner_login_off",
+    "no_tenant",
+    "not_a_partner_user",
+];
 
 /// Whether `user` is a partner user (and not a paired ghost).
 pub fn is_partner_user(user: &User) -> bool {

@@ -148,6 +148,15 @@ impl Gateway {
             metrics.clone(),
         );
         let partners = Registry::new(store.clone(), Arc::new(config.partners.clone()));
+        for code in crate::partners::REFUSAL_CODES {
+            metrics
+                .partner_refusals
+                .with_label_values(&[code])
+                .inc_by(0);
+        }
+        for result in ["ok", "refused"] {
+            metrics.paired_logins.with_label_values(&[result]).inc_by(0);
+        }
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let sessions = SessionManager::new(store.clone(), settings, metrics.clone(), clock.clone());
         let auth = Arc::new(AuthService::new(

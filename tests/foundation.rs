@@ -279,7 +279,11 @@ async fn open_connections_follow_clients() {
 
 #[tokio::test]
 async fn dashboard_queries_only_use_exposed_metrics() {
-    let f = Fixture::start().await;
+    // A tenant, so the tenant gauges have a series.
+    let f = Fixture::start_with(&format!(
+        "{BASE_YAML}tenants:\n  path_prefix: \"/t/{{tenant}}/\"\n  list:\n    - {{ id: t1, name: T1, user_quota: 5 }}\n"
+    ))
+    .await;
     // Touch every labelled family so it is exposed.
     client()
         .get(f.url("/api/companies/co-100"))

@@ -25,17 +25,16 @@ impl crate::ops::ScrapeHook for PartnerGauges {
         let m = &self.metrics;
         let total = self.live.load().config.partners.full_seats;
         let users = self.directory.all();
-        match seats(users.iter().map(|u| &**u), total) {
-            Some(s) => {
-                m.licence_seats
-                    .with_label_values(&["full", "used"])
-                    .set(s.used as i64);
-                m.licence_seats
-                    .with_label_values(&["full", "free"])
-                    .set(s.free() as i64);
-            }
-            // Unlimited: no seats to show.
-            None => m.licence_seats.reset(),
+        // Unlimited: the seats used, and no `free` series.
+        m.licence_seats.reset();
+        let used = users.iter().filter(|u| super::holds_full_seat(u)).count();
+        m.licence_seats
+            .with_label_values(&["full", "used"])
+            .set(used as i64);
+        if let Some(s) = seats(users.iter().map(|u| &**u), total) {
+            m.licence_seats
+                .with_label_values(&["full", "free"])
+                .set(s.free() as i64);
         }
         let mut paired: BTreeMap<&str, i64> = BTreeMap::new();
         for u in &users {

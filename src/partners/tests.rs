@@ -229,3 +229,33 @@ fn records_come_from_path_and_every_value_of_a_query_parameter() {
     let found = named_records(&table, 0, &p, "/companies/co-7", None);
     assert_eq!(found, vec![company("co-7")]);
 }
+
+#[test]
+fn every_request_refusal_code_is_listed_for_the_metric() {
+    let all = [
+        PartnerError::PartnerInactive("p".into()),
+        PartnerError::NoPartner("p".into()),
+        PartnerError::NoFullLicence,
+        PartnerError::AreaNotInBundle {
+            area: "a".into(),
+            bundle: "b".into(),
+        },
+        PartnerError::Unrouted,
+        PartnerError::NotAssigned {
+            resource: "r".into(),
+        },
+        PartnerError::OutsideTenant("t".into()),
+        PartnerError::TenantNeedsPairedLogin,
+        PartnerError::NotForPaired("f".into()),
+        PartnerError::PartnerLoginOff("t".into()),
+        PartnerError::NoTenant("t".into()),
+        PartnerError::NotAPartnerUser,
+    ];
+    for e in &all {
+        assert!(
+            REFUSAL_CODES.contains(&e.code()),
+            "{} is not in REFUSAL_CODES",
+            e.code()
+        );
+    }
+}
