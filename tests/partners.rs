@@ -149,6 +149,9 @@ async fn partner_rules_hold(f: &Fixture) {
     )
     .await;
     assert_eq!(status(&c, f, &anna, "/cockpit").await, 200);
+    // The app's pages lead partner users to their client accounts.
+    let page = get_as(&c, f, &anna, "/dashboard", "text/html").await.text().await.unwrap();
+    assert!(page.contains("href=\"/_guise/partner\""), "{page}");
     let arlo = login(&c, &base, "arlo@acme.test", DEMO_PW).await;
     let r = get(&c, &base, &arlo, "/cockpit").await;
     refused(r, "area_not_in_bundle", "(no-cockpit)").await;
@@ -171,6 +174,8 @@ async fn partner_rules_hold(f: &Fixture) {
     let bea = login(&c, &base, "bu1@demo.test", DEMO_PW).await;
     assert_eq!(status(&c, f, &bea, "/api/companies/co-109").await, 200);
     assert_eq!(status(&c, f, &bea, "/contacts").await, 200);
+    let page = get_as(&c, f, &bea, "/dashboard", "text/html").await.text().await.unwrap();
+    assert!(!page.contains("/_guise/partner"));
 
     let refusals = f
         .metric("guise_partner_refusals_total{reason=\"record_not_assigned\"}")
