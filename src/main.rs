@@ -161,12 +161,17 @@ fn demo(listen: SocketAddr, upstream: SocketAddr, operations: SocketAddr) -> any
         .users
         .iter()
         .map(|u| {
-            format!(
-                "  {:<20} {} ({})\n",
-                u.email,
-                u.name,
-                u.role_names().join(", ")
-            )
+            let mut about = u.role_names().join(", ");
+            if let Some(p) = &u.partner {
+                about.push_str(&format!(
+                    "; partner user of {p}, bundle {}",
+                    u.bundle.as_deref().unwrap_or(&config.partners.default_bundle)
+                ));
+                if u.licence != guise::users::Licence::Full {
+                    about.push_str("; no Full licence, so refused at sign-in");
+                }
+            }
+            format!("  {:<20} {} ({about})\n", u.email, u.name)
         })
         .collect();
 
@@ -190,7 +195,7 @@ fn demo(listen: SocketAddr, upstream: SocketAddr, operations: SocketAddr) -> any
     )
     .context("refusing to start")?;
     println!(
-        "guise demo\n  gateway:     http://{listen}/\n  demo app:    http://{} (direct, no gateway)\n  operations:  http://{operations}/metrics  /healthz  /readyz\n\nSign in at http://{listen}/login with password `demo` as one of:\n{}\nPress Ctrl-C to stop.",
+        "guise demo\n  gateway:     http://{listen}/\n  demo app:    http://{} (direct, no gateway)\n  operations:  http://{operations}/metrics  /healthz  /readyz\n\nSign in at http://{listen}/login with password `demo` as one of:\n{}\nPartner users see only their partner's customers; their client accounts (\"Login as me\") are at http://{listen}/_guise/partner.\nPress Ctrl-C to stop.",
         app.addr,
         demo_users
     );
