@@ -64,6 +64,7 @@ pub mod csrf;
 pub mod demo_upstream;
 pub mod drain;
 pub mod events;
+pub mod filter;
 pub mod forwarded;
 pub mod fuzzing;
 pub mod gateway;

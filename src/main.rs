@@ -165,7 +165,9 @@ fn demo(listen: SocketAddr, upstream: SocketAddr, operations: SocketAddr) -> any
             if let Some(p) = &u.partner {
                 about.push_str(&format!(
                     "; partner user of {p}, bundle {}",
-                    u.bundle.as_deref().unwrap_or(&config.partners.default_bundle)
+                    u.bundle
+                        .as_deref()
+                        .unwrap_or(&config.partners.default_bundle)
                 ));
                 if u.licence != guise::users::Licence::Full {
                     about.push_str("; no Full licence, so refused at sign-in");

@@ -20,6 +20,7 @@
 //! partner and everything inside them, whoever created it: a record is
 //! allowed when it, or one of its parents, is assigned.
 
+pub mod answer;
 mod gauges;
 pub mod import;
 mod registry;

@@ -26,6 +26,7 @@ use crate::gateway::{Endpoints, Flow};
 use crate::identity;
 use crate::live::{Live, SharedLive};
 use crate::metrics::{status_class, Metrics};
+use crate::partners::answer::{self, AnswerFilter};
 use crate::partners::{self, Access};
 use crate::peer::Peer;
 use crate::respond::{self, Refuse};
@@ -62,6 +63,10 @@ pub struct Ctx {
     app: Plan,
     /// What the partner rules let the answer show (stage 7).
     access: Access,
+    /// The filter the answer's body runs through, picked at its header.
+    answer: Option<AnswerFilter>,
+    /// Why the answer could not be filtered, for `fail_to_proxy` to say.
+    answer_failed: Option<answer::AnswerError>,
     upstream_sent: Option<Instant>,
     /// Counted in flight until the request is done.
     _in_flight: InFlight,
@@ -71,6 +76,17 @@ impl Ctx {
     fn route(&self) -> Option<&RouteSpec> {
         match self.class {
             Class::Route(i) => self.live.routes.routes().get(i),
+            _ => None,
+        }
+    }
+
+    /// The route's answer filters, when the partner rules apply to this
+    /// request and the route has any.
+    fn answer_filters(&self) -> Option<&crate::routes::AnswerFilters> {
+        match (&self.access, self.class) {
+            (Access::Partner(_), Class::Route(i)) => {
+                self.live.routes.answer(i).filter(|f| !f.is_empty())
+            }
             _ => None,
         }
     }
@@ -126,6 +142,8 @@ impl ProxyHttp for GatewayProxy {
             subject: None,
             app: Plan::default(),
             access: Access::Unrestricted,
+            answer: None,
+            answer_failed: None,
             upstream_sent: None,
             _in_flight: self.drain.start_request(),
         }
@@ -263,6 +281,10 @@ impl ProxyHttp for GatewayProxy {
                 forwarded::strip_gateway_cookies(upstream_request, &cfg.app_session_cookies);
             }
         }
+        // An answer the partner rules filter must come plain.
+        if ctx.answer_filters().is_some() {
+            upstream_request.remove_header(&http::header::ACCEPT_ENCODING);
+        }
         if let Some(subject) = &ctx.subject {
             let signed =
                 subject.sign_onto(upstream_request, &ctx.live.signer, self.clock.unix_now());
@@ -331,10 +353,59 @@ impl ProxyHttp for GatewayProxy {
                 }
             }
         }
+        if let (Some(filters), Access::Partner(keep)) = (ctx.answer_filters(), &ctx.access) {
+            let limit = crate::filter::Limit(ctx.live.config.partners.answer_max_bytes);
+            let format = respond::Format::of(session.req_header());
+            let resource = ctx.route().and_then(|r| r.resource.clone());
+            ctx.answer = answer::start(
+                filters,
+                keep,
+                upstream_response,
+                limit,
+                format,
+                resource.as_deref(),
+            )?;
+            if let Some(AnswerFilter::Refused { code, .. }) = &ctx.answer {
+                self.metrics
+                    .requests_refused
+                    .with_label_values(&[code])
+                    .inc();
+            }
+        }
         for (k, v) in &ctx.app.set_cookies {
             upstream_response.append_header(k.clone(), v.as_str())?;
         }
         Ok(())
+    }
+
+    /// Partner users' answers keep only their records (see
+    /// [`crate::partners::answer`]). A failure here cuts the response off:
+    /// its status line has gone out, and the body must not.
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<std::time::Duration>> {
+        let Some(filter) = ctx.answer.as_mut() else {
+            return Ok(None);
+        };
+        if let Err(e) = filter.chunk(body, end_of_stream) {
+            *body = None;
+            ctx.answer = None;
+            self.metrics
+                .requests_refused
+                .with_label_values(&[e.code()])
+                .inc();
+            tracing::warn!(route = ctx.route_label(), error = %e, "answer could not be filtered");
+            ctx.answer_failed = Some(e);
+            return Err(Error::explain(
+                InternalError,
+                "answer could not be filtered",
+            ));
+        }
+        Ok(None)
     }
 
     /// pingora's own line per failed request: `fail_to_proxy` logs the
@@ -353,9 +424,13 @@ impl ProxyHttp for GatewayProxy {
             tracing::warn!(route = ctx.route_label(), kind = kind.metric(), error = %e, "upstream request failed");
         }
         let mut code = 0;
+        let refusal: Option<&dyn Refuse> = match &ctx.answer_failed {
+            Some(e) => Some(e),
+            None => failure.refusal(),
+        };
         // Once the upstream's header went out, the client already has a
         // status; the only honest signal left is closing the connection.
-        if let (Some(r), None) = (failure.refusal(), session.response_written()) {
+        if let (Some(r), None) = (refusal, session.response_written()) {
             code = r.status();
             // pingora closes the connection after a proxy failure; say so in
             // the answer, or a keep-alive client reuses it and gets a reset.

@@ -6,6 +6,9 @@
 //! one in file order whose methods include the request's method wins.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::filter::{FilterError, Hide, HtmlRule, HtmlRules, IdFrom, JsonList, JsonRecord, Limit};
 
 /// Whether a route reads or changes data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +93,81 @@ impl AnswerRecords {
 pub struct RouteTable {
     router: matchit::Router<Vec<usize>>,
     routes: Vec<RouteSpec>,
+    /// Each route's answer shapes as filters, compiled once.
+    answers: Vec<AnswerFilters>,
+}
+
+/// The most memory one HTML answer's rewriter may hold (a tag split over
+/// many chunks is held until it ends).
+pub const HTML_MEMORY: usize = 1024 * 1024;
+
+/// A route's [`AnswerRecords`] compiled into response filters.
+#[derive(Debug, Clone, Default)]
+pub struct AnswerFilters {
+    pub json_list: Option<Arc<JsonList>>,
+    pub json_record: Option<Arc<JsonRecord>>,
+    pub html: Option<Arc<HtmlRules>>,
+}
+
+impl AnswerFilters {
+    /// Compile `a`; a bad pointer or selector says which.
+    pub fn compile(a: &AnswerRecords) -> Result<AnswerFilters, FilterError> {
+        let fields = |refs: &[AnswerRef]| -> Vec<(String, String)> {
+            refs.iter()
+                .filter_map(|r| match &r.at {
+                    AnswerAt::Field(f) => Some((r.resource.clone(), f.clone())),
+                    _ => None,
+                })
+                .collect()
+        };
+        let json_list = match &a.json_list {
+            Some((pointer, refs, counts)) => {
+                Some(Arc::new(JsonList::new(pointer, fields(refs), counts)?))
+            }
+            None => None,
+        };
+        let json_record = match &a.json_record {
+            Some((pointer, refs)) => Some(Arc::new(JsonRecord::new(pointer, fields(refs))?)),
+            None => None,
+        };
+        let html = if a.html.is_empty() {
+            None
+        } else {
+            let rules = a
+                .html
+                .iter()
+                .map(|(selector, refs)| HtmlRule {
+                    selector: selector.clone(),
+                    refs: refs
+                        .iter()
+                        .filter_map(|r| match &r.at {
+                            AnswerAt::Attribute(n) => {
+                                Some((r.resource.clone(), IdFrom::Attribute(n.clone())))
+                            }
+                            AnswerAt::Href(p) => {
+                                Some((r.resource.clone(), IdFrom::Href(p.clone())))
+                            }
+                            AnswerAt::Field(_) => None,
+                        })
+                        .collect(),
+                })
+                .collect();
+            Some(Arc::new(HtmlRules::new(
+                rules,
+                Hide::Remove,
+                Limit(HTML_MEMORY),
+            )?))
+        };
+        Ok(AnswerFilters {
+            json_list,
+            json_record,
+            html,
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.json_list.is_none() && self.json_record.is_none() && self.html.is_none()
+    }
 }
 
 /// The route a request matched.
@@ -142,9 +220,15 @@ impl RouteTable {
                 .insert(path, idx)
                 .map_err(|e| (first, format!("`{path}` cannot be added: {e}")))?;
         }
+        let answers = routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| AnswerFilters::compile(&r.answer).map_err(|e| (i, e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(RouteTable {
             router,
             routes: routes.to_vec(),
+            answers,
         })
     }
 
@@ -173,6 +257,11 @@ impl RouteTable {
                 self.find_exact(method, &format!("{path}/"))
             }
         })
+    }
+
+    /// Route `index`'s compiled answer filters.
+    pub fn answer(&self, index: usize) -> Option<&AnswerFilters> {
+        self.answers.get(index)
     }
 
     /// The value of path parameter `name` when `path` matches route `index`.

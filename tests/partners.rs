@@ -150,7 +150,11 @@ async fn partner_rules_hold(f: &Fixture) {
     .await;
     assert_eq!(status(&c, f, &anna, "/cockpit").await, 200);
     // The app's pages lead partner users to their client accounts.
-    let page = get_as(&c, f, &anna, "/dashboard", "text/html").await.text().await.unwrap();
+    let page = get_as(&c, f, &anna, "/dashboard", "text/html")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(page.contains("href=\"/_guise/partner\""), "{page}");
     let arlo = login(&c, &base, "arlo@acme.test", DEMO_PW).await;
     let r = get(&c, &base, &arlo, "/cockpit").await;
@@ -170,11 +174,138 @@ async fn partner_rules_hold(f: &Fixture) {
     assert_eq!(stranger.status(), 401);
     assert_eq!(wrong.text().await.unwrap(), stranger.text().await.unwrap());
 
+    // Lists, search and pages show only Acme's customers.
+    let ids = |v: &Value| -> Vec<String> {
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let v: Value = get(&c, &base, &anna, "/api/companies")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ids(&v), ["co-106", "co-107", "co-108"]);
+    let v: Value = get(&c, &base, &anna, "/api/companies?q=o")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        !ids(&v).is_empty()
+            && ids(&v)
+                .iter()
+                .all(|i| ["co-106", "co-107", "co-108"].contains(&i.as_str())),
+        "{v}"
+    );
+    let v: Value = get(&c, &base, &anna, "/api/ctas")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ctas = v["data"].as_array().unwrap();
+    assert!(!ctas.is_empty());
+    assert!(
+        ctas.iter()
+            .all(|c| ["co-106", "co-107", "co-108"].contains(&c["company_id"].as_str().unwrap())),
+        "{v}"
+    );
+    let v: Value = get(&c, &base, &anna, "/api/reports")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ids(&v), ["rep-1"]);
+    let v: Value = get(&c, &base, &anna, "/api/relationships")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ids(&v), ["rel-7", "rel-8", "rel-9"]);
+    for page in [
+        "/companies",
+        "/scorecard",
+        "/cockpit",
+        "/timeline",
+        "/dashboard",
+        "/reports",
+        "/success-plan",
+    ] {
+        let html = get_as(&c, f, &anna, page, "text/html")
+            .await
+            .text()
+            .await
+            .unwrap();
+        for other in ["co-109", "co-110", "co-111", "co-100", "p-globex"] {
+            assert!(
+                !html.contains(&format!("data-id=\"{other}\""))
+                    && !html.contains(&format!("data-company-id=\"{other}\"")),
+                "{page} shows {other}"
+            );
+        }
+        assert!(
+            html.contains("co-106") || page == "/reports",
+            "{page} lost Acme's records"
+        );
+    }
+    let html = get_as(&c, f, &anna, "/reports", "text/html")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("data-id=\"rep-1\"") && !html.contains("data-id=\"rep-2\""));
+    // A single record read from the answer: Acme's CTA is shown; Globex's
+    // is refused (or, had its status line gone out already, cut off):
+    // never shown.
+    let v: Value = get(&c, &base, &anna, "/api/ctas/cta-9")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["data"]["company_id"], "co-107");
+    let r = get(&c, &base, &anna, "/api/ctas/cta-11").await;
+    match r.status().as_u16() {
+        403 => {
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["error"], "record_not_assigned", "{v}");
+            assert_eq!(
+                v["detail"],
+                "this cta is not assigned to your partner organisation"
+            );
+        }
+        _ => {
+            let got = r.text().await;
+            assert!(
+                got.is_err(),
+                "an unassigned CTA reached the client: {got:?}"
+            );
+        }
+    }
+
     // Internal users are not partner users: the rules leave them alone.
     let bea = login(&c, &base, "bu1@demo.test", DEMO_PW).await;
     assert_eq!(status(&c, f, &bea, "/api/companies/co-109").await, 200);
+    let v: Value = get(&c, &base, &bea, "/api/companies")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ids(&v).len(), 12);
+    let html = get_as(&c, f, &bea, "/companies", "text/html")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("data-id=\"co-109\""));
     assert_eq!(status(&c, f, &bea, "/contacts").await, 200);
-    let page = get_as(&c, f, &bea, "/dashboard", "text/html").await.text().await.unwrap();
+    let page = get_as(&c, f, &bea, "/dashboard", "text/html")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(!page.contains("/_guise/partner"));
 
     let refusals = f
@@ -794,4 +925,47 @@ async fn turning_partner_login_off_ends_paired_sessions_on_every_node() {
     let a = Fixture::start_with(&yaml).await;
     let b = Fixture::start_with(&yaml).await;
     login_as_me_holds(&a, &b).await;
+}
+
+#[tokio::test]
+async fn answers_that_cannot_be_filtered_are_refused_never_passed_on() {
+    // A JSON list rule on a route the app answers with bytes, and a limit
+    // smaller than the companies list.
+    let yaml = demo_yaml(MEMORY, "")
+        .replace(
+            "  - { name: health, path: /healthz, public: true }",
+            "  - { name: health, path: /healthz, public: true }\n  - { name: large, path: /api/large, area: companies, json_list: { pointer: /data, refs: [{ resource: company, field: /id }] } }",
+        )
+        .replace("  default_layout: partner-360\n", "  default_layout: partner-360\n  answer_max_bytes: 1024\n");
+    let f = Fixture::start_with(&yaml).await;
+    let c = client();
+    let base = f.url("");
+    let anna = login(&c, &base, "anna@acme.test", DEMO_PW).await;
+    let r = get(&c, &base, &anna, "/api/large?bytes=100").await;
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "filter_malformed", "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("application/octet-stream"),
+        "{v}"
+    );
+    let r = get(&c, &base, &anna, "/api/companies").await;
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "filter_too_large", "{v}");
+    // Browsers get the refusal as a page.
+    let r = get_as(&c, &f, &anna, "/api/companies", "text/html").await;
+    assert_eq!(r.status(), 502);
+    assert!(r.text().await.unwrap().contains("too large to filter"));
+    // Nobody else is filtered: an internal user gets the whole list.
+    let bea = login(&c, &base, "bu1@demo.test", DEMO_PW).await;
+    assert_eq!(status(&c, &f, &bea, "/api/companies").await, 200);
+    assert!(
+        f.metric("guise_requests_refused_total{reason=\"filter_too_large\"}")
+            .await
+            >= 0.0
+    );
 }

@@ -20,6 +20,9 @@ pub const DEFAULT_AREAS: [&str; 7] = [
     "scorecard",
 ];
 
+/// The default of [`Settings::answer_max_bytes`]: 8 MiB.
+pub const DEFAULT_ANSWER_MAX_BYTES: usize = 8 * 1024 * 1024;
+
 /// Whether a partner may use the app.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -143,6 +146,9 @@ pub struct Settings {
     pub partners: Vec<Partner>,
     /// Partner users may use paths no route names.
     pub unrouted_allowed: bool,
+    /// The largest JSON answer filtered for a partner user; a larger one
+    /// is refused (502), never passed on unfiltered.
+    pub answer_max_bytes: usize,
     /// Tenants for paired users (none configurable yet: paired users and
     /// "Login as me" come next).
     pub tenants: TenantSettings,
@@ -158,6 +164,7 @@ impl Default for Settings {
             bundles: Vec::new(),
             partners: Vec::new(),
             unrouted_allowed: false,
+            answer_max_bytes: DEFAULT_ANSWER_MAX_BYTES,
             tenants: TenantSettings::default(),
         }
     }

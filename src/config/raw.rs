@@ -411,6 +411,8 @@ pub struct RawPartners {
     /// Partner users on a path no route names: `deny` (default) or
     /// `allow`.
     pub unrouted: Option<String>,
+    /// The largest JSON answer filtered for partner users (default 8 MiB).
+    pub answer_max_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -533,6 +533,15 @@ impl Checker<'_> {
         }
         settings.default_layout = p.default_layout.clone();
         settings.full_seats = raw.licences.full;
+        if let Some(n) = p.answer_max_bytes {
+            if !(1024..=1024 * 1024 * 1024).contains(&n) {
+                self.issue(
+                    "partners.answer_max_bytes",
+                    "must be between 1024 and 1073741824",
+                );
+            }
+            settings.answer_max_bytes = n;
+        }
         settings.unrouted_allowed = match p.unrouted.as_deref() {
             None | Some("deny") => false,
             Some("allow") => true,
