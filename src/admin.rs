@@ -21,8 +21,8 @@ use crate::csrf::{self, CsrfError};
 use crate::respond::{self, Refuse};
 use crate::routes::GATEWAY_PREFIX;
 use crate::session::SessionManager;
-use crate::store::StoreEvent;
 use crate::subject::Subject;
+use crate::user_sync::{self, SaveError};
 use crate::users::{Directory, Licence, Origin, Role, User, UserStatus};
 
 /// Why an admin call was refused.
@@ -318,25 +318,16 @@ impl AdminApi {
         ))
     }
 
-    /// Check `user` against the directory, then persist it in the store,
-    /// put it in this node's directory and tell the other nodes. Checked
-    /// first: a record the directory refuses is never stored.
+    /// Save a changed user the one way every change is saved
+    /// ([`user_sync::save`]: checked, stored, in this node's directory,
+    /// announced to the others).
     async fn save(&self, user: User) -> Result<(), AdminError> {
-        self.directory
-            .check_upsert(&user)
-            .map_err(|e| AdminError::Invalid(e.to_string()))?;
-        let json = serde_json::to_string(&user).map_err(|e| AdminError::Invalid(e.to_string()))?;
-        let store = self.sessions.store();
-        store.save_user(&user.id, &json).await.map_err(store_err)?;
-        let id = user.id.clone();
-        self.directory
-            .upsert(user)
-            .map_err(|e| AdminError::Invalid(e.to_string()))?;
-        store
-            .publish(&StoreEvent::UserChanged { user_id: id })
+        user_sync::save(&**self.sessions.store(), &self.directory, user)
             .await
-            .map_err(store_err)?;
-        Ok(())
+            .map_err(|e| match e {
+                SaveError::Refused(why) => AdminError::Invalid(why),
+                SaveError::Store(e) => store_err(e),
+            })
     }
 }
 

@@ -6,6 +6,7 @@
 //! whole (the gateway never starts on half a configuration).
 
 mod lines;
+mod mail;
 pub mod raw;
 mod validate;
 mod yaml;
@@ -15,7 +16,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use raw::{AppCookies, LogFormat, StoreKind};
+pub use mail::{Mail, MailTransport, Smtp, SmtpCredentials};
+pub use raw::{AppCookies, LogFormat, SmtpSecurity, StoreKind};
 
 use crate::routes::RouteSpec;
 use crate::users::User;
@@ -36,6 +38,8 @@ pub struct Config {
     pub auth: Auth,
     pub http: HttpPolicy,
     pub admin: AdminPolicy,
+    /// Welcome emails; `None`: the gateway sends no mail.
+    pub mail: Option<Mail>,
     /// Users from the file (inline and `users_file`), in file order.
     pub users: Vec<User>,
     /// SHA-256 of the file's bytes (hex, first 16 chars): names the live

@@ -329,6 +329,48 @@ async fn conformance(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     );
     assert_eq!(a.load_user("nobody").await.unwrap(), None);
 
+    // --- one-time tokens ---
+    let once = format!("set-password:{:0>64}", "ab");
+    assert_eq!(a.take_once(&once).await.unwrap(), None);
+    a.put_once(&once, r#"{"user_id":"u-1"}"#, LONG)
+        .await
+        .unwrap();
+    assert_eq!(
+        b.peek_once(&once).await.unwrap().as_deref(),
+        Some(r#"{"user_id":"u-1"}"#),
+        "a token is seen by every store on the backend, and peeking leaves it"
+    );
+    assert_eq!(
+        b.take_once(&once).await.unwrap().as_deref(),
+        Some(r#"{"user_id":"u-1"}"#)
+    );
+    assert_eq!(a.take_once(&once).await.unwrap(), None, "taken only once");
+    assert_eq!(a.peek_once(&once).await.unwrap(), None);
+    // Two takes racing on two stores: exactly one wins.
+    a.put_once(&once, "race", LONG).await.unwrap();
+    let (x, y) = tokio::join!(a.take_once(&once), b.take_once(&once));
+    let winners = [x.unwrap(), y.unwrap()];
+    assert_eq!(
+        winners.iter().filter(|w| w.as_deref() == Some("race")).count(),
+        1,
+        "{winners:?}"
+    );
+    // Putting again replaces the value and its lifetime.
+    a.put_once(&once, "first", LONG).await.unwrap();
+    a.put_once(&once, "second", SHORT).await.unwrap();
+    assert_eq!(a.peek_once(&once).await.unwrap().as_deref(), Some("second"));
+    eventually(DEADLINE, "the one-time token to expire", || {
+        let a = a.clone();
+        let once = once.clone();
+        async move { a.peek_once(&once).await.unwrap().is_none().then_some(()) }
+    })
+    .await;
+    assert_eq!(
+        a.take_once(&once).await.unwrap(),
+        None,
+        "an expired token cannot be taken"
+    );
+
     // --- events between stores ---
     let mut on_b = b.subscribe();
     let mut on_a = a.subscribe();
@@ -462,6 +504,9 @@ async fn every_operation_fails_promptly(s: &dyn Store) {
     fails_promptly("save_user", s.save_user("x", "{}")).await;
     fails_promptly("load_users", s.load_users()).await;
     fails_promptly("load_user", s.load_user("x")).await;
+    fails_promptly("put_once", s.put_once("x", "v", LONG)).await;
+    fails_promptly("take_once", s.take_once("x")).await;
+    fails_promptly("peek_once", s.peek_once("x")).await;
     fails_promptly("publish", s.publish(&StoreEvent::Resync)).await;
 }
 

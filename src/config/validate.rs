@@ -12,6 +12,8 @@ use super::yaml;
 use super::*;
 use crate::routes::Action;
 
+mod mail;
+
 /// The smallest signing key accepted: HMAC-SHA256 wants at least 32 bytes.
 const MIN_KEY_LEN: usize = 32;
 
@@ -175,6 +177,7 @@ impl Checker<'_> {
         let admin = AdminPolicy {
             admins_may_grant_impersonation: raw.admin.admins_may_grant_impersonation,
         };
+        let mail = self.mail(&raw, base, env);
         let users = self.users(&raw, base);
 
         let hash = hex::encode(Sha256::digest(source.as_bytes()))[..16].to_string();
@@ -195,6 +198,7 @@ impl Checker<'_> {
             auth: auth?,
             http: http_policy,
             admin,
+            mail,
             users,
             hash,
         })

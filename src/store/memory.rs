@@ -51,6 +51,8 @@ struct State {
     by_user: HashMap<String, HashSet<SessionKey>>,
     counters: HashMap<String, Window>,
     users: BTreeMap<String, String>,
+    /// One-time tokens: key → (value, expiry).
+    once: HashMap<String, (String, Instant)>,
     next_sweep: Instant,
 }
 
@@ -81,6 +83,7 @@ impl MemoryStore {
                 by_user: HashMap::new(),
                 counters: HashMap::new(),
                 users: BTreeMap::new(),
+                once: HashMap::new(),
                 next_sweep: Instant::now() + SWEEP_EVERY,
             }),
             events,
@@ -141,6 +144,7 @@ impl State {
             self.remove(key);
         }
         self.counters.retain(|_, w| now < w.ends);
+        self.once.retain(|_, (_, ends)| now < *ends);
         self.next_sweep = now + SWEEP_EVERY;
     }
 }
@@ -304,6 +308,31 @@ impl Store for MemoryStore {
 
     async fn load_user(&self, user_id: &str) -> Result<Option<String>, StoreError> {
         Ok(self.lock().users.get(user_id).cloned())
+    }
+
+    async fn put_once(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        st.sweep_if_due(now);
+        st.once
+            .insert(key.to_string(), (value.to_string(), now + ttl));
+        Ok(())
+    }
+
+    async fn take_once(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let now = Instant::now();
+        let taken = self.lock().once.remove(key);
+        Ok(taken.filter(|(_, ends)| now < *ends).map(|(v, _)| v))
+    }
+
+    async fn peek_once(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let now = Instant::now();
+        let st = self.lock();
+        Ok(st
+            .once
+            .get(key)
+            .filter(|(_, ends)| now < *ends)
+            .map(|(v, _)| v.clone()))
     }
 
     async fn publish(&self, event: &StoreEvent) -> Result<(), StoreError> {

@@ -9,6 +9,7 @@
 //! | `guise:active-sessions`          | zset   | every session key, scored by its idle deadline (unix ms) |
 //! | `guise:limit:{<counter>}`        | string | fixed-window counter, `PX` = window           |
 //! | `guise:users`                    | hash   | user id → JSON user record                    |
+//! | `guise:once:{<key>}`             | string | a one-time token's value, `PX` = its lifetime; taken with `GETDEL` |
 //! | channel `guise:events`           | pubsub | JSON [`StoreEvent`]                           |
 //!
 //! Every command and every Lua script touches exactly one key, so all of
@@ -80,6 +81,10 @@ fn index_key(user_id: &str) -> String {
 
 fn limit_key(counter: &str) -> String {
     format!("guise:limit:{{{counter}}}")
+}
+
+fn once_key(key: &str) -> String {
+    format!("guise:once:{{{key}}}")
 }
 
 /// How long the store waits for Redis. A request that needs Redis waits at
@@ -249,8 +254,10 @@ impl RedisStore {
     /// connection, so a restart costs callers nothing once Redis is back.
     /// The repeat is harmless for every operation: all are idempotent but
     /// `hit` (a login attempt counted twice, in the rare case the first
-    /// reached Redis before the connection died) and `publish` (an event
-    /// delivered twice: one more cache eviction).
+    /// reached Redis before the connection died), `publish` (an event
+    /// delivered twice: one more cache eviction) and `take_once` (a token
+    /// whose first `GETDEL` took it but whose answer was lost reads as
+    /// already used: the link fails closed, and an admin sends another).
     async fn exec<T, F, Fut>(&self, op: &'static str, body: F) -> Result<T, StoreError>
     where
         F: FnOnce(Arc<Shared>, Conn) -> Fut + Clone + Send + 'static,
@@ -610,6 +617,42 @@ impl Store for RedisStore {
                 .query_async(&mut c)
                 .await?;
             Ok(json)
+        })
+        .await
+    }
+
+    async fn put_once(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
+        let (key, value) = (once_key(key), value.to_string());
+        let ttl_ms = millis(ttl);
+        self.exec("put_once", move |_, mut c| async move {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(&value)
+                .arg("PX")
+                .arg(ttl_ms)
+                .query_async::<()>(&mut c)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn take_once(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = once_key(key);
+        self.exec("take_once", move |_, mut c| async move {
+            // One command, so two nodes taking the same token at once
+            // cannot both get it (Redis 6.2+).
+            let v: Option<String> = redis::cmd("GETDEL").arg(&key).query_async(&mut c).await?;
+            Ok(v)
+        })
+        .await
+    }
+
+    async fn peek_once(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = once_key(key);
+        self.exec("peek_once", move |_, mut c| async move {
+            let v: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut c).await?;
+            Ok(v)
         })
         .await
     }
