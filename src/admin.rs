@@ -1,4 +1,5 @@
-//! The admin API under `/_guise/admin/`: users and their sessions.
+//! The admin API under `/_guise/admin/`: users and their sessions, and
+//! (in [`partners`]) partners, bundles and licence seats.
 //!
 //! JSON in and out; admins only, as [`policy`] decides. Every
 //! state-changing call must come from this site and carry the caller's
@@ -7,6 +8,7 @@
 //! never reaches the store (where it would stop every node's directory
 //! from being rebuilt).
 
+mod partners;
 pub mod policy;
 
 use std::sync::Arc;
@@ -50,6 +52,8 @@ pub enum AdminError {
     NotFound(String),
     #[error("the session store is unavailable: {0}")]
     Store(String),
+    #[error(transparent)]
+    Partner(#[from] crate::partners::PartnerError),
 }
 
 impl Refuse for AdminError {
@@ -63,6 +67,7 @@ impl Refuse for AdminError {
             AdminError::Invalid(_) => 400,
             AdminError::Exists(_) => 409,
             AdminError::Store(_) => 503,
+            AdminError::Partner(e) => e.status(),
         }
     }
     fn code(&self) -> &'static str {
@@ -77,6 +82,7 @@ impl Refuse for AdminError {
             AdminError::Invalid(_) => "bad_request",
             AdminError::Exists(_) => "conflict",
             AdminError::Store(_) => "session_store_unavailable",
+            AdminError::Partner(e) => e.code(),
         }
     }
 }
@@ -85,6 +91,7 @@ impl Refuse for AdminError {
 pub struct AdminApi {
     pub sessions: Arc<SessionManager>,
     pub directory: Arc<Directory>,
+    pub partners: Arc<crate::partners::Registry>,
 }
 
 /// A new user: the user fields plus an optional plain `password`.
@@ -123,12 +130,31 @@ pub struct Patch {
     pub internal: Option<bool>,
     pub can_impersonate: Option<bool>,
     pub password: Option<String>,
+    /// `null` makes the user an ordinary one again.
+    #[serde(default, deserialize_with = "present")]
+    pub partner: Option<Option<String>>,
+    /// `null`: back to the default bundle.
+    #[serde(default, deserialize_with = "present")]
+    pub bundle: Option<Option<String>>,
+    /// `null`: back to the default layout.
+    #[serde(default, deserialize_with = "present")]
+    pub layout: Option<Option<String>>,
+}
+
+/// A field that is present, `null` included: `Some(None)` for `null`, so a
+/// patch can clear it (absent fields stay `None` through `default`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 impl Patch {
     /// Parse the body of `PATCH /_guise/admin/users/{id}`.
     pub fn parse(body: &[u8]) -> Result<Patch, AdminError> {
-        Ok(body::parse_json(body, "a user change (name, email, status, roles, attributes, licence, internal, can_impersonate, password)")?)
+        Ok(body::parse_json(body, "a user change (name, email, status, roles, attributes, licence, internal, can_impersonate, password, partner, bundle, layout)")?)
     }
 }
 
@@ -225,6 +251,22 @@ impl AdminApi {
                     json!({ "user": id, "revoked": 1, "session": reference }),
                 ))
             }
+            ("GET", ["partners"]) => partners::list(self),
+            ("POST", ["partners", "import"]) => {
+                let raw = body::read(s).await?;
+                let query = s.req_header().uri.query().map(str::to_string);
+                partners::import(self, &call.live.config, actor, &raw, query.as_deref()).await
+            }
+            ("GET", ["partners", id]) => partners::get(self, id),
+            ("PUT", ["partners", id]) => {
+                partners::put(self, actor, id, &body::read(s).await?).await
+            }
+            ("GET", ["bundles"]) => partners::bundles(self, &call.live.config),
+            ("PUT", ["bundles", name]) => {
+                let raw = body::read(s).await?;
+                partners::put_bundle(self, &call.live.config, actor, name, &raw).await
+            }
+            ("GET", ["licences"]) => partners::licences(self, &call.live.config),
             _ => Err(AdminError::NotFound(format!("{method} {path}"))),
         }
     }
@@ -250,6 +292,11 @@ impl AdminApi {
         if user.can_impersonate {
             policy::may_grant_impersonation(actor, &call.live.config.admin)?;
         }
+        if user.partner.is_some() && user.layout.is_none() {
+            user.layout
+                .clone_from(&call.live.config.partners.default_layout);
+        }
+        partners::check_user(self, &call.live.config, &user, None)?;
         if let Some(p) = new.password {
             user.password_hash = Some(hash(p).await?);
         }
@@ -300,6 +347,24 @@ impl AdminApi {
         if let Some(v) = p.can_impersonate {
             u.can_impersonate = v;
         }
+        if let Some(v) = p.partner {
+            if v.is_some() && u.partner.is_none() && u.layout.is_none() {
+                u.layout
+                    .clone_from(&call.live.config.partners.default_layout);
+            }
+            if v.is_none() {
+                u.bundle = None;
+                u.layout = None;
+            }
+            u.partner = v;
+        }
+        if let Some(v) = p.bundle {
+            u.bundle = v;
+        }
+        if let Some(v) = p.layout {
+            u.layout = v;
+        }
+        partners::check_user(self, &call.live.config, &u, Some(&old))?;
         let password_changed = p.password.is_some();
         if let Some(pw) = p.password {
             u.password_hash = Some(hash(pw).await?);
@@ -321,7 +386,7 @@ impl AdminApi {
     /// Save a changed user the one way every change is saved
     /// ([`user_sync::save`]: checked, stored, in this node's directory,
     /// announced to the others).
-    async fn save(&self, user: User) -> Result<(), AdminError> {
+    pub(crate) async fn save(&self, user: User) -> Result<(), AdminError> {
         user_sync::save(&**self.sessions.store(), &self.directory, user)
             .await
             .map_err(|e| match e {

@@ -77,6 +77,11 @@ pub enum LoginError {
     Steered,
     #[error("this account may not sign in through the gateway; ask an administrator")]
     NotAllowed,
+    /// The password was right, but the partner rules refuse the account
+    /// (no Full licence). Said only after the password checked out, so a
+    /// stranger learns nothing about which accounts exist.
+    #[error(transparent)]
+    Partner(#[from] crate::partners::PartnerError),
 }
 
 impl LoginError {
@@ -91,6 +96,7 @@ impl LoginError {
             LoginError::NoIdentity => "no_identity",
             LoginError::Steered => "steered_identity",
             LoginError::NotAllowed => "not_allowed",
+            LoginError::Partner(e) => e.code(),
             LoginError::Body(_)
             | LoginError::Csrf(_)
             | LoginError::NotOffered
@@ -112,6 +118,7 @@ impl Refuse for LoginError {
             LoginError::Method => 405,
             LoginError::UpstreamUnreachable | LoginError::NoIdentity => 502,
             LoginError::Steered | LoginError::NotAllowed => 403,
+            LoginError::Partner(e) => e.status(),
         }
     }
     fn code(&self) -> &'static str {
@@ -128,6 +135,7 @@ impl Refuse for LoginError {
             LoginError::NoIdentity => "no_identity",
             LoginError::Steered => "steered_identity",
             LoginError::NotAllowed => "not_allowed",
+            LoginError::Partner(e) => e.code(),
         }
     }
     fn title(&self) -> &'static str {
@@ -333,7 +341,10 @@ impl AuthService {
             .run(move || directory.check_password(&u, &p))
             .await?;
         match checked {
-            Ok(user) if policy::may_log_in(&user) => Ok((user, admitted)),
+            Ok(user) if policy::may_log_in(&user) => {
+                crate::partners::may_log_in(&user)?;
+                Ok((user, admitted))
+            }
             _ => Err(LoginError::BadCredentials),
         }
     }

@@ -7,6 +7,7 @@
 
 mod lines;
 mod mail;
+pub mod partners;
 pub mod raw;
 mod validate;
 mod yaml;
@@ -40,6 +41,8 @@ pub struct Config {
     pub admin: AdminPolicy,
     /// Welcome emails; `None`: the gateway sends no mail.
     pub mail: Option<Mail>,
+    /// Partners, licences, bundles, tenants and resource lookups.
+    pub partners: partners::Settings,
     /// Users from the file (inline and `users_file`), in file order.
     pub users: Vec<User>,
     /// SHA-256 of the file's bytes (hex, first 16 chars): names the live

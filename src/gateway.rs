@@ -72,6 +72,8 @@ impl Refuse for NoSession {
 pub struct Endpoints {
     pub auth: Arc<AuthService>,
     pub admin: AdminApi,
+    /// Partners, bundles and tenants as this node knows them now.
+    pub partners: Arc<crate::partners::Registry>,
 }
 
 impl Endpoints {

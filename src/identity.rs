@@ -79,6 +79,8 @@ pub mod names {
     pub const IMPERSONATOR: &str = "impersonator";
     /// Partner organisation of the effective user.
     pub const PARTNER: &str = "partner";
+    /// The 360 layout a partner user's pages use.
+    pub const LAYOUT: &str = "layout";
     /// Client tenant the request acts in.
     pub const TENANT: &str = "tenant";
     /// Marks a paired (ghost) user.

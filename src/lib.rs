@@ -72,6 +72,7 @@ pub mod live;
 pub mod log_limit;
 pub mod metrics;
 pub mod ops;
+pub mod partners;
 pub mod peer;
 pub mod proxy;
 pub mod proxy_protocol;

@@ -70,6 +70,29 @@ enum Command {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Import records into the store a configuration names (Redis), where
+    /// every running gateway picks them up.
+    #[command(subcommand)]
+    Import(Import),
+}
+
+#[derive(Subcommand)]
+enum Import {
+    /// Partners and partner users from a CRM export: CSV with the columns
+    /// partner_id, partner_name, user_name, user_email, company_ids (ids
+    /// separated by `;`) and optionally relationship_ids. Every bad row is
+    /// reported with its line; a file with bad rows imports nothing unless
+    /// --skip-bad-rows is given. Importing the same file again changes
+    /// nothing.
+    Partners {
+        file: PathBuf,
+        /// The gateway's configuration file (for its store and seats).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Import the good rows of a file that has bad ones.
+        #[arg(long)]
+        skip_bad_rows: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -85,6 +108,11 @@ fn main() -> ExitCode {
         Command::GenCert { out, names } => gen_cert(&out, &names),
         Command::DemoUpstream { listen } => demo_upstream(listen),
         Command::HashPassword { password_stdin } => hash_password(password_stdin),
+        Command::Import(Import::Partners {
+            file,
+            config,
+            skip_bad_rows,
+        }) => import_partners(&file, &config, skip_bad_rows),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -180,6 +208,41 @@ fn check_config(file: &Path) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn import_partners(file: &Path, config: &Path, skip_bad_rows: bool) -> anyhow::Result<()> {
+    let config = Config::load(config, &ProcessEnv).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let csv = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(async {
+        let s = &config.sessions;
+        let store = guise::store::redis::open_store_with(
+            &s.store,
+            guise::store::redis::RedisTimeouts {
+                connect: s.redis_connect_timeout,
+                response: s.redis_response_timeout,
+            },
+            None,
+        )?;
+        anyhow::Ok(
+            guise::partners::import::into_store(&config, &*store, &csv, skip_bad_rows)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?,
+        )
+    })?;
+    for e in &report.skipped {
+        eprintln!("{}: skipped {e}", file.display());
+    }
+    println!(
+        "{}: {} partner(s) and {} user(s) saved, {} row(s) skipped",
+        file.display(),
+        report.partners_saved,
+        report.users_saved,
+        report.skipped.len()
+    );
+    Ok(())
 }
 
 fn gen_cert(out: &Path, names: &[String]) -> anyhow::Result<()> {

@@ -42,6 +42,10 @@ pub struct Metrics {
     pub connections_refused: IntCounter,
     pub user_records_skipped: IntCounter,
     pub requests_refused: IntCounterVec,
+    /// Partner users' requests refused, by reason.
+    pub partner_refusals: IntCounterVec,
+    /// Seats of each licence, used and free (set on scrape).
+    pub licence_seats: IntGaugeVec,
 }
 
 impl Metrics {
@@ -199,6 +203,22 @@ impl Metrics {
             &["reason"],
         )
         .expect("valid metric");
+        let partner_refusals = IntCounterVec::new(
+            Opts::new(
+                "guise_partner_refusals_total",
+                "Requests of partner users refused by the partner rules, by reason code.",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let licence_seats = IntGaugeVec::new(
+            Opts::new(
+                "guise_licence_seats",
+                "Seats of each licence with a seat limit: used and free.",
+            ),
+            &["licence", "state"],
+        )
+        .expect("valid metric");
         for result in [
             "ok",
             "bad_credentials",
@@ -258,6 +278,8 @@ impl Metrics {
             Box::new(connections_refused.clone()),
             Box::new(user_records_skipped.clone()),
             Box::new(requests_refused.clone()),
+            Box::new(partner_refusals.clone()),
+            Box::new(licence_seats.clone()),
         ];
         for c in collectors {
             registry.register(c).expect("metric names are unique");
@@ -287,6 +309,8 @@ impl Metrics {
             connections_refused,
             user_records_skipped,
             requests_refused,
+            partner_refusals,
+            licence_seats,
         }
     }
 

@@ -26,6 +26,7 @@ use crate::gateway::{Endpoints, Flow};
 use crate::identity;
 use crate::live::{Live, SharedLive};
 use crate::metrics::{status_class, Metrics};
+use crate::partners::{self, Access};
 use crate::peer::Peer;
 use crate::respond::{self, Refuse};
 use crate::routes::{Class, RouteSpec};
@@ -59,6 +60,8 @@ pub struct Ctx {
     subject: Option<Subject>,
     /// Keeping the app's session in step with guise's (stage 4).
     app: Plan,
+    /// What the partner rules let the answer show (stage 7).
+    access: Access,
     upstream_sent: Option<Instant>,
     /// Counted in flight until the request is done.
     _in_flight: InFlight,
@@ -122,6 +125,7 @@ impl ProxyHttp for GatewayProxy {
             label: "unmatched",
             subject: None,
             app: Plan::default(),
+            access: Access::Unrestricted,
             upstream_sent: None,
             _in_flight: self.drain.start_request(),
         }
@@ -217,7 +221,26 @@ impl ProxyHttp for GatewayProxy {
             return self.refuse(session, ctx, &e).await;
         }
 
-        // 7. (partners) licence, bundle and paired-user limits.
+        // 7. Partner users: their licence, bundle and assigned records.
+        let decided = partners::check(
+            &self.endpoints.partners.snapshot(),
+            &live.config.partners,
+            &live.routes,
+            ctx.class,
+            ctx.subject.as_ref(),
+            &session.req_header().uri,
+        );
+        match decided {
+            Ok(access) => ctx.access = access,
+            Err(e) => {
+                self.metrics
+                    .partner_refusals
+                    .with_label_values(&[e.code()])
+                    .inc();
+                return self.refuse(session, ctx, &e).await;
+            }
+        }
+
         // 8. (permissions) the data-permission decision.
         Ok(false)
     }

@@ -35,6 +35,8 @@ pub struct Reloader {
     pub env: Arc<dyn Env + Send + Sync>,
     /// Rebuilt from the new file's users.
     pub users: Arc<crate::user_sync::UserSync>,
+    /// Rebuilt from the new file's partners and bundles.
+    pub partners: Arc<crate::partners::Registry>,
 }
 
 impl Reloader {
@@ -67,9 +69,11 @@ impl Reloader {
         }
         let hash = new.hash.clone();
         let users = new.users.clone();
+        let partners = Arc::new(new.partners.clone());
         let live = Live::build(new).map_err(ReloadError::Compile)?;
         self.live.store(Arc::new(live));
         self.users.set_base(users);
+        self.partners.set_base(partners);
         Ok(hash)
     }
 }

@@ -28,6 +28,61 @@ pub struct RouteSpec {
     pub export: bool,
     pub personal_data: bool,
     pub public: bool,
+    /// The app feature the route belongs to (`ess`, `linked_records`).
+    pub feature: Option<String>,
+    /// Records the request names in its path or query.
+    pub records: Vec<RecordRef>,
+    /// How the answer shows records, for filtering it.
+    pub answer: AnswerRecords,
+}
+
+/// A record the request names: a resource and where its id is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordRef {
+    pub resource: String,
+    pub from: RecordSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordSource {
+    /// A path parameter of the route's pattern.
+    Param(String),
+    /// A query parameter.
+    Query(String),
+}
+
+/// Where something in an answer names a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnswerRef {
+    pub resource: String,
+    pub at: AnswerAt,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnswerAt {
+    /// JSON pointer within an item.
+    Field(String),
+    /// An HTML attribute of the element.
+    Attribute(String),
+    /// The element's own `href`, matched against a path pattern with `{id}`.
+    Href(String),
+}
+
+/// How a route's answer shows its records (all empty: nothing to filter).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AnswerRecords {
+    /// A JSON list at a pointer, its items' refs, counts to correct.
+    pub json_list: Option<(String, Vec<AnswerRef>, Vec<String>)>,
+    /// One JSON record at a pointer, and its refs.
+    pub json_record: Option<(String, Vec<AnswerRef>)>,
+    /// HTML elements by CSS selector, and their refs.
+    pub html: Vec<(String, Vec<AnswerRef>)>,
+}
+
+impl AnswerRecords {
+    pub fn is_empty(&self) -> bool {
+        self.json_list.is_none() && self.json_record.is_none() && self.html.is_empty()
+    }
 }
 
 /// A compiled route table.
@@ -120,6 +175,19 @@ impl RouteTable {
         })
     }
 
+    /// The value of path parameter `name` when `path` matches route `index`.
+    pub fn param(&self, index: usize, path: &str, name: &str) -> Option<String> {
+        let slashed = format!("{path}/");
+        for p in [path, without_trailing_slash(path), &slashed] {
+            if let Ok(m) = self.router.at(p) {
+                if m.value.contains(&index) {
+                    return m.params.get(name).map(str::to_string);
+                }
+            }
+        }
+        None
+    }
+
     fn find_exact(&self, method: &str, path: &str) -> Option<Matched<'_>> {
         let m = self.router.at(path).ok()?;
         let index = *m.value.iter().find(|i| {
@@ -183,6 +251,9 @@ mod tests {
             export: false,
             personal_data: false,
             public: false,
+            feature: None,
+            records: Vec::new(),
+            answer: AnswerRecords::default(),
         }
     }
 

@@ -31,6 +31,7 @@ use crate::gateway::Endpoints;
 use crate::live::{Live, SharedLive};
 use crate::metrics::Metrics;
 use crate::ops::{OpsApp, Prober, ReadyCheck, UpstreamReachable};
+use crate::partners::{Registry, SeatGauge};
 use crate::proxy::{ConnectionLimits, GatewayProxy, GuardConnections};
 use crate::proxy_protocol::BeforeTls;
 use crate::reload::{Reloader, SighupService};
@@ -146,6 +147,7 @@ impl Gateway {
             config.users.clone(),
             metrics.clone(),
         );
+        let partners = Registry::new(store.clone(), Arc::new(config.partners.clone()));
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let sessions = SessionManager::new(store.clone(), settings, metrics.clone(), clock.clone());
         let auth = Arc::new(AuthService::new(
@@ -158,8 +160,10 @@ impl Gateway {
             auth: auth.clone(),
             admin: AdminApi {
                 sessions: sessions.clone(),
-                directory,
+                directory: directory.clone(),
+                partners: partners.clone(),
             },
+            partners: partners.clone(),
         });
         let limits = ConnectionLimits {
             max_open: config.server.max_client_connections,
@@ -169,7 +173,7 @@ impl Gateway {
             "session events",
             EventListener {
                 store: store.clone(),
-                sinks: vec![sessions.clone(), users.clone()],
+                sinks: vec![sessions.clone(), users.clone(), partners.clone()],
             },
         ));
 
@@ -241,7 +245,18 @@ impl Gateway {
         ));
         let mut ops = Service::new(
             "guise operations".to_string(),
-            OpsApp::new(metrics.clone(), checks, vec![sessions.clone()]),
+            OpsApp::new(
+                metrics.clone(),
+                checks,
+                vec![
+                    sessions.clone(),
+                    Arc::new(SeatGauge {
+                        directory,
+                        live: live.clone(),
+                        gauge: metrics.licence_seats.clone(),
+                    }),
+                ],
+            ),
         );
         ops.add_tcp(&ops_addr.to_string());
         server.add_service(ops);
@@ -252,6 +267,7 @@ impl Gateway {
             metrics: metrics.clone(),
             env: opts.env.clone(),
             users: users.clone(),
+            partners,
         });
         if let (Some(r), true) = (&reloader, opts.reload_on_sighup) {
             server.add_service(background_service(

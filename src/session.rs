@@ -359,7 +359,7 @@ impl SessionManager {
                 tracing::info!("session event stream was interrupted; dropping the session cache");
                 self.cache.invalidate_all();
             }
-            StoreEvent::UserChanged { .. } => {}
+            StoreEvent::UserChanged { .. } | StoreEvent::RecordsChanged { .. } => {}
         }
     }
 

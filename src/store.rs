@@ -55,6 +55,8 @@ pub enum StoreEvent {
     SessionRevoked { key: SessionKey },
     /// A user record changed: drop cached copies of the user.
     UserChanged { user_id: String },
+    /// Records of `kind` changed (partners, bundles, tenants): reload them.
+    RecordsChanged { kind: String },
     /// Local only, never published: the event stream was interrupted
     /// (reconnect), so events may have been missed; drop whole caches.
     Resync,
@@ -174,6 +176,15 @@ pub trait Store: Send + Sync + 'static {
     /// than after the form is filled in. Decisions are made on
     /// [`Store::take_once`], never on this.
     async fn peek_once(&self, key: &str) -> Result<Option<String>, StoreError>;
+
+    // === other records changed through the admin API (partners, ...) ===
+
+    /// Save a record (JSON) of `kind` (`partner`, `bundle`, `tenant`) under
+    /// its id; survives restarts on Redis.
+    async fn save_record(&self, kind: &str, id: &str, json: &str) -> Result<(), StoreError>;
+
+    /// Every saved record of `kind`, id → JSON.
+    async fn load_records(&self, kind: &str) -> Result<Vec<(String, String)>, StoreError>;
 
     // === events between nodes ===
 

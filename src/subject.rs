@@ -85,6 +85,18 @@ impl PreparedFrom for Subject {
         if self.is_impersonating() {
             h.push(names::IMPERSONATOR, &self.actor.id)?;
         }
+        // Partner users: the app may narrow its own pages further and pick
+        // the partner 360 layout; the gateway has already enforced both.
+        if let Some(partner) = &user.partner {
+            h.push(names::PARTNER, partner)?;
+            if let Some(layout) = &user.layout {
+                h.push(names::LAYOUT, layout)?;
+            }
+        }
+        if let Some(paired) = &user.paired {
+            h.push(names::TENANT, &paired.tenant)?;
+            h.push(names::PAIRED, "1")?;
+        }
         Ok(h)
     }
 }
@@ -172,5 +184,24 @@ mod tests {
         edited.email = "ada@new.example".into();
         let again = Subject::own(Arc::new(edited), s.session.clone());
         assert!(signed(&again).contains(&("user-email".into(), "ada@new.example".into())));
+    }
+
+    #[test]
+    fn a_partner_user_is_sent_with_partner_and_layout_signed() {
+        let mut anna = User::new("u-anna", "Anna", "anna@acme.test");
+        anna.partner = Some("p-acme".into());
+        anna.layout = Some("partner-360".into());
+        let h = signed(&Subject::own(Arc::new(anna), session()));
+        assert!(h.contains(&("partner".into(), "p-acme".into())), "{h:?}");
+        assert!(
+            h.contains(&("layout".into(), "partner-360".into())),
+            "{h:?}"
+        );
+        assert!(!h.iter().any(|(k, _)| k == "paired" || k == "tenant"));
+        let plain = signed(&Subject::own(
+            Arc::new(User::new("u-ada", "Ada", "ada@example.com")),
+            session(),
+        ));
+        assert!(!plain.iter().any(|(k, _)| k == "partner" || k == "layout"));
     }
 }

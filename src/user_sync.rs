@@ -160,7 +160,7 @@ impl EventSink for UserSync {
     async fn on_event(&self, ev: &StoreEvent) {
         match ev {
             StoreEvent::UserChanged { .. } | StoreEvent::Resync => self.refresh().await,
-            StoreEvent::SessionRevoked { .. } => {}
+            StoreEvent::SessionRevoked { .. } | StoreEvent::RecordsChanged { .. } => {}
         }
     }
 }

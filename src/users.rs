@@ -146,6 +146,32 @@ pub struct User {
     /// mode).
     #[serde(default, skip_serializing_if = "Origin::is_file")]
     pub origin: Origin,
+    /// The partner organisation this user belongs to: a partner user,
+    /// limited to the partner's records and to a permission bundle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partner: Option<String>,
+    /// The permission bundle of a partner user (default: the default
+    /// partner bundle).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<String>,
+    /// The 360 layout a partner user's pages use (default: the configured
+    /// default layout), sent upstream as `x-guise-layout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<String>,
+    /// For a paired (ghost) user: whose ghost it is and in which tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paired: Option<Paired>,
+}
+
+/// What makes a user a paired (ghost) user: a partner user's stand-in
+/// inside one client tenant, which uses no seat of that tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Paired {
+    /// The partner user it stands in for.
+    pub partner_user: String,
+    /// The tenant it lives in.
+    pub tenant: String,
 }
 
 /// Where a directory entry came from.
@@ -159,6 +185,9 @@ pub enum Origin {
     Admin,
     /// Made at the first login of a user the app accepted (upstream mode).
     App,
+    /// A paired (ghost) user, made when a partner user first used "Login
+    /// as me" in a client tenant.
+    Paired,
 }
 
 impl Origin {
@@ -185,6 +214,10 @@ impl fmt::Debug for User {
             .field("licence", &self.licence)
             .field("internal", &self.internal)
             .field("can_impersonate", &self.can_impersonate)
+            .field("partner", &self.partner)
+            .field("bundle", &self.bundle)
+            .field("layout", &self.layout)
+            .field("paired", &self.paired)
             .field(
                 "password_hash",
                 &self.password_hash.as_ref().map(|_| "<redacted>"),
@@ -209,6 +242,10 @@ impl User {
             can_impersonate: false,
             password_hash: None,
             origin: Origin::File,
+            partner: None,
+            bundle: None,
+            layout: None,
+            paired: None,
         }
     }
 
@@ -259,7 +296,8 @@ impl User {
         }
         // A user the app owns may have no address on record (the app signs
         // them in; guise's own form, which asks for the email, never does).
-        let no_address_allowed = self.origin == Origin::App && self.email.is_empty();
+        let no_address_allowed =
+            matches!(self.origin, Origin::App | Origin::Paired) && self.email.is_empty();
         if !no_address_allowed && (!header_safe(&self.email) || !self.email.contains('@')) {
             return Err(invalid(
                 "email",

@@ -66,7 +66,9 @@ fn check_config_accepts_good_files_and_lists_every_problem_with_lines() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("line 2: listeners.htp: unknown key `htp`; expected `http` or `https`"),
+        err.contains(
+            "line 2: listeners.htp: unknown key `htp`; expected one of `http`, `http_proxy_protocol`, `https`"
+        ),
         "{err}"
     );
 }

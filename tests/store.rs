@@ -371,6 +371,22 @@ async fn conformance(a: Arc<dyn Store>, b: Arc<dyn Store>) {
         "an expired token cannot be taken"
     );
 
+    // --- other records, by kind ---
+    a.save_record("partner", "p-1", r#"{"id":"p-1"}"#)
+        .await
+        .unwrap();
+    b.save_record("partner", "p-1", r#"{"id":"p-1","v":2}"#)
+        .await
+        .unwrap();
+    a.save_record("tenant", "p-1", r#"{"id":"t"}"#)
+        .await
+        .unwrap();
+    assert_eq!(
+        b.load_records("partner").await.unwrap(),
+        vec![("p-1".to_string(), r#"{"id":"p-1","v":2}"#.to_string())]
+    );
+    assert_eq!(a.load_records("bundle").await.unwrap(), vec![]);
+
     // --- events between stores ---
     let mut on_b = b.subscribe();
     let mut on_a = a.subscribe();
@@ -507,6 +523,8 @@ async fn every_operation_fails_promptly(s: &dyn Store) {
     fails_promptly("put_once", s.put_once("x", "v", LONG)).await;
     fails_promptly("take_once", s.take_once("x")).await;
     fails_promptly("peek_once", s.peek_once("x")).await;
+    fails_promptly("save_record", s.save_record("k", "x", "{}")).await;
+    fails_promptly("load_records", s.load_records("k")).await;
     fails_promptly("publish", s.publish(&StoreEvent::Resync)).await;
 }
 

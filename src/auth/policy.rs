@@ -139,6 +139,9 @@ mod tests {
             export: false,
             personal_data: false,
             public,
+            feature: None,
+            records: Vec::new(),
+            answer: Default::default(),
         }
     }
 

@@ -128,7 +128,10 @@ pub async fn handle(
 
     let found = match identify(svc, s, call, cfg, &submitted, &head, &answer).await {
         Ok(Some(id)) => match svc.user_from_app(&id, cfg.provision.as_ref()).await {
-            Some(user) if policy::may_log_in(&user) => Ok(user),
+            Some(user) if policy::may_log_in(&user) => match crate::partners::may_log_in(&user) {
+                Ok(()) => Ok(user),
+                Err(e) => Err(e.into()),
+            },
             _ => Err(LoginError::NotAllowed),
         },
         Ok(None) => Err(LoginError::NoIdentity),

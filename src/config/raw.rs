@@ -45,6 +45,12 @@ pub struct RawConfig {
     /// Welcome emails: how they are sent and where their links point.
     /// Without it the gateway sends no mail.
     pub mail: Option<RawMail>,
+    /// Seats of each licence.
+    #[serde(default, deserialize_with = "empty_is_default")]
+    pub licences: RawLicences,
+    /// Partner organisations, their assigned records, permission bundles.
+    #[serde(default, deserialize_with = "empty_is_default")]
+    pub partners: RawPartners,
     /// Users defined in this file.
     #[serde(default, deserialize_with = "empty_is_default")]
     pub users: Vec<crate::users::User>,
@@ -311,6 +317,129 @@ pub struct RawRoute {
     /// Reachable without a session.
     #[serde(default)]
     pub public: bool,
+    /// A feature of the app the route belongs to (`ess`, `linked_records`),
+    /// for features refused to paired users.
+    pub feature: Option<String>,
+    /// Where the request names its records: path or query parameters.
+    #[serde(default, deserialize_with = "empty_is_default")]
+    pub records: Vec<RawRecordRef>,
+    /// The JSON answer is a list of records to filter.
+    pub json_list: Option<RawJsonList>,
+    /// The JSON answer is one record to check.
+    pub json_record: Option<RawJsonRecord>,
+    /// The HTML answer holds records to filter, found by CSS selectors.
+    #[serde(default, deserialize_with = "empty_is_default")]
+    pub html: Vec<RawHtmlRule>,
+}
+
+/// A record named by the request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRecordRef {
+    /// The record's resource (`company`, `relationship`, `report`, ...).
+    pub resource: String,
+    /// A path parameter of the route's pattern holding the id.
+    pub param: Option<String>,
+    /// A query parameter holding the id.
+    pub query: Option<String>,
+}
+
+/// Where a record in a JSON item (or an HTML element) names a record.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRef {
+    pub resource: String,
+    /// JSON pointer within the item (`/company_id`).
+    pub field: Option<String>,
+    /// HTML attribute of the element (`data-company-id`).
+    pub attribute: Option<String>,
+    /// Path pattern of the element's own `href` (`/companies/{id}`).
+    pub href: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJsonList {
+    /// JSON pointer to the array (`/data`).
+    pub pointer: String,
+    /// What names each item's records; an item is kept if any is allowed.
+    pub refs: Vec<RawRef>,
+    /// JSON pointers to counts that must drop with the items removed.
+    #[serde(default, deserialize_with = "empty_is_default")]
+    pub counts: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJsonRecord {
+    /// JSON pointer to the record (`/data`).
+    pub pointer: String,
+    pub refs: Vec<RawRef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHtmlRule {
+    /// CSS selector of the elements that show one record each.
+    pub selector: String,
+    pub refs: Vec<RawRef>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLicences {
+    /// Seats of the Full licence, counted across every user holding it
+    /// (unlimited when absent).
+    pub full: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPartners {
+    /// Area names partner bundles draw from (default: the seed's set).
+    pub areas: Option<Vec<String>>,
+    /// The bundle every new partner user gets: all of `areas`.
+    pub default_bundle: Option<String>,
+    /// The 360 layout name new partner users get (`x-guise-layout`).
+    pub default_layout: Option<String>,
+    /// Custom bundles: subsets of the default one.
+    #[serde(default, deserialize_with = "empty_is_default")]
+    pub bundles: Vec<RawBundle>,
+    /// Partner organisations.
+    #[serde(default, deserialize_with = "empty_is_default")]
+    pub organisations: Vec<RawPartner>,
+    /// Partner users on a path no route names: `deny` (default) or
+    /// `allow`.
+    pub unrouted: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBundle {
+    pub name: String,
+    pub areas: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPartner {
+    pub id: String,
+    pub name: String,
+    /// `active` (default) or `inactive`.
+    #[serde(default)]
+    pub status: super::partners::PartnerStatus,
+    /// Companies assigned (the app's ids).
+    #[serde(default, deserialize_with = "empty_is_default")]
+    pub companies: Vec<String>,
+    /// Relationships assigned.
+    #[serde(default, deserialize_with = "empty_is_default")]
+    pub relationships: Vec<String>,
+    /// Reports shared with the partner.
+    #[serde(default, deserialize_with = "empty_is_default")]
+    pub reports: Vec<String>,
+    /// The user an admin enters the partner's view as ("Access portal
+    /// account").
+    pub primary_user: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -388,6 +517,17 @@ pub(super) fn expected_at(pattern: &str) -> Option<&'static str> {
         "mail" => "a mapping with `from` and one of `smtp` or `outbox`",
         "mail.smtp" => "a mapping with `host`",
         "mail.smtp.security" => "`starttls`, `tls` or `none`",
+        "licences" => "a mapping with `full` (the number of Full seats)",
+        "partners" => "a mapping of partner settings such as `organisations` and `bundles`",
+        "partners.organisations" => "a sequence of partners, each a mapping with `id` and `name`",
+        "partners.organisations[]" => "a partner: a mapping with `id` and `name`",
+        "partners.organisations[].status" => "`active` or `inactive`",
+        "partners.bundles" => "a sequence of bundles, each a mapping with `name` and `areas`",
+        "partners.bundles[]" => "a bundle: a mapping with `name` and `areas`",
+        "routes[].records" => "a sequence of records, each a mapping with `resource` and `param` or `query`",
+        "routes[].json_list" => "a mapping with `pointer` and `refs`",
+        "routes[].json_record" => "a mapping with `pointer` and `refs`",
+        "routes[].html" => "a sequence of rules, each a mapping with `selector` and `refs`",
         "users" | "users_file" => "a sequence of users, each a mapping with `id`, `name` and `email`",
         "users[]" | "users_file[]" => "a user: a mapping with `id`, `name` and `email`",
         "users[].status" | "users_file[].status" => "`active` or `disabled`",

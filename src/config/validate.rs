@@ -7,10 +7,10 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::lines::LineMap;
-use super::raw::{AuthMode, RawConfig, RawRedis, RawRoute, RawUpstreamLogin, StoreKind};
+use super::raw::{AuthMode, RawConfig, RawRedis, RawRef, RawRoute, RawUpstreamLogin, StoreKind};
 use super::yaml;
 use super::*;
-use crate::routes::Action;
+use crate::routes::{Action, AnswerAt, AnswerRecords, AnswerRef, RecordRef, RecordSource};
 
 mod mail;
 
@@ -178,7 +178,15 @@ impl Checker<'_> {
             admins_may_grant_impersonation: raw.admin.admins_may_grant_impersonation,
         };
         let mail = self.mail(&raw, base, env);
-        let users = self.users(&raw, base);
+        let located = self.users(&raw, base);
+        let partners = self.partners(&raw, &located);
+        let mut users: Vec<User> = located.into_iter().map(|(_, u)| u).collect();
+        // A partner user without a layout of their own gets the default.
+        for u in users.iter_mut().filter(|u| u.partner.is_some()) {
+            if u.layout.is_none() {
+                u.layout.clone_from(&partners.default_layout);
+            }
+        }
 
         let hash = hex::encode(Sha256::digest(source.as_bytes()))[..16].to_string();
         Some(Config {
@@ -199,6 +207,7 @@ impl Checker<'_> {
             http: http_policy,
             admin,
             mail,
+            partners,
             users,
             hash,
         })
@@ -388,6 +397,8 @@ impl Checker<'_> {
                     }
                 }
             }
+            let records = self.record_refs(i, r);
+            let answer = self.answer_records(i, r);
             out.push(RouteSpec {
                 name: r.name.clone().unwrap_or_else(|| r.path.clone()),
                 path: r.path.clone(),
@@ -398,6 +409,9 @@ impl Checker<'_> {
                 export: r.export,
                 personal_data: r.personal_data,
                 public: r.public,
+                feature: r.feature.clone(),
+                records,
+                answer,
             });
         }
         if let Err((i, e)) = crate::routes::RouteTable::compile(&out) {
@@ -408,6 +422,233 @@ impl Checker<'_> {
 }
 
 impl Checker<'_> {
+    /// The records a route's request names.
+    fn record_refs(&mut self, i: usize, r: &RawRoute) -> Vec<RecordRef> {
+        let mut out = Vec::new();
+        for (j, rec) in r.records.iter().enumerate() {
+            let at = format!("routes[{i}].records[{j}]");
+            let from = match (&rec.param, &rec.query) {
+                (Some(p), None) => {
+                    if !r.path.contains(&format!("{{{p}}}")) {
+                        self.issue(
+                            &format!("{at}.param"),
+                            format!("the route's path `{}` has no parameter `{{{p}}}`", r.path),
+                        );
+                    }
+                    RecordSource::Param(p.clone())
+                }
+                (None, Some(q)) => RecordSource::Query(q.clone()),
+                _ => {
+                    self.issue(&at, "give exactly one of `param` or `query`");
+                    continue;
+                }
+            };
+            out.push(RecordRef {
+                resource: rec.resource.clone(),
+                from,
+            });
+        }
+        out
+    }
+
+    /// How a route's answer shows records.
+    fn answer_records(&mut self, i: usize, r: &RawRoute) -> AnswerRecords {
+        let mut answer = AnswerRecords::default();
+        let refs = |this: &mut Self, at: &str, raw: &[RawRef], html: bool| {
+            if raw.is_empty() {
+                this.issue(at, "name at least one ref");
+            }
+            let mut out = Vec::new();
+            for (k, rf) in raw.iter().enumerate() {
+                let here = format!("{at}[{k}]");
+                let place = match (html, &rf.field, &rf.attribute, &rf.href) {
+                    (false, Some(f), None, None) => {
+                        if !f.starts_with('/') {
+                            this.issue(&format!("{here}.field"), "a JSON pointer starts with `/`");
+                        }
+                        AnswerAt::Field(f.clone())
+                    }
+                    (true, None, Some(a), None) => AnswerAt::Attribute(a.clone()),
+                    (true, None, None, Some(h)) => {
+                        if !h.contains("{id}") {
+                            this.issue(&format!("{here}.href"), "the pattern needs `{id}`");
+                        }
+                        AnswerAt::Href(h.clone())
+                    }
+                    (false, ..) => {
+                        this.issue(
+                            &here,
+                            "a JSON ref gives `field` (a JSON pointer within the item)",
+                        );
+                        continue;
+                    }
+                    (true, ..) => {
+                        this.issue(
+                            &here,
+                            "an HTML ref gives exactly one of `attribute` or `href`",
+                        );
+                        continue;
+                    }
+                };
+                out.push(AnswerRef {
+                    resource: rf.resource.clone(),
+                    at: place,
+                });
+            }
+            out
+        };
+        if let Some(l) = &r.json_list {
+            let at = format!("routes[{i}].json_list");
+            if !l.pointer.is_empty() && !l.pointer.starts_with('/') {
+                self.issue(&format!("{at}.pointer"), "a JSON pointer starts with `/`");
+            }
+            let rs = refs(self, &format!("{at}.refs"), &l.refs, false);
+            answer.json_list = Some((l.pointer.clone(), rs, l.counts.clone()));
+        }
+        if let Some(l) = &r.json_record {
+            let at = format!("routes[{i}].json_record");
+            let rs = refs(self, &format!("{at}.refs"), &l.refs, false);
+            answer.json_record = Some((l.pointer.clone(), rs));
+        }
+        for (k, h) in r.html.iter().enumerate() {
+            let at = format!("routes[{i}].html[{k}]");
+            if h.selector.trim().is_empty() {
+                self.issue(&format!("{at}.selector"), "must be a CSS selector");
+            }
+            let rs = refs(self, &format!("{at}.refs"), &h.refs, true);
+            answer.html.push((h.selector.clone(), rs));
+        }
+        answer
+    }
+
+    /// The `licences`, `partners`, `tenants` and `resources` sections.
+    fn partners(&mut self, raw: &RawConfig, users: &[(String, User)]) -> partners::Settings {
+        use partners::{Bundle, Partner, Settings};
+        let p = &raw.partners;
+        let mut settings = Settings::default();
+        if let Some(areas) = &p.areas {
+            if areas.is_empty() {
+                self.issue("partners.areas", "name at least one area");
+            }
+            settings.areas = areas.iter().cloned().collect();
+        }
+        if let Some(b) = &p.default_bundle {
+            settings.default_bundle = b.clone();
+        }
+        settings.default_layout = p.default_layout.clone();
+        settings.full_seats = raw.licences.full;
+        settings.unrouted_allowed = match p.unrouted.as_deref() {
+            None | Some("deny") => false,
+            Some("allow") => true,
+            Some(other) => {
+                self.issue(
+                    "partners.unrouted",
+                    format!("`{other}` is not `deny` or `allow`"),
+                );
+                false
+            }
+        };
+        for (i, b) in p.bundles.iter().enumerate() {
+            let at = format!("partners.bundles[{i}]");
+            if b.name == settings.default_bundle {
+                self.issue(&format!("{at}.name"), "is the default bundle's name");
+            }
+            for (j, a) in b.areas.iter().enumerate() {
+                if !settings.areas.contains(a) {
+                    self.issue(
+                        &format!("{at}.areas[{j}]"),
+                        format!("`{a}` is not one of partners.areas (a custom bundle is a subset of the default one)"),
+                    );
+                }
+            }
+            settings.bundles.push(Bundle {
+                name: b.name.clone(),
+                areas: b.areas.iter().cloned().collect(),
+            });
+        }
+        let mut ids = std::collections::HashSet::new();
+        for (i, o) in p.organisations.iter().enumerate() {
+            let at = format!("partners.organisations[{i}]");
+            if o.id.is_empty() || !o.id.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b',') {
+                self.issue(
+                    &format!("{at}.id"),
+                    "must be visible ASCII without spaces or commas",
+                );
+            }
+            if !ids.insert(o.id.clone()) {
+                self.issue(
+                    &format!("{at}.id"),
+                    format!("`{}` is used by another partner", o.id),
+                );
+            }
+            if let Some(u) = &o.primary_user {
+                match users.iter().map(|(_, x)| x).find(|x| &x.id == u) {
+                    Some(x) if x.partner.as_deref() == Some(o.id.as_str()) => {}
+                    _ => self.issue(
+                        &format!("{at}.primary_user"),
+                        format!("`{u}` is not a partner user of {}", o.id),
+                    ),
+                }
+            }
+            settings.partners.push(Partner {
+                id: o.id.clone(),
+                name: o.name.clone(),
+                status: o.status,
+                companies: o.companies.iter().cloned().collect(),
+                relationships: o.relationships.iter().cloned().collect(),
+                reports: o.reports.iter().cloned().collect(),
+                primary_user: o.primary_user.clone(),
+            });
+        }
+        let bundle_names: std::collections::HashSet<&str> = settings
+            .bundles
+            .iter()
+            .map(|b| b.name.as_str())
+            .chain([settings.default_bundle.as_str()])
+            .collect();
+        for (at, u) in users {
+            if u.paired.is_some() {
+                self.issue(
+                    &format!("{at}.paired"),
+                    "paired users are made by the gateway, not listed in the file",
+                );
+            }
+            if u.partner.is_none() && (u.bundle.is_some() || u.layout.is_some()) {
+                self.issue(
+                    &format!("{at}.bundle"),
+                    "`bundle` and `layout` are for partner users: give `partner` too",
+                );
+            }
+            if let Some(pid) = &u.partner {
+                if !ids.contains(pid) {
+                    self.issue(
+                        &format!("{at}.partner"),
+                        format!("`{pid}` is not one of partners.organisations"),
+                    );
+                }
+            }
+            if let Some(b) = &u.bundle {
+                if !bundle_names.contains(b.as_str()) {
+                    self.issue(&format!("{at}.bundle"), format!("no bundle `{b}`"));
+                }
+            }
+        }
+        if let Some(seats) = settings.full_seats {
+            let used = users
+                .iter()
+                .map(|(_, u)| u)
+                .filter(|u| u.licence == crate::users::Licence::Full && u.paired.is_none())
+                .count() as u64;
+            if used > seats {
+                self.issue(
+                    "licences.full",
+                    format!("{used} users in this file hold a Full licence, more than the {seats} seats"),
+                );
+            }
+        }
+        settings
+    }
+
     fn auth(&mut self, raw: &RawConfig) -> Option<Auth> {
         let a = &raw.auth;
         for (p, v) in [
@@ -704,7 +945,9 @@ impl Checker<'_> {
         }
     }
 
-    fn users(&mut self, raw: &RawConfig, base: &Path) -> Vec<User> {
+    /// The file's users, each with its YAML path (`users[3]`,
+    /// `users_file[0]`) for later checks to name.
+    fn users(&mut self, raw: &RawConfig, base: &Path) -> Vec<(String, User)> {
         let mut users: Vec<(String, User)> = raw
             .users
             .iter()
@@ -762,7 +1005,7 @@ impl Checker<'_> {
                 self.issue(at, e.to_string());
             }
         }
-        users.into_iter().map(|(_, u)| u).collect()
+        users
     }
 }
 

@@ -1,6 +1,7 @@
 //! Cost guards for the per-request path that a functional test would not
 //! notice.
 
+use crate::partners::Registry;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -34,8 +35,10 @@ async fn the_pipelines_future_stays_small() {
     let env = |name: &str| (name == "GUISE_TEST_KEY").then(|| "k".repeat(32));
     let config = Config::parse(YAML, "test.yaml", Path::new("."), &env).expect("config");
     let metrics = Metrics::new();
+    let store: Arc<dyn crate::store::Store> = Arc::new(MemoryStore::new());
+    let partners = Registry::new(store.clone(), Arc::new(config.partners.clone()));
     let sessions = SessionManager::new(
-        Arc::new(MemoryStore::new()),
+        store,
         config.sessions.clone(),
         metrics.clone(),
         Arc::new(SystemClock),
@@ -55,7 +58,9 @@ async fn the_pipelines_future_stays_small() {
             admin: AdminApi {
                 sessions,
                 directory,
+                partners: partners.clone(),
             },
+            partners,
         }),
         clock: Arc::new(SystemClock),
         drain: Drain::new(),

@@ -53,6 +53,7 @@ struct State {
     users: BTreeMap<String, String>,
     /// One-time tokens: key → (value, expiry).
     once: HashMap<String, (String, Instant)>,
+    records: BTreeMap<(String, String), String>,
     next_sweep: Instant,
 }
 
@@ -84,6 +85,7 @@ impl MemoryStore {
                 counters: HashMap::new(),
                 users: BTreeMap::new(),
                 once: HashMap::new(),
+                records: BTreeMap::new(),
                 next_sweep: Instant::now() + SWEEP_EVERY,
             }),
             events,
@@ -333,6 +335,23 @@ impl Store for MemoryStore {
             .get(key)
             .filter(|(_, ends)| now < *ends)
             .map(|(v, _)| v.clone()))
+    }
+
+    async fn save_record(&self, kind: &str, id: &str, json: &str) -> Result<(), StoreError> {
+        self.lock()
+            .records
+            .insert((kind.to_string(), id.to_string()), json.to_string());
+        Ok(())
+    }
+
+    async fn load_records(&self, kind: &str) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(self
+            .lock()
+            .records
+            .iter()
+            .filter(|((k, _), _)| k == kind)
+            .map(|((_, id), json)| (id.clone(), json.clone()))
+            .collect())
     }
 
     async fn publish(&self, event: &StoreEvent) -> Result<(), StoreError> {

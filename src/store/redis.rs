@@ -9,6 +9,7 @@
 //! | `guise:active-sessions`          | zset   | every session key, scored by its idle deadline (unix ms) |
 //! | `guise:limit:{<counter>}`        | string | fixed-window counter, `PX` = window           |
 //! | `guise:users`                    | hash   | user id → JSON user record                    |
+//! | `guise:records:<kind>`           | hash   | id → JSON record (partners, bundles, tenants)  |
 //! | `guise:once:{<key>}`             | string | a one-time token's value, `PX` = its lifetime; taken with `GETDEL` |
 //! | channel `guise:events`           | pubsub | JSON [`StoreEvent`]                           |
 //!
@@ -73,6 +74,10 @@ const EVENT_CAPACITY: usize = 1024;
 
 fn session_key(key: &str) -> String {
     format!("guise:session:{{{key}}}")
+}
+
+fn records_key(kind: &str) -> String {
+    format!("guise:records:{kind}")
 }
 
 fn index_key(user_id: &str) -> String {
@@ -653,6 +658,30 @@ impl Store for RedisStore {
         self.exec("peek_once", move |_, mut c| async move {
             let v: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut c).await?;
             Ok(v)
+        })
+        .await
+    }
+
+    async fn save_record(&self, kind: &str, id: &str, json: &str) -> Result<(), StoreError> {
+        let (key, id, json) = (records_key(kind), id.to_string(), json.to_string());
+        self.exec("save_record", move |_, mut c| async move {
+            redis::cmd("HSET")
+                .arg(&key)
+                .arg(&id)
+                .arg(&json)
+                .query_async::<()>(&mut c)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn load_records(&self, kind: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let key = records_key(kind);
+        self.exec("load_records", move |_, mut c| async move {
+            let all: std::collections::BTreeMap<String, String> =
+                redis::cmd("HGETALL").arg(&key).query_async(&mut c).await?;
+            Ok(all.into_iter().collect())
         })
         .await
     }

@@ -1,0 +1,313 @@
+//! The admin API's partner endpoints: partners with their assigned
+//! records and shared reports, permission bundles, and licence seats.
+//!
+//! | | |
+//! |---|---|
+//! | `GET /_guise/admin/partners` | every partner |
+//! | `GET /_guise/admin/partners/{id}` | one partner, with its users |
+//! | `PUT /_guise/admin/partners/{id}` | create or replace a partner |
+//! | `POST /_guise/admin/partners/import` | a CRM export (CSV); `?skip_bad_rows=true` |
+//! | `GET /_guise/admin/bundles` | the default bundle and the custom ones |
+//! | `PUT /_guise/admin/bundles/{name}` | create or replace a custom bundle |
+//! | `GET /_guise/admin/licences` | Full seats: used, free, total |
+//!
+//! A change is checked whole before it is stored (a refusal names the
+//! field), saved in the store, and announced so every node rebuilds its
+//! partner snapshot.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{AdminApi, AdminError};
+use crate::body;
+use crate::config::Config;
+use crate::partners::{holds_full_seat, import, seats, Bundle, Partner, Seats, BUNDLE, PARTNER};
+use crate::users::User;
+
+/// `GET /_guise/admin/partners`.
+pub fn list(api: &AdminApi) -> Result<(u16, Value), AdminError> {
+    let snap = api.partners.snapshot();
+    let partners: Vec<Value> = snap.partners().iter().map(|p| json!(**p)).collect();
+    Ok((200, json!({ "partners": partners })))
+}
+
+/// `GET /_guise/admin/partners/{id}`.
+pub fn get(api: &AdminApi, id: &str) -> Result<(u16, Value), AdminError> {
+    let p = api
+        .partners
+        .snapshot()
+        .partner(id)
+        .ok_or_else(|| AdminError::NotFound(format!("partner {id}")))?;
+    let users: Vec<Value> = api
+        .directory
+        .all()
+        .iter()
+        .filter(|u| u.partner.as_deref() == Some(id))
+        .map(|u| u.public_json())
+        .collect();
+    Ok((200, json!({ "partner": *p, "users": users })))
+}
+
+/// `PUT /_guise/admin/partners/{id}`: the whole partner; the id in the
+/// body, if given, must be the path's.
+pub async fn put(
+    api: &AdminApi,
+    actor: &User,
+    id: &str,
+    raw: &[u8],
+) -> Result<(u16, Value), AdminError> {
+    let mut v: Value = body::parse_json(
+        raw,
+        "a partner (name, status, companies, relationships, reports, primary_user)",
+    )?;
+    if let Some(obj) = v.as_object_mut() {
+        match obj.get("id") {
+            None => {
+                obj.insert("id".into(), Value::String(id.to_string()));
+            }
+            Some(Value::String(s)) if s == id => {}
+            Some(_) => {
+                return Err(AdminError::Invalid(format!(
+                    "id: the body names another partner than the path's `{id}`"
+                )))
+            }
+        }
+    }
+    let partner: Partner = serde_json::from_value(v)
+        .map_err(|e| AdminError::Invalid(format!("not a partner: {e}")))?;
+    check_partner(api, &partner)?;
+    let existed = api.partners.snapshot().partner(id).is_some();
+    api.partners
+        .save(PARTNER, id, &partner)
+        .await
+        .map_err(|e| AdminError::Store(e.to_string()))?;
+    tracing::info!(actor = %actor.id, partner = %id, companies = partner.companies.len(), relationships = partner.relationships.len(), reports = partner.reports.len(), "partner saved");
+    Ok((
+        if existed { 200 } else { 201 },
+        json!({ "partner": partner }),
+    ))
+}
+
+fn check_partner(api: &AdminApi, p: &Partner) -> Result<(), AdminError> {
+    if p.id.is_empty() || !p.id.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b',') {
+        return Err(AdminError::Invalid(
+            "id: must be visible ASCII without spaces or commas".into(),
+        ));
+    }
+    if p.name.trim().is_empty() {
+        return Err(AdminError::Invalid("name: must not be empty".into()));
+    }
+    for (field, ids) in [
+        ("companies", &p.companies),
+        ("relationships", &p.relationships),
+        ("reports", &p.reports),
+    ] {
+        if let Some(bad) = ids
+            .iter()
+            .find(|i| i.is_empty() || i.chars().any(char::is_control))
+        {
+            return Err(AdminError::Invalid(format!(
+                "{field}: `{}` is not a record id",
+                bad.escape_debug()
+            )));
+        }
+    }
+    if let Some(u) = &p.primary_user {
+        match api.directory.get(u) {
+            Some(x) if x.partner.as_deref() == Some(p.id.as_str()) => {}
+            _ => {
+                return Err(AdminError::Invalid(format!(
+                    "primary_user: `{u}` is not a partner user of {}",
+                    p.id
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `GET /_guise/admin/bundles`.
+pub fn bundles(api: &AdminApi, config: &Config) -> Result<(u16, Value), AdminError> {
+    let snap = api.partners.snapshot();
+    let custom: Vec<Value> = snap.bundles().iter().map(|b| json!(**b)).collect();
+    Ok((
+        200,
+        json!({
+            "areas": config.partners.areas,
+            "default": **snap.default_bundle(),
+            "bundles": custom,
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BundleBody {
+    areas: Vec<String>,
+}
+
+/// `PUT /_guise/admin/bundles/{name}`: a custom bundle, a subset of the
+/// default one.
+pub async fn put_bundle(
+    api: &AdminApi,
+    config: &Config,
+    actor: &User,
+    name: &str,
+    raw: &[u8],
+) -> Result<(u16, Value), AdminError> {
+    let b: BundleBody = body::parse_json(raw, "a bundle: {\"areas\": [...]}")?;
+    if name == config.partners.default_bundle {
+        return Err(AdminError::Invalid(format!(
+            "name: `{name}` is the default bundle, which always holds every area"
+        )));
+    }
+    if name.is_empty() || name.chars().any(|c| c.is_control() || c == ',') {
+        return Err(AdminError::Invalid(
+            "name: must be non-empty, without commas or control characters".into(),
+        ));
+    }
+    if let Some(a) = b.areas.iter().find(|a| !config.partners.areas.contains(*a)) {
+        return Err(AdminError::Invalid(format!(
+            "areas: `{a}` is not one of the configured areas ({})",
+            config
+                .partners
+                .areas
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let bundle = Bundle {
+        name: name.to_string(),
+        areas: b.areas.into_iter().collect(),
+    };
+    let existed = api.partners.snapshot().bundle(name).is_some();
+    api.partners
+        .save(BUNDLE, name, &bundle)
+        .await
+        .map_err(|e| AdminError::Store(e.to_string()))?;
+    tracing::info!(actor = %actor.id, bundle = %name, areas = ?bundle.areas, "bundle saved");
+    Ok((if existed { 200 } else { 201 }, json!({ "bundle": bundle })))
+}
+
+/// `GET /_guise/admin/licences`.
+pub fn licences(api: &AdminApi, config: &Config) -> Result<(u16, Value), AdminError> {
+    let users = api.directory.all();
+    let full = match seats(users.iter().map(|u| &**u), config.partners.full_seats) {
+        Some(Seats { used, total }) => {
+            json!({ "used": used, "total": total, "free": total.saturating_sub(used) })
+        }
+        None => {
+            let used = users.iter().filter(|u| holds_full_seat(u)).count();
+            json!({ "used": used, "total": null, "free": null })
+        }
+    };
+    Ok((200, json!({ "full": full })))
+}
+
+/// Check the partner fields of a user an admin creates or changes: the
+/// partner and bundle exist, and a user newly holding Full fits in the
+/// seats. `before` is the user as it was (none when new).
+pub fn check_user(
+    api: &AdminApi,
+    config: &Config,
+    user: &User,
+    before: Option<&User>,
+) -> Result<(), AdminError> {
+    let snap = api.partners.snapshot();
+    if user.paired.is_some() && before.is_none_or(|b| b.paired != user.paired) {
+        return Err(AdminError::Invalid(
+            "paired: paired users are made by the gateway".into(),
+        ));
+    }
+    if let Some(p) = &user.partner {
+        if snap.partner(p).is_none() {
+            return Err(AdminError::Invalid(format!("partner: no partner `{p}`")));
+        }
+    } else if user.bundle.is_some() || user.layout.is_some() {
+        return Err(AdminError::Invalid(
+            "bundle: `bundle` and `layout` are for partner users: give `partner` too".into(),
+        ));
+    }
+    if let Some(b) = &user.bundle {
+        if snap.bundle(b).is_none() {
+            return Err(AdminError::Invalid(format!("bundle: no bundle `{b}`")));
+        }
+    }
+    let newly_full = holds_full_seat(user) && !before.is_some_and(holds_full_seat);
+    if newly_full {
+        let users = api.directory.all();
+        if let Some(s) = seats(users.iter().map(|u| &**u), config.partners.full_seats) {
+            s.admit_one()?;
+        }
+    }
+    Ok(())
+}
+
+/// `POST /_guise/admin/partners/import[?skip_bad_rows=true]`: a CRM export
+/// as CSV (see [`crate::partners::import`]). A file with bad rows imports
+/// nothing unless told to skip them; a file that would take more Full
+/// seats than are free imports nothing.
+pub async fn import(
+    api: &AdminApi,
+    config: &Config,
+    actor: &User,
+    raw: &[u8],
+    query: Option<&str>,
+) -> Result<(u16, Value), AdminError> {
+    let skip = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .any(|(k, v)| k == "skip_bad_rows" && matches!(&*v, "true" | "1" | "yes"));
+    let snap = api.partners.snapshot();
+    let users = api.directory.all();
+    let by_email = |email: &str| {
+        users
+            .iter()
+            .find(|u| u.email.eq_ignore_ascii_case(email))
+            .map(|u| (**u).clone())
+    };
+    let mut plan = import::plan(
+        raw,
+        skip,
+        &|id| snap.partner(id).map(|p| (*p).clone()),
+        &by_email,
+    )
+    .map_err(|e| AdminError::Invalid(e.to_string()))?;
+    import::check_seats(
+        &plan,
+        users.iter().map(|u| &**u),
+        config.partners.full_seats,
+    )?;
+    // Check every user against the directory before anything is stored.
+    for u in &mut plan.users {
+        if u.layout.is_none() {
+            u.layout.clone_from(&config.partners.default_layout);
+        }
+        api.directory
+            .check_upsert(u)
+            .map_err(|e| AdminError::Invalid(format!("{}: {e}", u.email)))?;
+    }
+    for p in &plan.partners {
+        api.partners
+            .save(PARTNER, &p.id, p)
+            .await
+            .map_err(|e| AdminError::Store(e.to_string()))?;
+    }
+    for u in &plan.users {
+        api.save(u.clone()).await?;
+    }
+    let skipped: Vec<Value> = plan
+        .skipped
+        .iter()
+        .map(|e| json!({ "line": e.line, "reason": e.reason }))
+        .collect();
+    tracing::info!(actor = %actor.id, partners = plan.partners.len(), users = plan.users.len(), skipped = skipped.len(), "partners imported");
+    Ok((
+        200,
+        json!({
+            "partners_saved": plan.partners.len(),
+            "users_saved": plan.users.len(),
+            "skipped": skipped,
+        }),
+    ))
+}

@@ -1,0 +1,164 @@
+//! The checked `licences` and `partners` sections, and the partner records
+//! they hold: what [`crate::partners`] decides with. They live with the
+//! configuration (which checks them) rather than with the rules, so the
+//! configuration depends on nothing of the pipeline's.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::users::Role;
+
+/// The areas of the seed's default partner bundle.
+pub const DEFAULT_AREAS: [&str; 7] = [
+    "dashboard",
+    "timeline",
+    "cockpit",
+    "success_plan",
+    "companies",
+    "reports",
+    "scorecard",
+];
+
+/// Whether a partner may use the app.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PartnerStatus {
+    #[default]
+    Active,
+    Inactive,
+}
+
+/// A partner organisation: a company tagged as partner, with the
+/// through-partner customers assigned to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Partner {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub status: PartnerStatus,
+    /// Companies assigned (the app's ids).
+    #[serde(default)]
+    pub companies: BTreeSet<String>,
+    /// Relationships assigned.
+    #[serde(default)]
+    pub relationships: BTreeSet<String>,
+    /// Reports shared with the partner.
+    #[serde(default)]
+    pub reports: BTreeSet<String>,
+    /// The user an admin enters the partner's view as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_user: Option<String>,
+}
+
+/// A named set of areas.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bundle {
+    pub name: String,
+    pub areas: BTreeSet<String>,
+}
+
+/// A client tenant of the app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    #[serde(default = "default_hub")]
+    pub hub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_quota: Option<u64>,
+    /// The tenant's own users (paired users are not counted).
+    #[serde(default)]
+    pub users: u64,
+    #[serde(default = "yes")]
+    pub allow_partner_login: bool,
+}
+
+fn default_hub() -> String {
+    "default".to_string()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Tenants and paired users, as configured.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantSettings {
+    /// How a request names its tenant: the path prefix around `{tenant}`
+    /// (`/t/` and `/` for `/t/{tenant}/`).
+    pub path_prefix: Option<(String, String)>,
+    /// Paired users' default roles by hub.
+    pub hubs: BTreeMap<String, Vec<Role>>,
+    /// Route features paired users may not use.
+    pub refused_for_paired: BTreeSet<String>,
+    pub list: Vec<Tenant>,
+}
+
+impl TenantSettings {
+    /// The tenant a request path names, if tenants are configured.
+    pub fn tenant_of<'a>(&self, path: &'a str) -> Option<&'a str> {
+        let (before, after) = self.path_prefix.as_ref()?;
+        let rest = path.strip_prefix(before.as_str())?;
+        let end = rest.find('/').unwrap_or(rest.len());
+        let id = &rest[..end];
+        let tail = &rest[end..];
+        let ok = !id.is_empty()
+            && (tail.starts_with(after.as_str()) || (tail.is_empty() && after == "/"));
+        ok.then_some(id)
+    }
+
+    /// The home path of tenant `id`.
+    pub fn home_of(&self, id: &str) -> String {
+        match &self.path_prefix {
+            Some((before, after)) => format!("{before}{id}{after}"),
+            None => "/".to_string(),
+        }
+    }
+
+    /// Paired users' default roles in a tenant of `hub`.
+    pub fn roles_for(&self, hub: &str) -> Vec<Role> {
+        self.hubs
+            .get(hub)
+            .or_else(|| self.hubs.get("default"))
+            .cloned()
+            .unwrap_or_else(|| vec![Role::User])
+    }
+}
+
+/// The checked `licences`, `partners`, `tenants` and `resources` sections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Seats of the Full licence; `None`: unlimited.
+    pub full_seats: Option<u64>,
+    /// Areas partner bundles draw from.
+    pub areas: BTreeSet<String>,
+    /// The bundle every partner user has unless given another.
+    pub default_bundle: String,
+    pub default_layout: Option<String>,
+    pub bundles: Vec<Bundle>,
+    pub partners: Vec<Partner>,
+    /// Partner users may use paths no route names.
+    pub unrouted_allowed: bool,
+    /// Tenants for paired users (none configurable yet: paired users and
+    /// "Login as me" come next).
+    pub tenants: TenantSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            full_seats: None,
+            areas: DEFAULT_AREAS.iter().map(|a| a.to_string()).collect(),
+            default_bundle: "partner-default".to_string(),
+            default_layout: None,
+            bundles: Vec::new(),
+            partners: Vec::new(),
+            unrouted_allowed: false,
+            tenants: TenantSettings::default(),
+        }
+    }
+}

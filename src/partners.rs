@@ -1,0 +1,342 @@
+//! Partners: partner organisations and the records assigned to them,
+//! Full licences and their seats, permission bundles (which areas of the
+//! app a partner user reaches), client tenants and paired (ghost) users.
+//!
+//! From here on the gateway, not the legacy app, decides which partner user
+//! reaches which area and which records:
+//!
+//! - [`Settings`] is the checked configuration (YAML);
+//! - [`Registry`] holds what changes at run time (partners, bundles,
+//!   tenants: the YAML's, overlaid with admin changes kept in the store and
+//!   kept in step on every node), as one snapshot per request;
+//! - [`decide`] is the pipeline's stage 7, a pure function: given the
+//!   subject, the route and the records the request names (with their
+//!   parents, looked up beforehand), it allows the request, with a
+//!   [`PartnerKeep`] for filtering the answer, or refuses it with a
+//!   [`PartnerError`] that says why;
+//! - [`import`] reads a CRM export (CSV) of partners and partner users.
+//!
+//! A partner user reaches the companies and relationships assigned to their
+//! partner and everything inside them, whoever created it: a record is
+//! allowed when it, or one of its parents, is assigned.
+
+pub mod import;
+mod registry;
+mod seats;
+
+use std::sync::Arc;
+
+use crate::respond::Refuse;
+use crate::routes::{Class, RecordSource, RouteSpec, RouteTable};
+use crate::subject::Subject;
+use crate::users::{Licence, User};
+
+pub use crate::config::partners::{
+    Bundle, Partner, PartnerStatus, Settings, Tenant, TenantSettings, DEFAULT_AREAS,
+};
+pub use registry::{Registry, Snapshot, BUNDLE, PARTNER, TENANT};
+pub use seats::{holds_full_seat, seats, SeatGauge, Seats};
+
+/// Why a partner user (or a paired user) was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PartnerError {
+    #[error("your partner organisation {0} is not active")]
+    PartnerInactive(String),
+    #[error("your partner organisation {0} is not known to the gateway")]
+    NoPartner(String),
+    #[error("partner users sign in with a Full licence, and this account has none; ask your administrator for one")]
+    NoFullLicence,
+    #[error("the {area} area is not in your permission bundle ({bundle})")]
+    AreaNotInBundle { area: String, bundle: String },
+    #[error("this page is not part of the areas partner users reach")]
+    Unrouted,
+    #[error("this {resource} is not assigned to your partner organisation")]
+    NotAssigned { resource: String },
+    #[error("this {resource} could not be checked against your partner's assignments: {reason}")]
+    LookupFailed { resource: String, reason: String },
+    #[error("you are signed in to the client account {0}; leave it (POST /_guise/tenants/leave) to go elsewhere")]
+    OutsideTenant(String),
+    #[error("client accounts are entered with \"Login as me\" (/_guise/partner)")]
+    TenantNeedsPairedLogin,
+    #[error("paired users cannot use {0}: a paired user is a ghost of a partner user and does not exist in the account")]
+    NotForPaired(String),
+    #[error("the client account {0} does not allow partner logins")]
+    PartnerLoginOff(String),
+    #[error("no client account {0}")]
+    NoTenant(String),
+    #[error("only partner users enter client accounts")]
+    NotAPartnerUser,
+    #[error("all {total} Full licences are in use ({used} of {total}); free one before assigning another")]
+    SeatsFull { used: u64, total: u64 },
+}
+
+impl Refuse for PartnerError {
+    fn status(&self) -> u16 {
+        match self {
+            PartnerError::NoTenant(_) => 404,
+            PartnerError::SeatsFull { .. } => 409,
+            PartnerError::LookupFailed { .. } => 502,
+            _ => 403,
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            PartnerError::PartnerInactive(_) | PartnerError::NoPartner(_) => "partner_inactive",
+            PartnerError::NoFullLicence => "no_full_licence",
+            PartnerError::AreaNotInBundle { .. } => "area_not_in_bundle",
+            PartnerError::Unrouted => "partner_unrouted",
+            PartnerError::NotAssigned { .. } => "record_not_assigned",
+            PartnerError::LookupFailed { .. } => "record_lookup_failed",
+            PartnerError::OutsideTenant(_) => "outside_tenant",
+            PartnerError::TenantNeedsPairedLogin => "tenant_needs_paired_login",
+            PartnerError::NotForPaired(_) => "not_for_paired_users",
+            PartnerError::PartnerLoginOff(_) => "partner_login_off",
+            PartnerError::NoTenant(_) => "no_tenant",
+            PartnerError::NotAPartnerUser => "not_a_partner_user",
+            PartnerError::SeatsFull { .. } => "seats_full",
+        }
+    }
+    fn title(&self) -> &'static str {
+        match self {
+            PartnerError::NotAssigned { .. } | PartnerError::AreaNotInBundle { .. } => {
+                "Not available to your partner account"
+            }
+            PartnerError::SeatsFull { .. } => "No licence free",
+            _ => http::StatusCode::from_u16(self.status())
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("Refused"),
+        }
+    }
+    fn action(&self) -> Option<(String, String)> {
+        match self {
+            PartnerError::OutsideTenant(_) => Some((
+                "/_guise/partner".into(),
+                "Back to your client accounts".into(),
+            )),
+            PartnerError::TenantNeedsPairedLogin => {
+                Some(("/_guise/partner".into(), "Your client accounts".into()))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl PartnerError {
+    /// The `guise_partner_refusals_total` label.
+    pub fn metric(&self) -> &'static str {
+        self.code()
+    }
+}
+
+/// Whether `user` is a partner user (and not a paired ghost).
+pub fn is_partner_user(user: &User) -> bool {
+    user.partner.is_some() && user.paired.is_none()
+}
+
+/// Who may log in, for the partner rules: a partner user needs a Full
+/// licence (checked once the password is known to be right, so a stranger
+/// learns nothing).
+pub fn may_log_in(user: &User) -> Result<(), PartnerError> {
+    if is_partner_user(user) && user.licence != Licence::Full {
+        return Err(PartnerError::NoFullLicence);
+    }
+    Ok(())
+}
+
+/// A record the request names, with the parents a lookup found (empty when
+/// none was needed or none is configured).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedRecord {
+    pub resource: String,
+    pub id: String,
+    pub parents: Vec<(String, String)>,
+}
+
+/// What stage 7 lets a request do.
+#[derive(Debug, Clone)]
+pub enum Access {
+    /// Not a partner or paired user: the partner rules do not apply.
+    Unrestricted,
+    /// A partner user (or a paired one): answers are filtered to what
+    /// `keep` allows.
+    Partner(PartnerKeep),
+}
+
+/// The records a partner user may see, for filtering answers.
+#[derive(Debug, Clone)]
+pub struct PartnerKeep {
+    pub partner: Arc<Partner>,
+}
+
+impl PartnerKeep {
+    /// Whether the record `resource`/`id` is assigned to the partner
+    /// (the partner's own record counts as assigned).
+    pub fn assigned(&self, resource: &str, id: &str) -> bool {
+        let p = &self.partner;
+        match resource {
+            "company" => p.companies.contains(id),
+            "relationship" => p.relationships.contains(id),
+            "report" => p.reports.contains(id),
+            "partner" => p.id == id,
+            _ => false,
+        }
+    }
+
+    /// Whether a named record, or one of its parents, is assigned.
+    pub fn allows(&self, r: &NamedRecord) -> bool {
+        self.assigned(&r.resource, &r.id)
+            || r.parents.iter().any(|(res, id)| self.assigned(res, id))
+    }
+}
+
+/// Facts about the request stage 7 decides on.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The route, if one matched.
+    pub route: Option<&'a RouteSpec>,
+    /// The request path (normal form).
+    pub path: &'a str,
+    /// Whether the request goes upstream (gateway endpoints never reach
+    /// stage 7).
+    pub public: bool,
+}
+
+/// The records request `path?query` names under route `index`: path
+/// parameters and query parameters, as the route's `records` say. A query
+/// parameter given more than once names every value (the app may read
+/// any of them), so each is checked.
+pub fn named_records(
+    table: &RouteTable,
+    index: usize,
+    route: &RouteSpec,
+    path: &str,
+    query: Option<&str>,
+) -> Vec<NamedRecord> {
+    let mut out = Vec::new();
+    for r in &route.records {
+        let mut push = |id: String| {
+            out.push(NamedRecord {
+                resource: r.resource.clone(),
+                id,
+                parents: Vec::new(),
+            })
+        };
+        match &r.from {
+            RecordSource::Param(name) => {
+                if let Some(id) = table.param(index, path, name) {
+                    push(id);
+                }
+            }
+            RecordSource::Query(name) => {
+                for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+                    if k == name.as_str() {
+                        push(v.into_owned());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Stage 7 of the pipeline, from what the earlier stages found: the
+/// request's class and subject.
+pub fn check(
+    snap: &Snapshot,
+    settings: &Settings,
+    table: &RouteTable,
+    class: Class,
+    subject: Option<&Subject>,
+    uri: &http::Uri,
+) -> Result<Access, PartnerError> {
+    let path = uri.path();
+    let (route, records) = match class {
+        Class::Route(i) => match table.routes().get(i) {
+            Some(r) => (Some(r), named_records(table, i, r, path, uri.query())),
+            None => (None, Vec::new()),
+        },
+        _ => (None, Vec::new()),
+    };
+    let req = Request {
+        route,
+        path,
+        // The app's login page (upstream mode) is for everyone.
+        public: route.map_or(class == Class::Login, |r| r.public),
+    };
+    decide(snap, settings, subject, req, &records)
+}
+
+/// Stage 7: may this subject make this request, and what may its answer
+/// show? `records` are the records the request names, with parents.
+pub fn decide(
+    snap: &Snapshot,
+    settings: &Settings,
+    subject: Option<&Subject>,
+    req: Request<'_>,
+    records: &[NamedRecord],
+) -> Result<Access, PartnerError> {
+    let Some(subject) = subject else {
+        return Ok(Access::Unrestricted);
+    };
+    let user = &subject.effective;
+    let tenant = settings.tenants.tenant_of(req.path);
+    if let Some(paired) = &user.paired {
+        // A paired session lives in its tenant only.
+        if tenant != Some(paired.tenant.as_str()) {
+            return Err(PartnerError::OutsideTenant(paired.tenant.clone()));
+        }
+        if let Some(feature) = req.route.and_then(|r| r.feature.as_ref()) {
+            if settings.tenants.refused_for_paired.contains(feature) {
+                return Err(PartnerError::NotForPaired(feature.clone()));
+            }
+        }
+        return Ok(Access::Unrestricted);
+    }
+    let Some(partner_id) = &user.partner else {
+        return Ok(Access::Unrestricted);
+    };
+    if req.public {
+        return Ok(Access::Unrestricted);
+    }
+    let partner = snap
+        .partner(partner_id)
+        .ok_or_else(|| PartnerError::NoPartner(partner_id.clone()))?;
+    if partner.status != PartnerStatus::Active {
+        return Err(PartnerError::PartnerInactive(partner.id.clone()));
+    }
+    if user.licence != Licence::Full {
+        return Err(PartnerError::NoFullLicence);
+    }
+    if tenant.is_some() {
+        return Err(PartnerError::TenantNeedsPairedLogin);
+    }
+    let Some(route) = req.route else {
+        return if settings.unrouted_allowed {
+            Ok(Access::Partner(PartnerKeep { partner }))
+        } else {
+            Err(PartnerError::Unrouted)
+        };
+    };
+    if let Some(area) = &route.area {
+        let bundle = snap.bundle_of(user, settings);
+        if !bundle.areas.contains(area) {
+            return Err(PartnerError::AreaNotInBundle {
+                area: area.clone(),
+                bundle: bundle.name.clone(),
+            });
+        }
+    } else if !settings.unrouted_allowed {
+        return Err(PartnerError::Unrouted);
+    }
+    let keep = PartnerKeep { partner };
+    if let Some(r) = records.iter().find(|r| !keep.allows(r)) {
+        return Err(PartnerError::NotAssigned {
+            resource: r.resource.clone(),
+        });
+    }
+    Ok(Access::Partner(keep))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,231 @@
+//! Stage 7 as a pure function: decisions without I/O.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use super::*;
+use crate::routes::{AnswerRecords, RecordRef};
+use crate::session::Active;
+use crate::store::memory::MemoryStore;
+use crate::store::{SessionKey, SessionRecord};
+
+fn settings() -> Settings {
+    Settings {
+        bundles: vec![Bundle {
+            name: "lite".into(),
+            areas: ["dashboard".to_string()].into(),
+        }],
+        partners: vec![
+            Partner {
+                id: "p-acme".into(),
+                name: "Acme".into(),
+                status: PartnerStatus::Active,
+                companies: ["co-1".to_string()].into(),
+                relationships: BTreeSet::new(),
+                reports: ["rep-1".to_string()].into(),
+                primary_user: None,
+            },
+            Partner {
+                id: "p-gone".into(),
+                name: "Gone".into(),
+                status: PartnerStatus::Inactive,
+                companies: BTreeSet::new(),
+                relationships: BTreeSet::new(),
+                reports: BTreeSet::new(),
+                primary_user: None,
+            },
+        ],
+        ..Settings::default()
+    }
+}
+
+fn snapshot(s: &Settings) -> Arc<Snapshot> {
+    Registry::new(Arc::new(MemoryStore::new()), Arc::new(s.clone())).snapshot()
+}
+
+fn subject(user: User) -> Subject {
+    let active = Active {
+        key: SessionKey("k".repeat(64)),
+        record: Arc::new(SessionRecord {
+            user_id: user.id.clone(),
+            reference: "0123456789ab".into(),
+            created_at: 0,
+            last_seen: 0,
+            absolute_expiry: u64::MAX,
+            csrf_token: "t".into(),
+            client_ip: None,
+            extra: Default::default(),
+        }),
+        prepared: Arc::default(),
+    };
+    Subject::own(Arc::new(user), active)
+}
+
+fn partner_user(partner: &str) -> User {
+    let mut u = User::new("u-anna", "Anna", "anna@acme.test");
+    u.partner = Some(partner.into());
+    u
+}
+
+fn route(area: Option<&str>) -> RouteSpec {
+    RouteSpec {
+        name: "r".into(),
+        path: "/companies/{id}".into(),
+        methods: Vec::new(),
+        area: area.map(str::to_string),
+        resource: None,
+        action: None,
+        export: false,
+        personal_data: false,
+        public: false,
+        feature: None,
+        records: vec![RecordRef {
+            resource: "company".into(),
+            from: RecordSource::Param("id".into()),
+        }],
+        answer: AnswerRecords::default(),
+    }
+}
+
+fn company(id: &str) -> NamedRecord {
+    NamedRecord {
+        resource: "company".into(),
+        id: id.into(),
+        parents: Vec::new(),
+    }
+}
+
+fn decide_for(
+    user: User,
+    route: Option<&RouteSpec>,
+    records: &[NamedRecord],
+) -> Result<Access, PartnerError> {
+    let s = settings();
+    let req = Request {
+        route,
+        path: "/companies/x",
+        public: route.is_some_and(|r| r.public),
+    };
+    decide(&snapshot(&s), &s, Some(&subject(user)), req, records)
+}
+
+#[test]
+fn ordinary_users_and_anonymous_requests_are_not_partner_business() {
+    let s = settings();
+    let r = route(Some("companies"));
+    let req = Request {
+        route: Some(&r),
+        path: "/companies/co-9",
+        public: false,
+    };
+    assert!(matches!(
+        decide(&snapshot(&s), &s, None, req, &[company("co-9")]),
+        Ok(Access::Unrestricted)
+    ));
+    let bea = User::new("u-bea", "Bea", "bea@example.com");
+    assert!(matches!(
+        decide_for(bea, Some(&r), &[company("co-9")]),
+        Ok(Access::Unrestricted)
+    ));
+}
+
+#[test]
+fn a_partner_user_reaches_assigned_records_in_bundle_areas_only() {
+    let r = route(Some("companies"));
+    let Ok(Access::Partner(keep)) =
+        decide_for(partner_user("p-acme"), Some(&r), &[company("co-1")])
+    else {
+        panic!("an assigned company is allowed")
+    };
+    assert!(keep.assigned("company", "co-1") && !keep.assigned("company", "co-2"));
+    assert!(keep.assigned("report", "rep-1") && keep.assigned("partner", "p-acme"));
+    assert_eq!(
+        decide_for(partner_user("p-acme"), Some(&r), &[company("co-2")]).unwrap_err(),
+        PartnerError::NotAssigned {
+            resource: "company".into()
+        }
+    );
+    // A record inside an assigned one is allowed through its parent.
+    let cta = NamedRecord {
+        resource: "cta".into(),
+        id: "cta-9".into(),
+        parents: vec![("company".into(), "co-1".into())],
+    };
+    assert!(decide_for(partner_user("p-acme"), Some(&r), &[cta]).is_ok());
+
+    let mut arlo = partner_user("p-acme");
+    arlo.bundle = Some("lite".into());
+    assert_eq!(
+        decide_for(arlo, Some(&r), &[company("co-1")]).unwrap_err(),
+        PartnerError::AreaNotInBundle {
+            area: "companies".into(),
+            bundle: "lite".into()
+        }
+    );
+    // A bundle that no longer exists falls back to the default one.
+    let mut lost = partner_user("p-acme");
+    lost.bundle = Some("deleted".into());
+    assert!(decide_for(lost, Some(&r), &[company("co-1")]).is_ok());
+}
+
+#[test]
+fn unrouted_paths_inactive_partners_and_missing_licences_are_refused() {
+    assert_eq!(
+        decide_for(partner_user("p-acme"), None, &[]).unwrap_err(),
+        PartnerError::Unrouted
+    );
+    assert_eq!(
+        decide_for(partner_user("p-acme"), Some(&route(None)), &[]).unwrap_err(),
+        PartnerError::Unrouted
+    );
+    let r = route(Some("companies"));
+    assert_eq!(
+        decide_for(partner_user("p-gone"), Some(&r), &[]).unwrap_err(),
+        PartnerError::PartnerInactive("p-gone".into())
+    );
+    assert_eq!(
+        decide_for(partner_user("p-nobody"), Some(&r), &[]).unwrap_err(),
+        PartnerError::NoPartner("p-nobody".into())
+    );
+    let mut viewer = partner_user("p-acme");
+    viewer.licence = Licence::Viewer;
+    assert_eq!(
+        may_log_in(&viewer).unwrap_err(),
+        PartnerError::NoFullLicence
+    );
+    assert_eq!(
+        decide_for(viewer, Some(&r), &[]).unwrap_err(),
+        PartnerError::NoFullLicence
+    );
+    let mut public = route(None);
+    public.public = true;
+    assert!(matches!(
+        decide_for(partner_user("p-gone"), Some(&public), &[]),
+        Ok(Access::Unrestricted)
+    ));
+}
+
+#[test]
+fn records_come_from_path_and_every_value_of_a_query_parameter() {
+    let mut r = route(Some("companies"));
+    r.path = "/api/ctas".into();
+    r.records = vec![RecordRef {
+        resource: "company".into(),
+        from: RecordSource::Query("company_id".into()),
+    }];
+    let table = RouteTable::compile(std::slice::from_ref(&r)).unwrap();
+    let found = named_records(
+        &table,
+        0,
+        &r,
+        "/api/ctas",
+        Some("company_id=co-1&x=2&company_id=co%2D2"),
+    );
+    let ids: Vec<&str> = found.iter().map(|n| n.id.as_str()).collect();
+    assert_eq!(ids, ["co-1", "co-2"]);
+
+    let p = route(Some("companies"));
+    let table = RouteTable::compile(std::slice::from_ref(&p)).unwrap();
+    let found = named_records(&table, 0, &p, "/companies/co-7", None);
+    assert_eq!(found, vec![company("co-7")]);
+}

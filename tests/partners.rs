@@ -1,0 +1,586 @@
+//! End-to-end: partner users through a gateway running the demo's own
+//! configuration (`config/demo.yaml`) in front of the demo app, over the
+//! memory store and over Redis. Every refusal the partner rules give is
+//! asked for here, and what a partner user may do is checked to still work.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::login::*;
+use support::redis::RedisServer;
+use support::*;
+
+/// Every demo user's password.
+const DEMO_PW: &str = "demo";
+
+/// `config/demo.yaml` with the fixture's addresses, `store` as the
+/// `sessions:` section and `extra` appended.
+fn demo_yaml(store: &str, extra: &str) -> String {
+    let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.yaml"))
+        .expect("config/demo.yaml");
+    let demo = demo
+        .replace("http: 127.0.0.1:8080", "http: {HTTP}")
+        .replace("address: 127.0.0.1:9090", "address: {OPS}")
+        .replace("address: 127.0.0.1:8081", "address: {UPSTREAM}")
+        .replace("sessions:\n  store: memory\n", store);
+    assert!(
+        demo.contains("{UPSTREAM}") && demo.contains(store),
+        "demo.yaml changed shape"
+    );
+    // Many gateways in one test process (see support::BASE_YAML).
+    format!("{demo}server:\n  grace_period_seconds: 0\n  shutdown_timeout_seconds: 1\n  work_stealing: true\n{extra}")
+}
+
+const MEMORY: &str = "sessions:\n  store: memory\n";
+
+fn redis_store(url: &str) -> String {
+    format!("sessions:\n  store: redis\n  redis:\n    url: {url}\n")
+}
+
+async fn get_as(
+    c: &reqwest::Client,
+    f: &Fixture,
+    who: &Signed,
+    path: &str,
+    accept: &str,
+) -> reqwest::Response {
+    c.get(f.url(path))
+        .header("cookie", &who.cookie)
+        .header("accept", accept)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn status(c: &reqwest::Client, f: &Fixture, who: &Signed, path: &str) -> u16 {
+    get(c, &f.url(""), who, path).await.status().as_u16()
+}
+
+/// A refusal as JSON: its status and error code, with the message checked
+/// against `says`.
+async fn refused(r: reqwest::Response, code: &str, says: &str) {
+    assert_eq!(r.status(), if code == "seats_full" { 409 } else { 403 });
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], code, "{v}");
+    let detail = v["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains(says), "{detail:?} should say {says:?}");
+}
+
+/// What a partner user reaches and what they are refused, by the rules of
+/// the demo's configuration.
+async fn partner_rules_hold(f: &Fixture) {
+    let c = client();
+    let base = f.url("");
+    let anna = login(&c, &base, "anna@acme.test", DEMO_PW).await;
+
+    // An assigned company, and the partner's identity signed for the app.
+    let r = get(&c, &base, &anna, "/api/companies/co-106").await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["data"]["id"], "co-106");
+    assert_eq!(v["identity"]["x-guise-partner"], "p-acme", "{v}");
+    assert_eq!(v["identity"]["x-guise-layout"], "partner-360", "{v}");
+
+    // Another partner's customer: refused, naming the resource only.
+    let r = get(&c, &base, &anna, "/api/companies/co-109").await;
+    refused(
+        r,
+        "record_not_assigned",
+        "this company is not assigned to your partner",
+    )
+    .await;
+    // A company that does not exist is refused in the same words: the
+    // answer does not tell what exists.
+    let r = get(&c, &base, &anna, "/api/companies/co-999").await;
+    refused(r, "record_not_assigned", "this company is not assigned").await;
+    // Browsers get the refusal as a page.
+    let r = get_as(&c, f, &anna, "/companies/co-109", "text/html").await;
+    assert_eq!(r.status(), 403);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("this company is not assigned"));
+    assert_eq!(status(&c, f, &anna, "/companies/co-107").await, 200);
+    assert_eq!(status(&c, f, &anna, "/relationships/rel-7").await, 200);
+    assert_eq!(status(&c, f, &anna, "/relationships/rel-10").await, 403);
+
+    // Records named in the query, every value of a repeated parameter.
+    assert_eq!(
+        status(&c, f, &anna, "/api/ctas?company_id=co-106").await,
+        200
+    );
+    assert_eq!(
+        status(&c, f, &anna, "/api/ctas?company_id=co-109").await,
+        403
+    );
+    assert_eq!(
+        status(
+            &c,
+            f,
+            &anna,
+            "/api/ctas?company_id=co-106&company_id=co-109"
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        status(&c, f, &anna, "/api/ctas?company_id=co%2D109").await,
+        403
+    );
+
+    // Reports: only those shared with the partner, downloads included.
+    assert_eq!(status(&c, f, &anna, "/api/reports/rep-1").await, 200);
+    let r = get(&c, &base, &anna, "/api/reports/rep-3/export").await;
+    refused(r, "record_not_assigned", "this report is not assigned").await;
+    assert_eq!(status(&c, f, &anna, "/api/reports/rep-2").await, 403);
+
+    // Areas outside the bundle: contacts and leads are in no partner
+    // bundle; the Cockpit is outside Arlo's custom one.
+    let r = get(&c, &base, &anna, "/contacts").await;
+    refused(
+        r,
+        "area_not_in_bundle",
+        "the contacts area is not in your permission bundle",
+    )
+    .await;
+    assert_eq!(status(&c, f, &anna, "/cockpit").await, 200);
+    let arlo = login(&c, &base, "arlo@acme.test", DEMO_PW).await;
+    let r = get(&c, &base, &arlo, "/cockpit").await;
+    refused(r, "area_not_in_bundle", "(no-cockpit)").await;
+    assert_eq!(status(&c, f, &arlo, "/dashboard").await, 200);
+    // A path no route names is outside every area.
+    let r = get(&c, &base, &anna, "/api/echo/x").await;
+    refused(r, "partner_unrouted", "not part of the areas").await;
+
+    // Without a Full licence: the right password says why; a wrong one
+    // says no more than for a stranger.
+    let r = try_login(&c, &base, "vera@acme.test", DEMO_PW).await;
+    refused(r, "no_full_licence", "Full licence").await;
+    let wrong = try_login(&c, &base, "vera@acme.test", "nope").await;
+    let stranger = try_login(&c, &base, "nobody@acme.test", "nope").await;
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(stranger.status(), 401);
+    assert_eq!(wrong.text().await.unwrap(), stranger.text().await.unwrap());
+
+    // Internal users are not partner users: the rules leave them alone.
+    let bea = login(&c, &base, "bu1@demo.test", DEMO_PW).await;
+    assert_eq!(status(&c, f, &bea, "/api/companies/co-109").await, 200);
+    assert_eq!(status(&c, f, &bea, "/contacts").await, 200);
+
+    let refusals = f
+        .metric("guise_partner_refusals_total{reason=\"record_not_assigned\"}")
+        .await;
+    assert!(refusals >= 6.0, "{refusals}");
+    assert!(
+        f.metric("guise_partner_refusals_total{reason=\"area_not_in_bundle\"}")
+            .await
+            >= 2.0
+    );
+}
+
+#[tokio::test]
+async fn partner_users_reach_only_their_partners_records_and_areas() {
+    let f = Fixture::start_with(&demo_yaml(MEMORY, "")).await;
+    partner_rules_hold(&f).await;
+}
+
+#[tokio::test]
+async fn partner_users_reach_only_their_partners_records_and_areas_over_redis() {
+    let redis = RedisServer::start();
+    let f = Fixture::start_with(&demo_yaml(&redis_store(&redis.url()), "")).await;
+    partner_rules_hold(&f).await;
+}
+
+/// PUT/PATCH an admin call with the admin's session and CSRF token.
+async fn admin(
+    c: &reqwest::Client,
+    f: &Fixture,
+    who: &Signed,
+    method: &str,
+    path: &str,
+    body: Value,
+) -> reqwest::Response {
+    c.request(method.parse().unwrap(), f.url(path))
+        .header("cookie", &who.cookie)
+        .header("x-csrf-token", &who.csrf)
+        .header("origin", f.url(""))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn admins_assign_records_and_bundles_and_every_node_follows() {
+    let redis = RedisServer::start();
+    let yaml = demo_yaml(&redis_store(&redis.url()), "");
+    let a = Fixture::start_with(&yaml).await;
+    let b = Fixture::start_with(&yaml).await;
+    let c = client();
+    let ada = login(&c, &a.url(""), "admin@demo.test", DEMO_PW).await;
+    let anna_b = login(&c, &b.url(""), "anna@acme.test", DEMO_PW).await;
+    assert_eq!(status(&c, &b, &anna_b, "/api/companies/co-109").await, 403);
+
+    // Only admins.
+    let r = admin(
+        &c,
+        &b,
+        &anna_b,
+        "PUT",
+        "/_guise/admin/partners/p-acme",
+        json!({}),
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+
+    // A bad change names the field and stores nothing.
+    let r = admin(
+        &c,
+        &a,
+        &ada,
+        "PUT",
+        "/_guise/admin/partners/p-acme",
+        json!({"name": "", "companies": ["co-106"]}),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["detail"].as_str().unwrap().starts_with("name:"), "{v}");
+    let r = admin(
+        &c,
+        &a,
+        &ada,
+        "PUT",
+        "/_guise/admin/partners/p-acme",
+        json!({"id": "p-globex", "name": "Acme"}),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let r = admin(
+        &c,
+        &a,
+        &ada,
+        "PUT",
+        "/_guise/admin/partners/p-acme",
+        json!({"name": "Acme", "compnies": []}),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(status(&c, &b, &anna_b, "/api/companies/co-106").await, 200);
+
+    // Assign Globex's Cyberdyne to Acme on node A: node B lets Anna in.
+    let r = admin(
+        &c,
+        &a,
+        &ada,
+        "PUT",
+        "/_guise/admin/partners/p-acme",
+        json!({"name": "Acme Partners", "companies": ["co-106", "co-107", "co-108", "co-109"], "reports": ["rep-1"], "primary_user": "u-acme-anna"}),
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    eventually(
+        std::time::Duration::from_secs(5),
+        "node B sees the new assignment",
+        || async { (status(&c, &b, &anna_b, "/api/companies/co-109").await == 200).then_some(()) },
+    )
+    .await;
+    let v: Value = get(&c, &a.url(""), &ada, "/_guise/admin/partners/p-acme")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(v["partner"]["companies"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("co-109")));
+    assert!(v["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|u| u["id"] == "u-acme-anna"));
+
+    // A custom bundle: only configured areas; Anna moved into it loses
+    // the Cockpit on the other node.
+    let r = admin(
+        &c,
+        &a,
+        &ada,
+        "PUT",
+        "/_guise/admin/bundles/lite",
+        json!({"areas": ["dashboard", "warp-drive"]}),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("`warp-drive` is not one of the configured areas"));
+    let r = admin(
+        &c,
+        &a,
+        &ada,
+        "PUT",
+        "/_guise/admin/bundles/lite",
+        json!({"areas": ["dashboard", "companies"]}),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let r = admin(
+        &c,
+        &a,
+        &ada,
+        "PATCH",
+        "/_guise/admin/users/u-acme-anna",
+        json!({"bundle": "nope"}),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let r = admin(
+        &c,
+        &a,
+        &ada,
+        "PATCH",
+        "/_guise/admin/users/u-acme-anna",
+        json!({"bundle": "lite"}),
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    eventually(
+        std::time::Duration::from_secs(5),
+        "node B applies Anna's bundle",
+        || async { (status(&c, &b, &anna_b, "/cockpit").await == 403).then_some(()) },
+    )
+    .await;
+    assert_eq!(status(&c, &b, &anna_b, "/dashboard").await, 200);
+}
+
+#[tokio::test]
+async fn full_seats_are_counted_and_refused_past_the_limit() {
+    // The demo's users hold 7 Full seats (every user but Vera and the
+    // viewer); with 7 seats none is free.
+    let yaml = demo_yaml(MEMORY, "").replace("licences:\n  full: 20\n", "licences:\n  full: 7\n");
+    let f = Fixture::start_with(&yaml).await;
+    let c = client();
+    let ada = login(&c, &f.url(""), "admin@demo.test", DEMO_PW).await;
+    assert_eq!(
+        f.metric("guise_licence_seats{licence=\"full\",state=\"used\"}")
+            .await,
+        7.0
+    );
+    assert_eq!(
+        f.metric("guise_licence_seats{licence=\"full\",state=\"free\"}")
+            .await,
+        0.0
+    );
+    let v: Value = get(&c, &f.url(""), &ada, "/_guise/admin/licences")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["full"], json!({"used": 7, "total": 7, "free": 0}));
+
+    let r = admin(
+        &c,
+        &f,
+        &ada,
+        "PATCH",
+        "/_guise/admin/users/u-acme-vera",
+        json!({"licence": "full"}),
+    )
+    .await;
+    refused(r, "seats_full", "all 7 Full licences are in use (7 of 7)").await;
+    // Vera still cannot sign in.
+    let r = try_login(&c, &f.url(""), "vera@acme.test", DEMO_PW).await;
+    assert_eq!(r.status(), 403);
+
+    // Freeing a seat lets her have it, and she signs in.
+    let r = admin(
+        &c,
+        &f,
+        &ada,
+        "PATCH",
+        "/_guise/admin/users/u-bu2",
+        json!({"licence": "viewer"}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let r = admin(
+        &c,
+        &f,
+        &ada,
+        "PATCH",
+        "/_guise/admin/users/u-acme-vera",
+        json!({"licence": "full"}),
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    login(&c, &f.url(""), "vera@acme.test", DEMO_PW).await;
+    assert_eq!(
+        f.metric("guise_licence_seats{licence=\"full\",state=\"used\"}")
+            .await,
+        7.0
+    );
+}
+
+/// A CRM export: two good rows, then bad ones of every kind.
+const EXPORT: &str = "partner_id,partner_name,user_name,user_email,company_ids\n\
+p-north,North Partners,Nora North,nora@north.test,co-101;co-102\n\
+p-north,North Partners,Ned North,ned@north.test,co-103\n\
+p-north,North Partners,,nobody@north.test,\n\
+p-bad id,Bad,Bo Bad,bo@bad.test,\n\
+p-south,South,Sam South,not-an-address,\n";
+
+#[tokio::test]
+async fn a_crm_export_imports_through_the_admin_api_with_every_bad_row_named() {
+    let f = Fixture::start_with(&demo_yaml(MEMORY, "")).await;
+    let c = client();
+    let ada = login(&c, &f.url(""), "admin@demo.test", DEMO_PW).await;
+    let post = |query: &'static str, body: &'static str| {
+        c.post(f.url(&format!("/_guise/admin/partners/import{query}")))
+            .header("cookie", &ada.cookie)
+            .header("x-csrf-token", &ada.csrf)
+            .header("origin", f.url(""))
+            .header("content-type", "text/csv")
+            .body(body)
+            .send()
+    };
+    // Bad rows: each named by line and reason, and nothing imported.
+    let r = post("", EXPORT).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let detail = r.json::<Value>().await.unwrap()["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        detail.starts_with("3 bad row(s), nothing imported"),
+        "{detail}"
+    );
+    assert!(detail.contains("line 4: user_name is empty"), "{detail}");
+    assert!(detail.contains("line 5: partner_id must be"), "{detail}");
+    assert!(
+        detail.contains("line 6: `not-an-address` is not an email address"),
+        "{detail}"
+    );
+    assert_eq!(
+        status(&c, &f, &ada, "/_guise/admin/partners/p-north").await,
+        404
+    );
+
+    // Skipping them imports the good rows, and says what was skipped.
+    let r = post("?skip_bad_rows=true", EXPORT).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (v["partners_saved"].as_u64(), v["users_saved"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert_eq!(v["skipped"].as_array().unwrap().len(), 3);
+    let v: Value = get(&c, &f.url(""), &ada, "/_guise/admin/partners/p-north")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        v["partner"]["companies"],
+        json!(["co-101", "co-102", "co-103"])
+    );
+    let users = v["users"].as_array().unwrap();
+    assert_eq!(users.len(), 2, "{v}");
+    assert!(
+        users
+            .iter()
+            .all(|u| u["partner"] == "p-north" && u["layout"] == "partner-360"),
+        "{v}"
+    );
+
+    // The same file again changes nothing.
+    let v: Value = post("?skip_bad_rows=true", EXPORT)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (v["partners_saved"].as_u64(), v["users_saved"].as_u64()),
+        (Some(0), Some(0))
+    );
+
+    // An export that would take more Full seats than are free: nothing.
+    let many: String =
+        std::iter::once("partner_id,partner_name,user_name,user_email,company_ids\n".to_string())
+            .chain((0..20).map(|i| format!("p-big,Big,User {i},u{i}@big.test,co-104\n")))
+            .collect();
+    let r = c
+        .post(f.url("/_guise/admin/partners/import"))
+        .header("cookie", &ada.cookie)
+        .header("x-csrf-token", &ada.csrf)
+        .header("origin", f.url(""))
+        .body(many)
+        .send()
+        .await
+        .unwrap();
+    refused(r, "seats_full", "Full licences are in use").await;
+    assert_eq!(
+        status(&c, &f, &ada, "/_guise/admin/partners/p-big").await,
+        404
+    );
+}
+
+#[tokio::test]
+async fn guise_import_partners_writes_to_redis_and_running_gateways_follow() {
+    let redis = RedisServer::start();
+    let f = Fixture::start_with(&demo_yaml(&redis_store(&redis.url()), "")).await;
+    let c = client();
+    let ada = login(&c, &f.url(""), "admin@demo.test", DEMO_PW).await;
+    let csv = f.dir.path().join("export.csv");
+    std::fs::write(&csv, EXPORT).unwrap();
+    let import = |skip: bool| {
+        let mut cmd = std::process::Command::new(guise_bin());
+        cmd.args(["import", "partners"])
+            .arg(&csv)
+            .arg("--config")
+            .arg(&f.config_path);
+        if skip {
+            cmd.arg("--skip-bad-rows");
+        }
+        cmd.env("GUISE_SIGNING_KEY", KEY).output().unwrap()
+    };
+    let out = import(false);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("3 bad row(s), nothing imported") && err.contains("line 6:"),
+        "{err}"
+    );
+
+    let out = import(true);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("1 partner(s) and 2 user(s) saved, 3 row(s) skipped"),
+        "{said}"
+    );
+    eventually(
+        std::time::Duration::from_secs(5),
+        "the gateway sees the imported partner",
+        || async {
+            let r = get(&c, &f.url(""), &ada, "/_guise/admin/partners/p-north").await;
+            let v: Value = r.json().await.ok()?;
+            (v["users"].as_array()?.len() == 2).then_some(())
+        },
+    )
+    .await;
+    let said = String::from_utf8_lossy(&import(true).stdout).to_string();
+    assert!(said.contains("0 partner(s) and 0 user(s) saved"), "{said}");
+}
