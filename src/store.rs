@@ -166,15 +166,18 @@ pub trait Store: Send + Sync + 'static {
     /// the secret as `key`, never the secret.
     async fn put_once(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError>;
 
-    /// The value under `key`, removed in the same step, if it exists and
-    /// has not expired. Atomic: of two nodes taking the same key at once,
-    /// exactly one gets the value.
-    async fn take_once(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Replace the value under `key` with `spent`, keeping the key's
+    /// remaining lifetime, and return what was there. `None` when the key
+    /// is not there (never put, or its lifetime is over); nothing is stored
+    /// then. Atomic: of two nodes swapping the same key at once, exactly
+    /// one reads the value that was put, the other reads `spent`; so a
+    /// spent token can be told apart from an unknown one until it dies.
+    async fn swap_once(&self, key: &str, spent: &str) -> Result<Option<String>, StoreError>;
 
-    /// The value under `key` without using it up, if it exists and has not
-    /// expired: a link's page says at once that the link is dead rather
-    /// than after the form is filled in. Decisions are made on
-    /// [`Store::take_once`], never on this.
+    /// The value under `key` without spending it, if the key is there: a
+    /// link's page says at once that the link is dead rather than after
+    /// the form is filled in. Decisions are made on [`Store::swap_once`],
+    /// never on this.
     async fn peek_once(&self, key: &str) -> Result<Option<String>, StoreError>;
 
     // === other records changed through the admin API (partners, ...) ===

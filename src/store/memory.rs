@@ -321,10 +321,13 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn take_once(&self, key: &str) -> Result<Option<String>, StoreError> {
+    async fn swap_once(&self, key: &str, spent: &str) -> Result<Option<String>, StoreError> {
         let now = Instant::now();
-        let taken = self.lock().once.remove(key);
-        Ok(taken.filter(|(_, ends)| now < *ends).map(|(v, _)| v))
+        let mut st = self.lock();
+        Ok(match st.once.get_mut(key) {
+            Some((value, ends)) if now < *ends => Some(std::mem::replace(value, spent.to_string())),
+            _ => None,
+        })
     }
 
     async fn peek_once(&self, key: &str) -> Result<Option<String>, StoreError> {

@@ -10,7 +10,7 @@
 //! | `guise:limit:{<counter>}`        | string | fixed-window counter, `PX` = window           |
 //! | `guise:users`                    | hash   | user id → JSON user record                    |
 //! | `guise:records:<kind>`           | hash   | id → JSON record (partners, bundles, tenants)  |
-//! | `guise:once:{<key>}`             | string | a one-time token's value, `PX` = its lifetime; taken with `GETDEL` |
+//! | `guise:once:{<key>}`             | string | a one-time token's value, `PX` = how long it is remembered; spent by `SET XX KEEPTTL GET` |
 //! | channel `guise:events`           | pubsub | JSON [`StoreEvent`]                           |
 //!
 //! Every command and every Lua script touches exactly one key, so all of
@@ -260,8 +260,8 @@ impl RedisStore {
     /// The repeat is harmless for every operation: all are idempotent but
     /// `hit` (a login attempt counted twice, in the rare case the first
     /// reached Redis before the connection died), `publish` (an event
-    /// delivered twice: one more cache eviction) and `take_once` (a token
-    /// whose first `GETDEL` took it but whose answer was lost reads as
+    /// delivered twice: one more cache eviction) and `swap_once` (a token
+    /// whose first swap spent it but whose answer was lost reads as
     /// already used: the link fails closed, and an admin sends another).
     async fn exec<T, F, Fut>(&self, op: &'static str, body: F) -> Result<T, StoreError>
     where
@@ -642,13 +642,22 @@ impl Store for RedisStore {
         .await
     }
 
-    async fn take_once(&self, key: &str) -> Result<Option<String>, StoreError> {
-        let key = once_key(key);
-        self.exec("take_once", move |_, mut c| async move {
-            // One command, so two nodes taking the same token at once
-            // cannot both get it (Redis 6.2+).
-            let v: Option<String> = redis::cmd("GETDEL").arg(&key).query_async(&mut c).await?;
-            Ok(v)
+    async fn swap_once(&self, key: &str, spent: &str) -> Result<Option<String>, StoreError> {
+        let (key, spent) = (once_key(key), spent.to_string());
+        self.exec("swap_once", move |_, mut c| async move {
+            // One command, so of two nodes swapping the same key at once
+            // exactly one reads the live value. `XX`: a key that is not
+            // there stays not there; `KEEPTTL`: the spent marker dies when
+            // the value would have (Redis 7: `GET` together with `XX`).
+            let old: Option<String> = redis::cmd("SET")
+                .arg(&key)
+                .arg(&spent)
+                .arg("XX")
+                .arg("KEEPTTL")
+                .arg("GET")
+                .query_async(&mut c)
+                .await?;
+            Ok(old)
         })
         .await
     }
