@@ -70,6 +70,7 @@ pub mod gateway;
 pub mod identity;
 pub mod live;
 pub mod log_limit;
+pub mod mail;
 pub mod metrics;
 pub mod ops;
 pub mod partners;

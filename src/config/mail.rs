@@ -53,10 +53,7 @@ impl fmt::Debug for SmtpCredentials {
         f.debug_struct("SmtpCredentials")
             .field("username", &self.username)
             .field("password_env", &self.password_env)
-            .field(
-                "password",
-                &format_args!("<{} bytes>", self.password.len()),
-            )
+            .field("password", &format_args!("<{} bytes>", self.password.len()))
             .finish()
     }
 }

@@ -90,7 +90,10 @@ mod tests {
         let outbox = dir.path().join("nested/outbox");
         let path = write(&outbox, b"Subject: hi\r\n\r\nbody\r\n").unwrap();
         assert_eq!(path.extension().unwrap(), "eml");
-        assert_eq!(std::fs::read(&path).unwrap(), b"Subject: hi\r\n\r\nbody\r\n");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"Subject: hi\r\n\r\nbody\r\n"
+        );
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&path), 0o600);
         assert_eq!(mode(&outbox), 0o700);

@@ -40,10 +40,21 @@ fn templates() -> Result<Environment<'static>, minijinja::Error> {
 pub fn render(w: &Welcome<'_>, subject: &str) -> Result<(String, String), MailError> {
     let compose = |e: minijinja::Error| MailError::Compose(e.to_string());
     let env = templates().map_err(compose)?;
+    // minijinja's HTML escaping writes `/` as `&#x2f;`: right in an
+    // attribute, but some mail clients show or break such a link. A link
+    // without a character HTML gives meaning to goes in as it is (ours
+    // always: an origin, a path and a base64url secret); any other is
+    // escaped.
+    let plain_link = !w.link.contains(['<', '>', '"', '\'', '&']);
+    let link = if plain_link {
+        minijinja::Value::from_safe_string(w.link.to_string())
+    } else {
+        minijinja::Value::from(w.link)
+    };
     let ctx = context! {
         name => w.name,
         email => w.email,
-        link => w.link,
+        link => link,
         site => w.site,
         lifetime => human(w.lifetime),
         subject => subject,
@@ -116,14 +127,26 @@ mod tests {
     #[test]
     fn the_html_body_escapes_the_users_name_and_the_text_body_keeps_it() {
         let (text, html) = render(&welcome("<b>Anna</b> & \"Co\""), "Set your password").unwrap();
-        assert!(html.contains("&lt;b&gt;Anna&lt;&#x2f;b&gt; &amp; &quot;Co&quot;"), "{html}");
+        assert!(
+            html.contains("&lt;b&gt;Anna&lt;&#x2f;b&gt; &amp; &quot;Co&quot;"),
+            "{html}"
+        );
         assert!(!html.contains("<b>Anna"));
         assert!(text.contains("Hello <b>Anna</b> & \"Co\","), "{text}");
+        assert!(html.contains("href=\"https://gw.example/_guise/set-password?token=abc_-1\""));
         for body in [&text, &html] {
             assert!(body.contains("https://gw.example/_guise/set-password?token=abc_-1"));
             assert!(body.contains("24 hours"));
             assert!(body.contains("anna@acme.test"));
         }
+    }
+
+    #[test]
+    fn a_link_with_characters_html_gives_meaning_to_is_escaped() {
+        let mut w = welcome("Anna");
+        w.link = "https://gw.example/\"><script>x</script>";
+        let (_, html) = render(&w, "s").unwrap();
+        assert!(!html.contains("<script>"), "{html}");
     }
 
     #[test]

@@ -11,6 +11,8 @@ use crate::config::{Env, Mail, MailTransport, Smtp, SmtpCredentials};
 /// The longest a set-password link may work: a link is a password in the
 /// user's mailbox, so it must not outlive a forgotten email by much.
 const MAX_LINK_HOURS: f64 = 24.0 * 30.0;
+/// The shortest: one second (tests use a few seconds to see a link expire).
+const MIN_LINK_HOURS: f64 = 1.0 / 3600.0;
 
 impl Checker<'_> {
     /// The mail settings, `None` when the section is absent (or wrong, with
@@ -45,15 +47,16 @@ impl Checker<'_> {
                 None
             }
         };
+        // Every check runs before any `?`, so one run names every problem.
         let base_url = match &m.base_url {
-            None => None,
-            Some(u) => Some(self.origin("mail.base_url", u)?),
+            None => Some(None),
+            Some(u) => self.origin("mail.base_url", u).map(Some),
         };
         let hours = m.link_lifetime_hours;
-        if !(hours.is_finite() && hours > 0.0 && hours <= MAX_LINK_HOURS) {
+        if !(hours.is_finite() && (MIN_LINK_HOURS..=MAX_LINK_HOURS).contains(&hours)) {
             self.issue(
                 "mail.link_lifetime_hours",
-                format!("must be more than 0 and at most {MAX_LINK_HOURS} (30 days)"),
+                format!("must be at least one second ({MIN_LINK_HOURS:.6}) and at most {MAX_LINK_HOURS} (30 days), not {hours}"),
             );
         }
         if m.subject.trim().is_empty() || m.subject.chars().any(char::is_control) {
@@ -65,8 +68,17 @@ impl Checker<'_> {
         Some(Mail {
             from: from?,
             transport: transport?,
-            base_url,
-            link_lifetime: Duration::from_secs_f64(hours.clamp(0.001, MAX_LINK_HOURS) * 3600.0),
+            base_url: base_url?,
+            link_lifetime: Duration::from_secs_f64(
+                // NaN was reported above; a panic here must not hide it.
+                if hours.is_nan() {
+                    MIN_LINK_HOURS
+                } else {
+                    hours
+                }
+                .clamp(MIN_LINK_HOURS, MAX_LINK_HOURS)
+                    * 3600.0,
+            ),
             subject: m.subject.clone(),
         })
     }
