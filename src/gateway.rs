@@ -1,7 +1,8 @@
 //! The gateway's own endpoints (pipeline stage 5): everything under
 //! [`GATEWAY_PREFIX`], the app's login path when guise answers it, and
 //! `OPTIONS *`. This module owns their routing; the handlers live with the
-//! concern they serve ([`crate::auth`], [`crate::admin`]).
+//! concern they serve ([`crate::auth`], [`crate::admin`],
+//! [`crate::welcome`]).
 //!
 //! | | |
 //! |---|---|
@@ -10,6 +11,7 @@
 //! | `GET /_guise/logout` | sign-out confirmation page |
 //! | `GET /_guise/session` | who am I, and my CSRF token |
 //! | `/_guise/admin/...` | the admin API |
+//! | `GET/POST /_guise/set-password` | a welcome email's set-password page ([`crate::welcome`]) |
 //! | `GET/POST {auth.login_path}` | login form (gateway mode), the app's form posted through guise (upstream mode) |
 
 use std::sync::Arc;
@@ -24,6 +26,7 @@ use crate::call::Call;
 use crate::config::LoginMode;
 use crate::respond::{self, Refuse};
 use crate::routes::{Class, GATEWAY_PREFIX};
+use crate::welcome::{self, Welcomes};
 
 /// What the pipeline does after this stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +77,8 @@ pub struct Endpoints {
     pub admin: AdminApi,
     /// Partners, bundles and tenants as this node knows them now.
     pub partners: Arc<crate::partners::Registry>,
+    /// Welcome emails' set-password links.
+    pub welcome: Arc<Welcomes>,
 }
 
 impl Endpoints {
@@ -110,6 +115,8 @@ impl Endpoints {
             ("GET" | "HEAD", "logout") => logout::page(s, call).await,
             ("GET" | "HEAD", "session") => session_info(s, call).await,
             (_, r) if r == "admin" || r.starts_with("admin/") => self.admin.handle(s, call).await,
+            ("GET" | "HEAD", welcome::PAGE) => welcome::page::show(&self.welcome, s, call).await,
+            ("POST", welcome::PAGE) => welcome::page::submit(&self.welcome, s, call).await,
             _ => {
                 let e = NoEndpoint {
                     method: method.to_string(),

@@ -88,3 +88,4 @@ pub mod target;
 pub mod tls;
 pub mod user_sync;
 pub mod users;
+pub mod welcome;

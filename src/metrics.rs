@@ -46,6 +46,10 @@ pub struct Metrics {
     pub partner_refusals: IntCounterVec,
     /// Seats of each licence, used and free (set on scrape).
     pub licence_seats: IntGaugeVec,
+    /// Welcome emails, by transport and result.
+    pub welcome_emails: IntCounterVec,
+    /// Uses of set-password links, by result.
+    pub set_password_links: IntCounterVec,
 }
 
 impl Metrics {
@@ -219,6 +223,27 @@ impl Metrics {
             &["licence", "state"],
         )
         .expect("valid metric");
+        let welcome_emails = IntCounterVec::new(
+            Opts::new(
+                "guise_welcome_emails_total",
+                "Welcome emails (set-password links) an admin sent, by transport (smtp, outbox) and result (sent, failed).",
+            ),
+            &["transport", "result"],
+        )
+        .expect("valid metric");
+        let set_password_links = IntCounterVec::new(
+            Opts::new(
+                "guise_set_password_links_total",
+                "Set-password links opened or used, by result (password_set, expired, used, superseded, invalid, account_unavailable).",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        for transport in ["smtp", "outbox"] {
+            for result in ["sent", "failed"] {
+                welcome_emails.with_label_values(&[transport, result]);
+            }
+        }
         for result in [
             "ok",
             "bad_credentials",
@@ -280,6 +305,8 @@ impl Metrics {
             Box::new(requests_refused.clone()),
             Box::new(partner_refusals.clone()),
             Box::new(licence_seats.clone()),
+            Box::new(welcome_emails.clone()),
+            Box::new(set_password_links.clone()),
         ];
         for c in collectors {
             registry.register(c).expect("metric names are unique");
@@ -311,6 +338,8 @@ impl Metrics {
             requests_refused,
             partner_refusals,
             licence_seats,
+            welcome_emails,
+            set_password_links,
         }
     }
 
