@@ -46,6 +46,10 @@ enum Command {
         /// Operations (metrics, health) address.
         #[arg(long, default_value = "127.0.0.1:9090")]
         operations: SocketAddr,
+        /// Folder welcome emails are written to (as .eml files) instead of
+        /// being sent.
+        #[arg(long, default_value = "guise-demo-outbox")]
+        outbox: PathBuf,
     },
     /// Check a configuration file: exit 0 if good, else print every problem and exit 2.
     CheckConfig { file: PathBuf },
@@ -103,7 +107,8 @@ fn main() -> ExitCode {
             listen,
             upstream,
             operations,
-        } => demo(listen, upstream, operations),
+            outbox,
+        } => demo(listen, upstream, operations, &outbox),
         Command::CheckConfig { file } => return check_config(&file),
         Command::GenCert { out, names } => gen_cert(&out, &names),
         Command::DemoUpstream { listen } => demo_upstream(listen),
@@ -145,7 +150,12 @@ fn run(path: &Path) -> anyhow::Result<()> {
     gateway.run_forever()
 }
 
-fn demo(listen: SocketAddr, upstream: SocketAddr, operations: SocketAddr) -> anyhow::Result<()> {
+fn demo(
+    listen: SocketAddr,
+    upstream: SocketAddr,
+    operations: SocketAddr,
+    outbox: &Path,
+) -> anyhow::Result<()> {
     // The demo needs no secrets from the operator: a fresh signing key per
     // run unless one is given.
     let key = std::env::var("GUISE_SIGNING_KEY").unwrap_or_else(|_| random_key());
@@ -156,16 +166,22 @@ fn demo(listen: SocketAddr, upstream: SocketAddr, operations: SocketAddr) -> any
     config.upstream.address = upstream;
     config.upstream.authority = upstream.to_string();
     config.operations_address = operations;
+    let outbox = std::path::absolute(outbox)
+        .with_context(|| format!("cannot resolve the outbox folder {}", outbox.display()))?;
+    if let Some(mail) = &mut config.mail {
+        mail.transport = guise::config::MailTransport::Outbox(outbox.clone());
+    }
     init_logging(config.logging.format, &config.logging.level);
     let demo_users: String = config
         .users
         .iter()
         .map(|u| {
             format!(
-                "  {:<20} {} ({})\n",
+                "  {:<20} {} ({}), id {}\n",
                 u.email,
                 u.name,
-                u.role_names().join(", ")
+                u.role_names().join(", "),
+                u.id
             )
         })
         .collect();
@@ -190,8 +206,9 @@ fn demo(listen: SocketAddr, upstream: SocketAddr, operations: SocketAddr) -> any
     )
     .context("refusing to start")?;
     println!(
-        "guise demo\n  gateway:     http://{listen}/\n  demo app:    http://{} (direct, no gateway)\n  operations:  http://{operations}/metrics  /healthz  /readyz\n\nSign in at http://{listen}/login with password `demo` as one of:\n{}\nPress Ctrl-C to stop.",
+        "guise demo\n  gateway:     http://{listen}/\n  demo app:    http://{} (direct, no gateway)\n  operations:  http://{operations}/metrics  /healthz  /readyz\n  outbox:      {} (welcome emails land here as .eml files)\n\nSign in at http://{listen}/login with password `demo` as one of:\n{}\nAn admin sends a welcome email (a link to choose a password) with\n  POST http://{listen}/_guise/admin/users/<id>/welcome   (header x-csrf-token: the session's token)\n\nPress Ctrl-C to stop.",
         app.addr,
+        outbox.display(),
         demo_users
     );
     gateway.run_forever()
