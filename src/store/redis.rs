@@ -648,7 +648,7 @@ impl Store for RedisStore {
             // One command, so of two nodes swapping the same key at once
             // exactly one reads the live value. `XX`: a key that is not
             // there stays not there; `KEEPTTL`: the spent marker dies when
-            // the value would have (Redis 7: `GET` together with `XX`).
+            // the value would have (`GET` needs Redis 6.2).
             let old: Option<String> = redis::cmd("SET")
                 .arg(&key)
                 .arg(&spent)
