@@ -1,5 +1,6 @@
-//! The admin API under `/_guise/admin/`: users and their sessions, and
-//! (in [`partners`]) partners, bundles and licence seats.
+//! The admin API under `/_guise/admin/`: users and their sessions,
+//! welcome emails (`POST users/{id}/welcome`, sent by [`crate::welcome`]),
+//! and (in `admin/partners.rs`) partners, bundles and licence seats.
 //!
 //! JSON in and out; admins only, as [`policy`] decides. Every
 //! state-changing call must come from this site and carry the caller's
@@ -23,8 +24,8 @@ use crate::csrf::{self, CsrfError};
 use crate::respond::{self, Refuse};
 use crate::routes::GATEWAY_PREFIX;
 use crate::session::SessionManager;
-use crate::store::StoreEvent;
 use crate::subject::Subject;
+use crate::user_sync::{self, SaveError};
 use crate::users::{Directory, Licence, Origin, Role, User, UserStatus};
 
 /// Why an admin call was refused.
@@ -54,6 +55,8 @@ pub enum AdminError {
     Store(String),
     #[error(transparent)]
     Partner(#[from] crate::partners::PartnerError),
+    #[error(transparent)]
+    Welcome(#[from] crate::welcome::WelcomeError),
 }
 
 impl Refuse for AdminError {
@@ -68,6 +71,7 @@ impl Refuse for AdminError {
             AdminError::Exists(_) => 409,
             AdminError::Store(_) => 503,
             AdminError::Partner(e) => e.status(),
+            AdminError::Welcome(e) => e.status(),
         }
     }
     fn code(&self) -> &'static str {
@@ -83,6 +87,7 @@ impl Refuse for AdminError {
             AdminError::Exists(_) => "conflict",
             AdminError::Store(_) => "session_store_unavailable",
             AdminError::Partner(e) => e.code(),
+            AdminError::Welcome(e) => e.code(),
         }
     }
 }
@@ -92,6 +97,8 @@ pub struct AdminApi {
     pub sessions: Arc<SessionManager>,
     pub directory: Arc<Directory>,
     pub partners: Arc<crate::partners::Registry>,
+    /// Sends welcome emails (`POST users/{id}/welcome`).
+    pub welcome: Arc<crate::welcome::Welcomes>,
 }
 
 /// A new user: the user fields plus an optional plain `password`.
@@ -230,6 +237,16 @@ impl AdminApi {
                     })
                     .collect();
                 Ok((200, json!({ "user": id, "sessions": sessions })))
+            }
+            ("POST", ["users", id, "welcome"]) => {
+                let target = self.user(id)?;
+                policy::may_change(actor, &target)?;
+                let origin = origin_of(s.req_header(), call.peer.https);
+                let sent = self
+                    .welcome
+                    .send(call.live, subject, &target, &origin)
+                    .await?;
+                Ok((200, sent))
             }
             ("DELETE", ["users", id, "sessions"]) => {
                 policy::may_manage_sessions(actor, &*self.user(id)?)?;
@@ -388,26 +405,33 @@ impl AdminApi {
         ))
     }
 
-    /// Check `user` against the directory, then persist it in the store,
-    /// put it in this node's directory and tell the other nodes. Checked
-    /// first: a record the directory refuses is never stored.
+    /// Save a changed user the one way every change is saved
+    /// ([`user_sync::save`]: checked, stored, in this node's directory,
+    /// announced to the others).
     pub(crate) async fn save(&self, user: User) -> Result<(), AdminError> {
-        self.directory
-            .check_upsert(&user)
-            .map_err(|e| AdminError::Invalid(e.to_string()))?;
-        let json = serde_json::to_string(&user).map_err(|e| AdminError::Invalid(e.to_string()))?;
-        let store = self.sessions.store();
-        store.save_user(&user.id, &json).await.map_err(store_err)?;
-        let id = user.id.clone();
-        self.directory
-            .upsert(user)
-            .map_err(|e| AdminError::Invalid(e.to_string()))?;
-        store
-            .publish(&StoreEvent::UserChanged { user_id: id })
+        user_sync::save(&**self.sessions.store(), &self.directory, user)
             .await
-            .map_err(store_err)?;
-        Ok(())
+            .map_err(|e| match e {
+                SaveError::Refused(why) => AdminError::Invalid(why),
+                SaveError::Store(e) => store_err(e),
+            })
     }
+}
+
+/// `scheme://host` the admin's request came to: where the links of
+/// welcome emails point unless `mail.base_url` says otherwise. The Host is
+/// the admin's own browser's (the call passed the same-origin and token
+/// checks), and `http.allowed_hosts` limits it where set.
+fn origin_of(req: &pingora::http::RequestHeader, https: bool) -> String {
+    let host = req
+        .headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri.authority().map(|a| a.to_string()))
+        .unwrap_or_default();
+    let scheme = if https { "https" } else { "http" };
+    format!("{scheme}://{host}")
 }
 
 fn store(e: crate::session::SessionError) -> AdminError {

@@ -6,6 +6,7 @@
 //! whole (the gateway never starts on half a configuration).
 
 mod lines;
+mod mail;
 pub mod partners;
 pub mod raw;
 mod validate;
@@ -16,7 +17,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use raw::{AppCookies, LogFormat, StoreKind};
+pub use mail::{Mail, MailTransport, Smtp, SmtpCredentials};
+pub use raw::{AppCookies, LogFormat, SmtpSecurity, StoreKind};
 
 use crate::routes::RouteSpec;
 use crate::users::User;
@@ -37,6 +39,8 @@ pub struct Config {
     pub auth: Auth,
     pub http: HttpPolicy,
     pub admin: AdminPolicy,
+    /// Welcome emails; `None`: the gateway sends no mail.
+    pub mail: Option<Mail>,
     /// Partners, licences, bundles, tenants and resource lookups.
     pub partners: partners::Settings,
     /// Users from the file (inline and `users_file`), in file order.

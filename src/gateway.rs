@@ -1,7 +1,8 @@
 //! The gateway's own endpoints (pipeline stage 5): everything under
 //! [`GATEWAY_PREFIX`], the app's login path when guise answers it, and
 //! `OPTIONS *`. This module owns their routing; the handlers live with the
-//! concern they serve ([`crate::auth`], [`crate::admin`]).
+//! concern they serve ([`crate::auth`], [`crate::admin`],
+//! [`crate::welcome`]).
 //!
 //! | | |
 //! |---|---|
@@ -11,6 +12,7 @@
 //! | `GET /_guise/session` | who am I, and my CSRF token |
 //! | `/_guise/admin/...` | the admin API |
 //! | `GET /_guise/partner`, `POST /_guise/tenants/{id}/enter`, `POST /_guise/tenants/leave` | "Login as me" ([`crate::tenants`]) |
+//! | `GET/POST /_guise/set-password` | a welcome email's set-password page ([`crate::welcome`]) |
 //! | `GET/POST {auth.login_path}` | login form (gateway mode), the app's form posted through guise (upstream mode) |
 
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use crate::config::LoginMode;
 use crate::respond::{self, Refuse};
 use crate::routes::{Class, GATEWAY_PREFIX};
 use crate::tenants::Tenants;
+use crate::welcome::{self, Welcomes};
 
 /// What the pipeline does after this stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +79,8 @@ pub struct Endpoints {
     pub admin: AdminApi,
     /// Partners, bundles and tenants as this node knows them now.
     pub partners: Arc<crate::partners::Registry>,
+    /// Welcome emails' set-password links.
+    pub welcome: Arc<Welcomes>,
 }
 
 impl Endpoints {
@@ -132,6 +137,8 @@ impl Endpoints {
                 }
                 self.tenants().enter(s, call, id).await
             }
+            ("GET" | "HEAD", welcome::PAGE) => welcome::page::show(&self.welcome, s, call).await,
+            ("POST", welcome::PAGE) => welcome::page::submit(&self.welcome, s, call).await,
             _ => {
                 let e = NoEndpoint {
                     method: method.to_string(),

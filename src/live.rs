@@ -12,6 +12,7 @@ use pingora::upstreams::peer::HttpPeer;
 
 use crate::config::Config;
 use crate::identity::Signer;
+use crate::mail::{self, Mailer};
 use crate::respond::Replies;
 use crate::routes::RouteTable;
 
@@ -28,6 +29,8 @@ pub struct Live {
     pub signer: Signer,
     /// Headers every answer of the gateway's own carries.
     pub replies: Replies,
+    /// Delivers welcome emails; `None` without a `mail` section.
+    pub mailer: Option<Arc<dyn Mailer>>,
 }
 
 impl Live {
@@ -53,7 +56,12 @@ impl Live {
             ),
             None => None,
         };
+        let mailer = match &config.mail {
+            Some(m) => Some(mail::build(m).map_err(|e| e.to_string())?),
+            None => None,
+        };
         Ok(Live {
+            mailer,
             config: Arc::new(config),
             routes,
             peer,

@@ -46,6 +46,10 @@ enum Command {
         /// Operations (metrics, health) address.
         #[arg(long, default_value = "127.0.0.1:9090")]
         operations: SocketAddr,
+        /// Folder welcome emails are written to (as .eml files) instead of
+        /// being sent.
+        #[arg(long, default_value = "guise-demo-outbox")]
+        outbox: PathBuf,
     },
     /// Check a configuration file: exit 0 if good, else print every problem and exit 2.
     CheckConfig { file: PathBuf },
@@ -103,7 +107,8 @@ fn main() -> ExitCode {
             listen,
             upstream,
             operations,
-        } => demo(listen, upstream, operations),
+            outbox,
+        } => demo(listen, upstream, operations, &outbox),
         Command::CheckConfig { file } => return check_config(&file),
         Command::GenCert { out, names } => gen_cert(&out, &names),
         Command::DemoUpstream { listen } => demo_upstream(listen),
@@ -145,7 +150,12 @@ fn run(path: &Path) -> anyhow::Result<()> {
     gateway.run_forever()
 }
 
-fn demo(listen: SocketAddr, upstream: SocketAddr, operations: SocketAddr) -> anyhow::Result<()> {
+fn demo(
+    listen: SocketAddr,
+    upstream: SocketAddr,
+    operations: SocketAddr,
+    outbox: &Path,
+) -> anyhow::Result<()> {
     // The demo needs no secrets from the operator: a fresh signing key per
     // run unless one is given.
     let key = std::env::var("GUISE_SIGNING_KEY").unwrap_or_else(|_| random_key());
@@ -156,6 +166,11 @@ fn demo(listen: SocketAddr, upstream: SocketAddr, operations: SocketAddr) -> any
     config.upstream.address = upstream;
     config.upstream.authority = upstream.to_string();
     config.operations_address = operations;
+    let outbox = std::path::absolute(outbox)
+        .with_context(|| format!("cannot resolve the outbox folder {}", outbox.display()))?;
+    if let Some(mail) = &mut config.mail {
+        mail.transport = guise::config::MailTransport::Outbox(outbox.clone());
+    }
     init_logging(config.logging.format, &config.logging.level);
     let demo_users: String = config
         .users
@@ -173,7 +188,7 @@ fn demo(listen: SocketAddr, upstream: SocketAddr, operations: SocketAddr) -> any
                     about.push_str("; no Full licence, so refused at sign-in");
                 }
             }
-            format!("  {:<20} {} ({about})\n", u.email, u.name)
+            format!("  {:<20} {} ({about}), id {}\n", u.email, u.name, u.id)
         })
         .collect();
 
@@ -197,8 +212,9 @@ fn demo(listen: SocketAddr, upstream: SocketAddr, operations: SocketAddr) -> any
     )
     .context("refusing to start")?;
     println!(
-        "guise demo\n  gateway:     http://{listen}/\n  demo app:    http://{} (direct, no gateway)\n  operations:  http://{operations}/metrics  /healthz  /readyz\n\nSign in at http://{listen}/login with password `demo` as one of:\n{}\nPartner users see only their partner's customers; their client accounts (\"Login as me\") are at http://{listen}/_guise/partner.\nPress Ctrl-C to stop.",
+        "guise demo\n  gateway:     http://{listen}/\n  demo app:    http://{} (direct, no gateway)\n  operations:  http://{operations}/metrics  /healthz  /readyz\n  outbox:      {} (welcome emails land here as .eml files)\n\nSign in at http://{listen}/login with password `demo` as one of:\n{}\nPartner users see only their partner's customers; their client accounts (\"Login as me\") are at http://{listen}/_guise/partner.\nAn admin sends a welcome email (a link to choose a password) with\n  POST http://{listen}/_guise/admin/users/<id>/welcome   (header x-csrf-token: the session's token)\n\nPress Ctrl-C to stop.",
         app.addr,
+        outbox.display(),
         demo_users
     );
     gateway.run_forever()

@@ -52,6 +52,10 @@ pub struct Metrics {
     /// its quota (set on scrape).
     pub tenant_users: IntGaugeVec,
     pub tenant_user_quota: IntGaugeVec,
+    /// Welcome emails, by transport and result.
+    pub welcome_emails: IntCounterVec,
+    /// Uses of set-password links, by result.
+    pub set_password_links: IntCounterVec,
 }
 
 impl Metrics {
@@ -233,6 +237,22 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
+        let welcome_emails = IntCounterVec::new(
+            Opts::new(
+                "guise_welcome_emails_total",
+                "Welcome emails (set-password links) an admin sent, by transport (smtp, outbox) and result (sent, failed).",
+            ),
+            &["transport", "result"],
+        )
+        .expect("valid metric");
+        let set_password_links = IntCounterVec::new(
+            Opts::new(
+                "guise_set_password_links_total",
+                "Set-password links opened or used, by result (password_set, expired, used, superseded, invalid, account_unavailable).",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
         let tenant_users = IntGaugeVec::new(
             Opts::new(
                 "guise_tenant_users",
@@ -249,6 +269,11 @@ impl Metrics {
             &["tenant"],
         )
         .expect("valid metric");
+        for transport in ["smtp", "outbox"] {
+            for result in ["sent", "failed"] {
+                welcome_emails.with_label_values(&[transport, result]);
+            }
+        }
         for result in [
             "ok",
             "bad_credentials",
@@ -313,6 +338,8 @@ impl Metrics {
             Box::new(paired_logins.clone()),
             Box::new(tenant_users.clone()),
             Box::new(tenant_user_quota.clone()),
+            Box::new(welcome_emails.clone()),
+            Box::new(set_password_links.clone()),
         ];
         for c in collectors {
             registry.register(c).expect("metric names are unique");
@@ -347,6 +374,8 @@ impl Metrics {
             paired_logins,
             tenant_users,
             tenant_user_quota,
+            welcome_emails,
+            set_password_links,
         }
     }
 

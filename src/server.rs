@@ -41,6 +41,7 @@ use crate::store::StoreError;
 use crate::tls::{check_pair, TlsError};
 use crate::user_sync::UserSync;
 use crate::users::Directory;
+use crate::welcome::Welcomes;
 
 /// Why the gateway did not start.
 #[derive(Debug, thiserror::Error)]
@@ -165,14 +166,21 @@ impl Gateway {
             metrics.clone(),
             &config.auth,
         ));
+        let welcome = Arc::new(Welcomes {
+            sessions: sessions.clone(),
+            directory: directory.clone(),
+            metrics: metrics.clone(),
+        });
         let endpoints = Arc::new(Endpoints {
             auth: auth.clone(),
             admin: AdminApi {
                 sessions: sessions.clone(),
                 directory: directory.clone(),
                 partners: partners.clone(),
+                welcome: welcome.clone(),
             },
             partners: partners.clone(),
+            welcome,
         });
         let limits = ConnectionLimits {
             max_open: config.server.max_client_connections,

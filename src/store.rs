@@ -1,12 +1,13 @@
 //! Shared state behind one trait: sessions, login-attempt counters, user
-//! records changed through the admin API, and the event channel that
-//! carries revocations between gateway nodes.
+//! records changed through the admin API, one-time tokens (set-password
+//! links), and the event channel that carries revocations between gateway
+//! nodes.
 //!
 //! Two implementations pass the same conformance tests: [`memory`] (one
 //! node, the embedded default) and [`redis`] (standalone, Sentinel or
 //! Cluster). The store only ever sees a *hash* of a session token
-//! ([`SessionKey`]), never the token itself, so a dump of Redis cannot be
-//! replayed as cookies.
+//! ([`SessionKey`]) or of a link's secret, never the secret itself, so a
+//! dump of Redis cannot be replayed as cookies or links.
 
 pub mod memory;
 pub mod redis;
@@ -157,6 +158,27 @@ pub trait Store: Send + Sync + 'static {
     /// The saved record of one user, if any (a node that has not yet heard
     /// of a user another node just added reads it here).
     async fn load_user(&self, user_id: &str) -> Result<Option<String>, StoreError>;
+
+    // === one-time tokens ===
+
+    /// Keep `value` under `key` for `ttl`, replacing what was there. For
+    /// secrets that work once (set-password links): callers pass a hash of
+    /// the secret as `key`, never the secret.
+    async fn put_once(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError>;
+
+    /// Replace the value under `key` with `spent`, keeping the key's
+    /// remaining lifetime, and return what was there. `None` when the key
+    /// is not there (never put, or its lifetime is over); nothing is stored
+    /// then. Atomic: of two nodes swapping the same key at once, exactly
+    /// one reads the value that was put, the other reads `spent`; so a
+    /// spent token can be told apart from an unknown one until it dies.
+    async fn swap_once(&self, key: &str, spent: &str) -> Result<Option<String>, StoreError>;
+
+    /// The value under `key` without spending it, if the key is there: a
+    /// link's page says at once that the link is dead rather than after
+    /// the form is filled in. Decisions are made on [`Store::swap_once`],
+    /// never on this.
+    async fn peek_once(&self, key: &str) -> Result<Option<String>, StoreError>;
 
     // === other records changed through the admin API (partners, ...) ===
 

@@ -4,7 +4,9 @@
 //! The YAML users are the base; records saved in the store (admin changes)
 //! are laid over them by id. Each node rebuilds its directory from both at
 //! start, when another node announces a change, after the event stream was
-//! interrupted, and when a reload brings a new base.
+//! interrupted, and when a reload brings a new base. [`save`] is the one way
+//! a change is made (admin API, set-password links), so every change reaches
+//! the store, this node and the others alike.
 
 use std::sync::{Arc, Mutex};
 
@@ -12,8 +14,54 @@ use async_trait::async_trait;
 
 use crate::events::EventSink;
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreEvent};
+use crate::respond::Refuse;
+use crate::store::{Store, StoreError, StoreEvent};
 use crate::users::{Directory, User};
+
+/// Why a changed user was not saved.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    /// The directory refuses the record (say, an email another user holds).
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Refuse for SaveError {
+    fn status(&self) -> u16 {
+        match self {
+            SaveError::Refused(_) => 400,
+            SaveError::Store(_) => 503,
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            SaveError::Refused(_) => "bad_request",
+            SaveError::Store(_) => "session_store_unavailable",
+        }
+    }
+}
+
+/// Check `user` against the directory, then persist it in the store, put
+/// it in this node's directory and tell the other nodes. Checked first: a
+/// record the directory refuses is never stored, where it would stop every
+/// node's directory from being rebuilt.
+pub async fn save(store: &dyn Store, directory: &Directory, user: User) -> Result<(), SaveError> {
+    directory
+        .check_upsert(&user)
+        .map_err(|e| SaveError::Refused(e.to_string()))?;
+    let json = serde_json::to_string(&user).map_err(|e| SaveError::Refused(e.to_string()))?;
+    store.save_user(&user.id, &json).await?;
+    let id = user.id.clone();
+    directory
+        .upsert(user)
+        .map_err(|e| SaveError::Refused(e.to_string()))?;
+    store
+        .publish(&StoreEvent::UserChanged { user_id: id })
+        .await?;
+    Ok(())
+}
 
 pub struct UserSync {
     directory: Arc<Directory>,

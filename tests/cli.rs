@@ -287,3 +287,72 @@ fn hash_of(metrics: &str) -> String {
         .unwrap()
         .to_string()
 }
+
+#[tokio::test]
+async fn guise_demo_prints_its_outbox_and_welcome_emails_land_there() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox");
+    let [http, up, ops] = free_addrs(3)[..] else {
+        unreachable!("three addresses asked for")
+    };
+    let mut child = Child(
+        guise()
+            .arg("demo")
+            .args(["--listen", &http.to_string()])
+            .args(["--upstream", &up.to_string()])
+            .args(["--operations", &ops.to_string()])
+            .arg("--outbox")
+            .arg(&outbox)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // The banner, read on a thread so a silent demo fails by the deadline.
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut banner = String::new();
+    while !banner.contains("Press Ctrl-C") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no banner; so far: {banner}"));
+        banner.push_str(&line);
+        banner.push('\n');
+    }
+    assert!(
+        banner.contains(&format!("outbox:      {}", outbox.display())),
+        "{banner}"
+    );
+    assert!(banner.contains("anna@acme.test") && banner.contains("id u-acme-anna"));
+
+    wait_listening(http).await;
+    let c = client();
+    let base = format!("http://{http}");
+    let ada = login::login(&c, &base, "admin@demo.test", "demo").await;
+    let r = c
+        .post(format!("{base}/_guise/admin/users/u-acme-anna/welcome"))
+        .header("cookie", &ada.cookie)
+        .header("x-csrf-token", &ada.csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let files: Vec<_> = std::fs::read_dir(&outbox)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let eml = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(eml.contains("anna@acme.test") && eml.contains("/_guise/set-password?token="));
+}

@@ -329,6 +329,66 @@ async fn conformance(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     );
     assert_eq!(a.load_user("nobody").await.unwrap(), None);
 
+    // --- one-time tokens ---
+    let once = format!("set-password:{:0>64}", "ab");
+    assert_eq!(a.swap_once(&once, "spent").await.unwrap(), None);
+    assert_eq!(
+        a.peek_once(&once).await.unwrap(),
+        None,
+        "swapping an unknown key stores nothing"
+    );
+    a.put_once(&once, r#"{"user_id":"u-1"}"#, LONG)
+        .await
+        .unwrap();
+    assert_eq!(
+        b.peek_once(&once).await.unwrap().as_deref(),
+        Some(r#"{"user_id":"u-1"}"#),
+        "a token is seen by every store on the backend, and peeking leaves it"
+    );
+    assert_eq!(
+        b.swap_once(&once, "spent").await.unwrap().as_deref(),
+        Some(r#"{"user_id":"u-1"}"#)
+    );
+    assert_eq!(
+        a.swap_once(&once, "spent").await.unwrap().as_deref(),
+        Some("spent"),
+        "spent only once; the second use sees that it was spent"
+    );
+    assert_eq!(a.peek_once(&once).await.unwrap().as_deref(), Some("spent"));
+    // Two swaps racing on two stores: exactly one reads the live value.
+    for round in 0..20 {
+        let live = format!("race-{round}");
+        a.put_once(&once, &live, LONG).await.unwrap();
+        let (x, y) = tokio::join!(a.swap_once(&once, "spent"), b.swap_once(&once, "spent"));
+        let mut got = [x.unwrap(), y.unwrap()];
+        got.sort();
+        assert_eq!(
+            got,
+            [Some(live), Some("spent".to_string())],
+            "one winner, one loser"
+        );
+    }
+    // Putting again replaces the value and its lifetime; the spent marker
+    // keeps the lifetime it replaced.
+    a.put_once(&once, "first", LONG).await.unwrap();
+    a.put_once(&once, "second", SHORT).await.unwrap();
+    assert_eq!(a.peek_once(&once).await.unwrap().as_deref(), Some("second"));
+    assert_eq!(
+        b.swap_once(&once, "spent").await.unwrap().as_deref(),
+        Some("second")
+    );
+    eventually(DEADLINE, "the spent token to expire", || {
+        let a = a.clone();
+        let once = once.clone();
+        async move { a.peek_once(&once).await.unwrap().is_none().then_some(()) }
+    })
+    .await;
+    assert_eq!(
+        a.swap_once(&once, "spent").await.unwrap(),
+        None,
+        "an expired token cannot be spent"
+    );
+
     // --- other records, by kind ---
     a.save_record("partner", "p-1", r#"{"id":"p-1"}"#)
         .await
@@ -478,6 +538,9 @@ async fn every_operation_fails_promptly(s: &dyn Store) {
     fails_promptly("save_user", s.save_user("x", "{}")).await;
     fails_promptly("load_users", s.load_users()).await;
     fails_promptly("load_user", s.load_user("x")).await;
+    fails_promptly("put_once", s.put_once("x", "v", LONG)).await;
+    fails_promptly("swap_once", s.swap_once("x", "spent")).await;
+    fails_promptly("peek_once", s.peek_once("x")).await;
     fails_promptly("save_record", s.save_record("k", "x", "{}")).await;
     fails_promptly("load_records", s.load_records("k")).await;
     fails_promptly("publish", s.publish(&StoreEvent::Resync)).await;

@@ -48,8 +48,16 @@ pub async fn page(svc: &AuthService, s: &mut Session, call: Call<'_>) -> pingora
         let to = next.unwrap_or_else(|| call.live.config.auth.after_login.clone());
         return respond::redirect(s, replies, 302, &to, &[]).await;
     }
-    render(s, call, 200, next.as_deref().unwrap_or(""), "", None).await
+    // A set-password link sends the browser here once the password is set.
+    let notice = query_param(s, PASSWORD_SET_PARAM)
+        .is_some()
+        .then_some("Your password is set. Sign in with it.");
+    let next = next.as_deref().unwrap_or("");
+    render_with(s, call, 200, next, "", None, notice).await
 }
+
+/// The query parameter that makes the login page confirm a new password.
+pub const PASSWORD_SET_PARAM: &str = "password_set";
 
 async fn render(
     s: &mut Session,
@@ -59,6 +67,18 @@ async fn render(
     username: &str,
     error: Option<&str>,
 ) -> pingora::Result<()> {
+    render_with(s, call, status, next, username, error, None).await
+}
+
+async fn render_with(
+    s: &mut Session,
+    call: Call<'_>,
+    status: u16,
+    next: &str,
+    username: &str,
+    error: Option<&str>,
+    notice: Option<&str>,
+) -> pingora::Result<()> {
     let csrf = crate::session::token::random_b64(24);
     let html = pages::login(&pages::LoginForm {
         action: &call.live.config.auth.login_path,
@@ -66,6 +86,7 @@ async fn render(
         next,
         username,
         error,
+        notice,
     });
     let https = call.peer.https;
     let set = cookie::set_login_csrf(&login_csrf_name(https), &csrf, https);

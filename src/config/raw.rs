@@ -42,6 +42,9 @@ pub struct RawConfig {
     /// What admins may do beyond managing ordinary users.
     #[serde(default, deserialize_with = "empty_is_default")]
     pub admin: RawAdmin,
+    /// Welcome emails: how they are sent and where their links point.
+    /// Without it the gateway sends no mail.
+    pub mail: Option<RawMail>,
     /// Seats of each licence.
     #[serde(default, deserialize_with = "empty_is_default")]
     pub licences: RawLicences,
@@ -555,6 +558,9 @@ pub(super) fn expected_at(pattern: &str) -> Option<&'static str> {
         "http.allowed_hosts" => "a sequence of host names",
         "http.hsts" => "a mapping with `enabled`, `max_age_seconds` and/or `include_subdomains`",
         "admin" => "a mapping with `admins_may_grant_impersonation`",
+        "mail" => "a mapping with `from` and one of `smtp` or `outbox`",
+        "mail.smtp" => "a mapping with `host`",
+        "mail.smtp.security" => "`starttls`, `tls` or `none`",
         "licences" => "a mapping with `full` (the number of Full seats)",
         "partners" => "a mapping of partner settings such as `organisations` and `bundles`",
         "partners.organisations" => "a sequence of partners, each a mapping with `id` and `name`",
@@ -762,6 +768,66 @@ pub struct RawAdmin {
     /// `can_impersonate`.
     #[serde(default)]
     pub admins_may_grant_impersonation: bool,
+}
+
+/// Welcome emails. Exactly one of `smtp` or `outbox`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMail {
+    /// The sender: `guise@example.com` or `Example <guise@example.com>`.
+    pub from: String,
+    /// Send through this SMTP server.
+    pub smtp: Option<RawSmtp>,
+    /// Write each message as an `.eml` file into this folder (relative to
+    /// this file) instead of sending it.
+    pub outbox: Option<String>,
+    /// The public origin links point at, such as
+    /// `https://gateway.example.com` (default: the scheme and Host of the
+    /// admin's request).
+    pub base_url: Option<String>,
+    /// Hours a set-password link works; fractions allowed.
+    #[serde(default = "link_lifetime_hours")]
+    pub link_lifetime_hours: f64,
+    /// The subject line of the welcome email.
+    #[serde(default = "welcome_subject")]
+    pub subject: String,
+}
+
+/// An SMTP server.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSmtp {
+    /// Host name or address of the server.
+    pub host: String,
+    /// Port (default by `security`: 587, 465, 25).
+    pub port: Option<u16>,
+    /// `starttls`, `tls` (TLS from the first byte) or `none` (loopback
+    /// test servers only).
+    #[serde(default)]
+    pub security: SmtpSecurity,
+    /// User name to authenticate with, together with `password_env`.
+    pub username: Option<String>,
+    /// Name of the environment variable that holds the password.
+    pub password_env: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded by STARTTLS, which must succeed.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (SMTPS).
+    Tls,
+    /// No TLS at all: only for a test server on loopback.
+    None,
+}
+
+fn link_lifetime_hours() -> f64 {
+    24.0
+}
+fn welcome_subject() -> String {
+    "Set your password".to_string()
 }
 
 impl Default for RawAuth {

@@ -178,6 +178,7 @@ fn every_section_of_the_wrong_shape_says_what_belongs_there() {
         "auth",
         "http",
         "admin",
+        "mail",
         "users",
     ];
     for key in sections {
@@ -202,6 +203,10 @@ fn every_section_of_the_wrong_shape_says_what_belongs_there() {
         ("auth:\n  upstream: x\n", "auth.upstream"),
         ("auth:\n  password_checks: []\n", "auth.password_checks"),
         ("http:\n  hsts: true\n", "http.hsts"),
+        (
+            "mail:\n  from: a@b.test\n  smtp:\n    host: h\n    security: ssl\n",
+            "mail.smtp.security",
+        ),
         ("http:\n  allowed_hosts: {a: b}\n", "http.allowed_hosts"),
         ("users:\n  - 5\n", "users[0]"),
         (
@@ -481,6 +486,134 @@ fn upstream_login_settings_that_cannot_work_are_refused_and_say_why() {
             .find(|i| i.path == path)
             .unwrap_or_else(|| panic!("{block}: no issue at {path}: {err}"));
         assert!(issue.message.contains(says), "{block}: {}", issue.message);
+        assert!(issue.line.is_some(), "{block}: no line");
+    }
+}
+
+fn env_with_smtp(name: &str) -> Option<String> {
+    match name {
+        "SMTP_PASSWORD" => Some("smtp-secret-value".to_string()),
+        other => env_with_key(other),
+    }
+}
+
+#[test]
+fn mail_gets_documented_defaults_and_an_outbox_relative_to_the_file() {
+    let c = parse(&format!(
+        "{GOOD}mail:\n  from: Guise <guise@x.test>\n  outbox: out\n"
+    ))
+    .unwrap();
+    let m = c.mail.unwrap();
+    assert_eq!(m.link_lifetime, Duration::from_secs(24 * 3600));
+    assert_eq!(m.subject, "Set your password");
+    assert_eq!(m.base_url, None);
+    assert_eq!(m.from.to_string(), "Guise <guise@x.test>");
+    assert!(
+        matches!(m.transport, MailTransport::Outbox(ref d) if d == Path::new("/etc/guise/out"))
+    );
+    assert!(parse(GOOD).unwrap().mail.is_none(), "no section, no mail");
+}
+
+#[test]
+fn smtp_takes_its_port_from_the_security_and_its_password_from_the_environment() {
+    let src = format!(
+        "{GOOD}mail:\n  from: guise@x.test\n  base_url: https://gw.x.test/\n  link_lifetime_hours: 1.5\n  smtp:\n    host: smtp.x.test\n    username: guise\n    password_env: SMTP_PASSWORD\n"
+    );
+    let c = Config::parse(&src, "t.yaml", Path::new("."), &env_with_smtp).unwrap();
+    let m = c.mail.unwrap();
+    assert_eq!(m.base_url.as_deref(), Some("https://gw.x.test"));
+    assert_eq!(m.link_lifetime, Duration::from_secs(90 * 60));
+    let MailTransport::Smtp(smtp) = &m.transport else {
+        panic!("smtp expected")
+    };
+    assert_eq!((smtp.port, smtp.security), (587, SmtpSecurity::Starttls));
+    let creds = smtp.credentials.as_ref().unwrap();
+    assert_eq!(creds.password, "smtp-secret-value");
+    assert!(
+        !format!("{m:?}").contains("smtp-secret-value"),
+        "never in Debug"
+    );
+    for (security, port) in [("tls", 465), ("none", 25)] {
+        let src = format!(
+            "{GOOD}mail:\n  from: guise@x.test\n  smtp:\n    host: 127.0.0.1\n    security: {security}\n"
+        );
+        let m = parse(&src).unwrap().mail.unwrap();
+        let MailTransport::Smtp(smtp) = &m.transport else {
+            panic!("smtp expected")
+        };
+        assert_eq!(smtp.port, port, "{security}");
+    }
+}
+
+#[test]
+fn every_mail_problem_is_reported_with_its_path_and_line() {
+    let src = format!(
+        "{GOOD}mail:
+  from: not an address
+  base_url: https://gw.x.test/some/path
+  link_lifetime_hours: 0
+  subject: \"\"
+  smtp:
+    host: mail.x.test
+    security: none
+    username: guise
+    password_env: NOT_SET_ANYWHERE
+"
+    );
+    let err = parse(&src).unwrap_err();
+    let got: Vec<(String, Option<usize>)> = err
+        .issues()
+        .iter()
+        .map(|i| (i.path.clone(), i.line))
+        .collect();
+    for want in [
+        ("mail.from", 9),
+        ("mail.base_url", 10),
+        ("mail.link_lifetime_hours", 11),
+        ("mail.subject", 12),
+        ("mail.smtp.security", 15),
+        ("mail.smtp.password_env", 17),
+    ] {
+        assert!(
+            got.contains(&(want.0.to_string(), Some(want.1))),
+            "missing {want:?} in {got:?}"
+        );
+    }
+    let text = err.to_string();
+    assert!(
+        text.contains("only for a test server on loopback"),
+        "{text}"
+    );
+    assert!(text.contains("$NOT_SET_ANYWHERE is not set"), "{text}");
+
+    for (block, path, says) in [
+        ("  from: a@x.test\n", "mail", "exactly one of `smtp`"),
+        (
+            "  from: a@x.test\n  outbox: o\n  smtp:\n    host: h\n",
+            "mail",
+            "exactly one of `smtp`",
+        ),
+        (
+            "  from: a@x.test\n  smtp:\n    host: h\n    username: u\n",
+            "mail.smtp.password_env",
+            "needs `password_env`",
+        ),
+        (
+            "  from: a@x.test\n  smtp:\n    host: \"bad host\"\n",
+            "mail.smtp.host",
+            "not a host name",
+        ),
+        (
+            "  from: a@x.test\n  outbox: o\n  link_lifetime_hours: 721\n",
+            "mail.link_lifetime_hours",
+            "at most 720",
+        ),
+        ("  outbox: o\n", "mail", "missing required key `from`"),
+    ] {
+        let err = parse(&format!("{GOOD}mail:\n{block}")).unwrap_err();
+        let issue = &err.issues()[0];
+        assert_eq!(issue.path, path, "{block}: {issue}");
+        assert!(issue.message.contains(says), "{block}: {issue}");
         assert!(issue.line.is_some(), "{block}: no line");
     }
 }

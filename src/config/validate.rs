@@ -12,6 +12,8 @@ use super::yaml;
 use super::*;
 use crate::routes::{Action, AnswerAt, AnswerRecords, AnswerRef, RecordRef, RecordSource};
 
+mod mail;
+
 /// The smallest signing key accepted: HMAC-SHA256 wants at least 32 bytes.
 const MIN_KEY_LEN: usize = 32;
 
@@ -175,6 +177,7 @@ impl Checker<'_> {
         let admin = AdminPolicy {
             admins_may_grant_impersonation: raw.admin.admins_may_grant_impersonation,
         };
+        let mail = self.mail(&raw, base, env);
         let located = self.users(&raw, base);
         let partners = self.partners(&raw, &located);
         let mut users: Vec<User> = located.into_iter().map(|(_, u)| u).collect();
@@ -203,6 +206,7 @@ impl Checker<'_> {
             auth: auth?,
             http: http_policy,
             admin,
+            mail,
             partners,
             users,
             hash,

@@ -50,6 +50,11 @@ async fn the_pipelines_future_stays_small() {
         metrics.clone(),
         &config.auth,
     ));
+    let welcome = Arc::new(crate::welcome::Welcomes {
+        sessions: sessions.clone(),
+        directory: directory.clone(),
+        metrics: metrics.clone(),
+    });
     let proxy = GatewayProxy {
         live: Live::build(config).expect("live").shared(),
         metrics,
@@ -59,8 +64,10 @@ async fn the_pipelines_future_stays_small() {
                 sessions,
                 directory,
                 partners: partners.clone(),
+                welcome: welcome.clone(),
             },
             partners,
+            welcome,
         }),
         clock: Arc::new(SystemClock),
         drain: Drain::new(),

@@ -51,6 +51,8 @@ struct State {
     by_user: HashMap<String, HashSet<SessionKey>>,
     counters: HashMap<String, Window>,
     users: BTreeMap<String, String>,
+    /// One-time tokens: key → (value, expiry).
+    once: HashMap<String, (String, Instant)>,
     records: BTreeMap<(String, String), String>,
     next_sweep: Instant,
 }
@@ -82,6 +84,7 @@ impl MemoryStore {
                 by_user: HashMap::new(),
                 counters: HashMap::new(),
                 users: BTreeMap::new(),
+                once: HashMap::new(),
                 records: BTreeMap::new(),
                 next_sweep: Instant::now() + SWEEP_EVERY,
             }),
@@ -143,6 +146,7 @@ impl State {
             self.remove(key);
         }
         self.counters.retain(|_, w| now < w.ends);
+        self.once.retain(|_, (_, ends)| now < *ends);
         self.next_sweep = now + SWEEP_EVERY;
     }
 }
@@ -306,6 +310,34 @@ impl Store for MemoryStore {
 
     async fn load_user(&self, user_id: &str) -> Result<Option<String>, StoreError> {
         Ok(self.lock().users.get(user_id).cloned())
+    }
+
+    async fn put_once(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        st.sweep_if_due(now);
+        st.once
+            .insert(key.to_string(), (value.to_string(), now + ttl));
+        Ok(())
+    }
+
+    async fn swap_once(&self, key: &str, spent: &str) -> Result<Option<String>, StoreError> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        Ok(match st.once.get_mut(key) {
+            Some((value, ends)) if now < *ends => Some(std::mem::replace(value, spent.to_string())),
+            _ => None,
+        })
+    }
+
+    async fn peek_once(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let now = Instant::now();
+        let st = self.lock();
+        Ok(st
+            .once
+            .get(key)
+            .filter(|(_, ends)| now < *ends)
+            .map(|(v, _)| v.clone()))
     }
 
     async fn save_record(&self, kind: &str, id: &str, json: &str) -> Result<(), StoreError> {

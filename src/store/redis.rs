@@ -10,6 +10,7 @@
 //! | `guise:limit:{<counter>}`        | string | fixed-window counter, `PX` = window           |
 //! | `guise:users`                    | hash   | user id → JSON user record                    |
 //! | `guise:records:<kind>`           | hash   | id → JSON record (partners, bundles, tenants)  |
+//! | `guise:once:{<key>}`             | string | a one-time token's value, `PX` = how long it is remembered; spent by `SET XX KEEPTTL GET` |
 //! | channel `guise:events`           | pubsub | JSON [`StoreEvent`]                           |
 //!
 //! Every command and every Lua script touches exactly one key, so all of
@@ -85,6 +86,10 @@ fn index_key(user_id: &str) -> String {
 
 fn limit_key(counter: &str) -> String {
     format!("guise:limit:{{{counter}}}")
+}
+
+fn once_key(key: &str) -> String {
+    format!("guise:once:{{{key}}}")
 }
 
 /// How long the store waits for Redis. A request that needs Redis waits at
@@ -254,8 +259,10 @@ impl RedisStore {
     /// connection, so a restart costs callers nothing once Redis is back.
     /// The repeat is harmless for every operation: all are idempotent but
     /// `hit` (a login attempt counted twice, in the rare case the first
-    /// reached Redis before the connection died) and `publish` (an event
-    /// delivered twice: one more cache eviction).
+    /// reached Redis before the connection died), `publish` (an event
+    /// delivered twice: one more cache eviction) and `swap_once` (a token
+    /// whose first swap spent it but whose answer was lost reads as
+    /// already used: the link fails closed, and an admin sends another).
     async fn exec<T, F, Fut>(&self, op: &'static str, body: F) -> Result<T, StoreError>
     where
         F: FnOnce(Arc<Shared>, Conn) -> Fut + Clone + Send + 'static,
@@ -615,6 +622,51 @@ impl Store for RedisStore {
                 .query_async(&mut c)
                 .await?;
             Ok(json)
+        })
+        .await
+    }
+
+    async fn put_once(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
+        let (key, value) = (once_key(key), value.to_string());
+        let ttl_ms = millis(ttl);
+        self.exec("put_once", move |_, mut c| async move {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(&value)
+                .arg("PX")
+                .arg(ttl_ms)
+                .query_async::<()>(&mut c)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn swap_once(&self, key: &str, spent: &str) -> Result<Option<String>, StoreError> {
+        let (key, spent) = (once_key(key), spent.to_string());
+        self.exec("swap_once", move |_, mut c| async move {
+            // One command, so of two nodes swapping the same key at once
+            // exactly one reads the live value. `XX`: a key that is not
+            // there stays not there; `KEEPTTL`: the spent marker dies when
+            // the value would have (`GET` needs Redis 6.2).
+            let old: Option<String> = redis::cmd("SET")
+                .arg(&key)
+                .arg(&spent)
+                .arg("XX")
+                .arg("KEEPTTL")
+                .arg("GET")
+                .query_async(&mut c)
+                .await?;
+            Ok(old)
+        })
+        .await
+    }
+
+    async fn peek_once(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = once_key(key);
+        self.exec("peek_once", move |_, mut c| async move {
+            let v: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut c).await?;
+            Ok(v)
         })
         .await
     }

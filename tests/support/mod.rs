@@ -5,6 +5,7 @@
 pub mod django;
 pub mod login;
 pub mod redis;
+pub mod smtp;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -68,9 +69,19 @@ pub async fn wait_listening(addr: SocketAddr) {
     .await
 }
 
-/// The env the fixtures' configs read the signing key from.
+/// The variable [`test_env`] holds an SMTP password in.
+pub const SMTP_PASSWORD_ENV: &str = "GUISE_TEST_SMTP_PASSWORD";
+/// The SMTP password [`test_env`] holds.
+pub const SMTP_PASSWORD: &str = "smtp test password";
+
+/// The env the fixtures' configs read the signing key (and an SMTP
+/// password) from.
 pub fn test_env(name: &str) -> Option<String> {
-    (name == "GUISE_SIGNING_KEY").then(|| KEY.to_string())
+    match name {
+        "GUISE_SIGNING_KEY" => Some(KEY.to_string()),
+        SMTP_PASSWORD_ENV => Some(SMTP_PASSWORD.to_string()),
+        _ => None,
+    }
 }
 
 /// Password of every user in [`USERS_YAML`].

@@ -239,3 +239,49 @@ async fn published_events_reach_every_subscriber() {
     assert_eq!(a.recv().await.unwrap(), ev);
     assert_eq!(b.recv().await.unwrap(), ev);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_one_time_token_is_spent_once_and_dies_at_its_deadline() {
+    let s = MemoryStore::new();
+    let ttl = Duration::from_secs(3600);
+    assert_eq!(s.swap_once("k", "spent").await.unwrap(), None);
+    assert_eq!(
+        s.peek_once("k").await.unwrap(),
+        None,
+        "an unknown key stays unknown"
+    );
+    s.put_once("k", "v", ttl).await.unwrap();
+    assert_eq!(s.peek_once("k").await.unwrap().as_deref(), Some("v"));
+    assert_eq!(
+        s.swap_once("k", "spent").await.unwrap().as_deref(),
+        Some("v")
+    );
+    assert_eq!(
+        s.swap_once("k", "spent").await.unwrap().as_deref(),
+        Some("spent"),
+        "the second use reads the spent marker"
+    );
+    assert_eq!(s.peek_once("k").await.unwrap().as_deref(), Some("spent"));
+    // The spent marker keeps the key's deadline.
+    advance(ttl).await;
+    assert_eq!(s.peek_once("k").await.unwrap(), None);
+
+    s.put_once("k2", "v2", ttl).await.unwrap();
+    advance(ttl - Duration::from_millis(1)).await;
+    assert_eq!(s.peek_once("k2").await.unwrap().as_deref(), Some("v2"));
+    advance(Duration::from_millis(1)).await;
+    assert_eq!(s.peek_once("k2").await.unwrap(), None);
+    assert_eq!(
+        s.swap_once("k2", "spent").await.unwrap(),
+        None,
+        "dead at its deadline"
+    );
+
+    // Dead tokens leave the map at the next sweep, not only when read.
+    s.put_once("k3", "v3", Duration::from_secs(1))
+        .await
+        .unwrap();
+    advance(Duration::from_secs(11)).await;
+    s.put_once("k4", "v4", ttl).await.unwrap();
+    assert_eq!(s.lock().once.len(), 1);
+}
