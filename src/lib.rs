@@ -43,6 +43,9 @@
 //!   small pieces the stages share.
 //! - [`ops`] serves `/metrics`, `/healthz`, `/readyz`; [`metrics`] owns the
 //!   gateway's Prometheus registry.
+//! - [`filter`] rewrites upstream responses so they hold only the records
+//!   the request's decision keeps: JSON lists and records, redacted
+//!   fields, HTML list pages streamed through lol_html (not wired in yet).
 //! - [`tls`] checks certificate files and makes development ones.
 //! - [`demo_upstream`] is the bundled legacy app used by the demo, the
 //!   tests and the benchmarks.

@@ -263,12 +263,8 @@ impl JsonList {
             items.push((item, kept));
         })
         .map_err(|f| failure(f, &self.pointer))?;
-        if removed == 0 {
-            return Ok(Filtered {
-                body: Bytes::copy_from_slice(body),
-                removed: 0,
-            });
-        }
+        // Counts are checked even when nothing is removed, so a body is
+        // refused or not whatever the decision.
         let mut edits = Vec::with_capacity(1 + counts.len());
         for (pointer, value) in self.counts.iter().zip(counts) {
             let Some(value) = value else { continue };
@@ -285,6 +281,12 @@ impl JsonList {
                 start + value.get().len(),
                 Edit::Text(corrected.into_bytes()),
             ));
+        }
+        if removed == 0 {
+            return Ok(Filtered {
+                body: Bytes::copy_from_slice(body),
+                removed: 0,
+            });
         }
         if let (Some(first), Some(last)) = (items.first(), items.last()) {
             let start = offset(text, first.0);

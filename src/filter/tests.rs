@@ -118,6 +118,9 @@ fn a_null_count_is_left_alone_and_one_that_is_not_a_whole_number_is_malformed() 
         let body = format!(r#"{{"data": {item}, "meta": {{"total": {bad}}}}}"#);
         let reason = malformed(list().apply(body.as_bytes(), &keep).unwrap_err());
         assert!(reason.contains("/meta/total"), "{reason}");
+        // Also when nothing would be removed.
+        let all = |_: &str, _: &str| true;
+        malformed(list().apply(body.as_bytes(), &all).unwrap_err());
     }
 }
 
@@ -360,6 +363,59 @@ fn references_may_go_through_arrays_by_index() {
         &out.body[..],
         br#"{"data": [{"owners": [{"id": "u-1"}, {"id": "co-2"}]},{"owners": {"1": {"id": "co-2"}}}]}"#
     );
+}
+
+#[test]
+fn strings_of_every_length_with_escapes_anywhere_do_not_confuse_the_reader() {
+    // The reader skips strings eight bytes at a time: put quotes,
+    // backslashes, multibyte characters and a decoy key at every offset
+    // of strings around that width.
+    let mut items = Vec::new();
+    let mut expected = Vec::new();
+    for len in 0..26 {
+        for at in 0..=len {
+            for insert in [
+                r#"\""#,
+                r#"\\"#,
+                r#"\\\""#,
+                "é😀",
+                r#"\", \"company_id\": \"x"#,
+            ] {
+                let mut name = "a".repeat(len);
+                name.insert_str(at, insert);
+                let id = format!("co-{}", items.len());
+                items.push(format!(
+                    r#"{{"name": "{name}", "company_id": "{id}", "tail": "{name}"}}"#
+                ));
+                expected.push(id);
+            }
+        }
+    }
+    let body = format!(r#"{{"data": [{}]}}"#, items.join(","));
+    // Every item really is JSON with that id.
+    for (item, id) in items.iter().zip(&expected) {
+        let v: Value = serde_json::from_str(item).unwrap();
+        assert_eq!(v["company_id"], *id.as_str());
+    }
+    let seen = std::sync::Mutex::new(Vec::new());
+    let keep = |_: &str, id: &str| {
+        seen.lock().unwrap().push(id.to_string());
+        id.ends_with('7')
+    };
+    let out = list().apply(body.as_bytes(), &keep).unwrap();
+    assert_eq!(*seen.lock().unwrap(), expected);
+    let kept: Vec<_> = parse(&out.body)["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["company_id"].as_str().unwrap().to_string())
+        .collect();
+    let want: Vec<_> = expected
+        .iter()
+        .filter(|i| i.ends_with('7'))
+        .cloned()
+        .collect();
+    assert_eq!(kept, want);
 }
 
 #[test]
