@@ -269,6 +269,16 @@ impl Metrics {
             &["tenant"],
         )
         .expect("valid metric");
+        for result in [
+            "password_set",
+            "expired",
+            "used",
+            "superseded",
+            "invalid",
+            "account_unavailable",
+        ] {
+            set_password_links.with_label_values(&[result]);
+        }
         for transport in ["smtp", "outbox"] {
             for result in ["sent", "failed"] {
                 welcome_emails.with_label_values(&[transport, result]);
