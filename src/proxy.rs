@@ -63,6 +63,9 @@ pub struct Ctx {
     app: Plan,
     /// What the partner rules let the answer show (stage 7).
     access: Access,
+    /// A GET or HEAD: its answer shows records to filter (a write's answer
+    /// is the record written, which stage 7 already checked).
+    reading: bool,
     /// The filter the answer's body runs through, picked at its header.
     answer: Option<AnswerFilter>,
     /// Why the answer could not be filtered, for `fail_to_proxy` to say.
@@ -84,7 +87,7 @@ impl Ctx {
     /// request and the route has any.
     fn answer_filters(&self) -> Option<&crate::routes::AnswerFilters> {
         match (&self.access, self.class) {
-            (Access::Partner(_), Class::Route(i)) => {
+            (Access::Partner(_), Class::Route(i)) if self.reading => {
                 self.live.routes.answer(i).filter(|f| !f.is_empty())
             }
             _ => None,
@@ -142,6 +145,7 @@ impl ProxyHttp for GatewayProxy {
             subject: None,
             app: Plan::default(),
             access: Access::Unrestricted,
+            reading: false,
             answer: None,
             answer_failed: None,
             upstream_sent: None,
@@ -249,7 +253,11 @@ impl ProxyHttp for GatewayProxy {
             &session.req_header().uri,
         );
         match decided {
-            Ok(access) => ctx.access = access,
+            Ok(access) => {
+                ctx.access = access;
+                let method = &session.req_header().method;
+                ctx.reading = method == http::Method::GET || method == http::Method::HEAD;
+            }
             Err(e) => {
                 self.metrics
                     .partner_refusals
@@ -281,9 +289,12 @@ impl ProxyHttp for GatewayProxy {
                 forwarded::strip_gateway_cookies(upstream_request, &cfg.app_session_cookies);
             }
         }
-        // An answer the partner rules filter must come plain.
+        // An answer the partner rules filter must come plain and whole: a
+        // byte range could start inside a record the filter would remove.
         if ctx.answer_filters().is_some() {
             upstream_request.remove_header(&http::header::ACCEPT_ENCODING);
+            upstream_request.remove_header(&http::header::RANGE);
+            upstream_request.remove_header(&http::header::IF_RANGE);
         }
         if let Some(subject) = &ctx.subject {
             let signed =

@@ -934,7 +934,7 @@ async fn answers_that_cannot_be_filtered_are_refused_never_passed_on() {
     let yaml = demo_yaml(MEMORY, "")
         .replace(
             "  - { name: health, path: /healthz, public: true }",
-            "  - { name: health, path: /healthz, public: true }\n  - { name: large, path: /api/large, area: companies, json_list: { pointer: /data, refs: [{ resource: company, field: /id }] } }",
+            "  - { name: health, path: /healthz, public: true }\n  - { name: large, path: /api/large, area: companies, json_list: { pointer: /data, refs: [{ resource: company, field: /id }] } }\n  - { name: echo, path: \"/api/echo/{*rest}\", area: companies, json_list: { pointer: /headers/accept, refs: [{ resource: company, field: /id }] } }",
         )
         .replace("  default_layout: partner-360\n", "  default_layout: partner-360\n  answer_max_bytes: 1024\n");
     let f = Fixture::start_with(&yaml).await;
@@ -960,6 +960,38 @@ async fn answers_that_cannot_be_filtered_are_refused_never_passed_on() {
     let r = get_as(&c, &f, &anna, "/api/companies", "text/html").await;
     assert_eq!(r.status(), 502);
     assert!(r.text().await.unwrap().contains("too large to filter"));
+    // Filtered answers are asked for plain and whole: no compression, and
+    // no byte range that could start inside a record the filter removes.
+    let r = c
+        .get(f.url("/api/echo/x"))
+        .header("cookie", &anna.cookie)
+        .header("accept", "application/json")
+        .header("accept-encoding", "gzip")
+        .header("range", "bytes=10-200")
+        .header("if-range", "\"etag\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    let seen = v["headers"].as_object().unwrap();
+    for h in ["range", "if-range", "accept-encoding"] {
+        assert!(!seen.contains_key(h), "{h} reached the app: {v}");
+    }
+    // A write's answer is the record written, not a list to filter.
+    let r = c
+        .post(f.url("/api/echo/x"))
+        .header("cookie", &anna.cookie)
+        .header("accept", "application/json")
+        .header("range", "bytes=10-200")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["headers"]["range"][0], "bytes=10-200", "{v}");
+
     // Nobody else is filtered: an internal user gets the whole list.
     let bea = login(&c, &base, "bu1@demo.test", DEMO_PW).await;
     assert_eq!(status(&c, &f, &bea, "/api/companies").await, 200);
