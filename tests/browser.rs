@@ -334,3 +334,54 @@ async fn a_person_signs_in_with_the_form_and_lands_on_the_page_they_asked_for() 
     browser.close().await.expect("browser closes");
     driver.session.lock().unwrap().take();
 }
+
+/// A partner user in the demo's own configuration: the companies page
+/// shows only the partner's customers, and "Login as me" enters a client
+/// account as the paired user.
+#[tokio::test]
+async fn a_partner_user_sees_their_customers_and_enters_a_client_account() {
+    let f = Fixture::start_with(&demo_yaml("sessions:\n  store: memory\n", "")).await;
+    let driver = Driver::start().await;
+    let browser = driver.browser().await;
+
+    browser.goto(&f.url("/companies")).await.unwrap();
+    sign_in(&browser, "anna@acme.test", "demo").await;
+    wait_for_location(&browser, "/companies").await;
+    text_of(&browser, "tr[data-resource=company]").await;
+    let page = browser.source().await.unwrap();
+    assert!(page.contains("Wayne Hospitality"), "{page}");
+    for other in ["Cyberdyne", "Hooli", "Account 100", "Northwind"] {
+        assert!(
+            !page.contains(other),
+            "{other} shown to Acme's partner user"
+        );
+    }
+    screenshot(&browser, "partner-companies.png").await;
+
+    browser
+        .find(Locator::Css("a[href='/_guise/partner']"))
+        .await
+        .expect("a link to the client accounts")
+        .click()
+        .await
+        .unwrap();
+    wait_for_location(&browser, "/_guise/partner").await;
+    screenshot(&browser, "partner-accounts.png").await;
+    browser
+        .find(Locator::Css("li[data-tenant=initech] button"))
+        .await
+        .expect("Login as me for Initech")
+        .click()
+        .await
+        .unwrap();
+    wait_for_location(&browser, "/t/initech/").await;
+    let identity = text_of(&browser, "#guise-identity").await;
+    assert!(
+        identity.contains("u-acme-anna~initech") && identity.contains("x-guise-paired"),
+        "{identity}"
+    );
+    screenshot(&browser, "paired-user.png").await;
+
+    browser.close().await.expect("browser closes");
+    driver.session.lock().unwrap().take();
+}

@@ -284,3 +284,21 @@ pub fn spawn_gateway(path: &Path) -> Running {
 pub fn guise_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_guise"))
 }
+
+/// `config/demo.yaml` with the fixture's addresses, `store` as the
+/// `sessions:` section and `extra` appended.
+pub fn demo_yaml(store: &str, extra: &str) -> String {
+    let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.yaml"))
+        .expect("config/demo.yaml");
+    let demo = demo
+        .replace("http: 127.0.0.1:8080", "http: {HTTP}")
+        .replace("address: 127.0.0.1:9090", "address: {OPS}")
+        .replace("address: 127.0.0.1:8081", "address: {UPSTREAM}")
+        .replace("sessions:\n  store: memory\n", store);
+    assert!(
+        demo.contains("{UPSTREAM}") && demo.contains(store),
+        "demo.yaml changed shape"
+    );
+    // Many gateways in one test process (see support::BASE_YAML).
+    format!("{demo}server:\n  grace_period_seconds: 0\n  shutdown_timeout_seconds: 1\n  work_stealing: true\n{extra}")
+}
