@@ -298,13 +298,20 @@ pub fn named_records(
 /// Stage 7 of the pipeline, from what the earlier stages found: the
 /// request's class and subject.
 pub fn check(
-    snap: &Snapshot,
+    registry: &Registry,
     settings: &Settings,
     table: &RouteTable,
     class: Class,
     subject: Option<&Subject>,
     uri: &http::Uri,
 ) -> Result<Access, PartnerError> {
+    // Most requests are not a partner's: no snapshot, no record parsing.
+    let concerned =
+        subject.is_some_and(|s| s.effective.partner.is_some() || s.effective.paired.is_some());
+    if !concerned {
+        return Ok(Access::Unrestricted);
+    }
+    let snap = registry.snapshot();
     let path = uri.path();
     let (route, records) = match class {
         Class::Route(i) => match table.routes().get(i) {
@@ -319,7 +326,7 @@ pub fn check(
         // The app's login page (upstream mode) is for everyone.
         public: route.map_or(class == Class::Login, |r| r.public),
     };
-    decide(snap, settings, subject, req, &records)
+    decide(&snap, settings, subject, req, &records)
 }
 
 /// Stage 7: may this subject make this request, and what may its answer

@@ -245,7 +245,7 @@ impl ProxyHttp for GatewayProxy {
 
         // 7. Partner users: their licence, bundle and assigned records.
         let decided = partners::check(
-            &self.endpoints.partners.snapshot(),
+            &self.endpoints.partners,
             &live.config.partners,
             &live.routes,
             ctx.class,
