@@ -62,25 +62,12 @@ pub async fn put(
     id: &str,
     raw: &[u8],
 ) -> Result<(u16, Value), AdminError> {
-    let mut v: Value = body::parse_json(
+    let partner: Partner = whole_record(
         raw,
+        id,
+        "partner",
         "a partner (name, status, companies, relationships, reports, primary_user)",
     )?;
-    if let Some(obj) = v.as_object_mut() {
-        match obj.get("id") {
-            None => {
-                obj.insert("id".into(), Value::String(id.to_string()));
-            }
-            Some(Value::String(s)) if s == id => {}
-            Some(_) => {
-                return Err(AdminError::Invalid(format!(
-                    "id: the body names another partner than the path's `{id}`"
-                )))
-            }
-        }
-    }
-    let partner: Partner = serde_json::from_value(v)
-        .map_err(|e| AdminError::Invalid(format!("not a partner: {e}")))?;
     check_partner(api, &partner)?;
     let existed = api.partners.snapshot().partner(id).is_some();
     api.partners
@@ -92,6 +79,31 @@ pub async fn put(
         if existed { 200 } else { 201 },
         json!({ "partner": partner }),
     ))
+}
+
+/// The body of a `PUT` that replaces record `id` of `kind` whole: its `id`
+/// is the path's when absent, and must be the path's when given.
+fn whole_record<T: serde::de::DeserializeOwned>(
+    raw: &[u8],
+    id: &str,
+    kind: &str,
+    expected: &'static str,
+) -> Result<T, AdminError> {
+    let mut v: Value = body::parse_json(raw, expected)?;
+    if let Some(obj) = v.as_object_mut() {
+        match obj.get("id") {
+            None => {
+                obj.insert("id".into(), Value::String(id.to_string()));
+            }
+            Some(Value::String(s)) if s == id => {}
+            Some(_) => {
+                return Err(AdminError::Invalid(format!(
+                    "id: the body names another {kind} than the path's `{id}`"
+                )))
+            }
+        }
+    }
+    serde_json::from_value(v).map_err(|e| AdminError::Invalid(format!("not a {kind}: {e}")))
 }
 
 fn check_partner(api: &AdminApi, p: &Partner) -> Result<(), AdminError> {
@@ -365,25 +377,12 @@ pub async fn put_tenant(
     id: &str,
     raw: &[u8],
 ) -> Result<(u16, Value), AdminError> {
-    let mut v: Value = body::parse_json(
+    let tenant: Tenant = whole_record(
         raw,
+        id,
+        "tenant",
         "a tenant (name, hub, user_quota, users, allow_partner_login)",
     )?;
-    if let Some(obj) = v.as_object_mut() {
-        match obj.get("id") {
-            None => {
-                obj.insert("id".into(), Value::String(id.to_string()));
-            }
-            Some(Value::String(s)) if s == id => {}
-            Some(_) => {
-                return Err(AdminError::Invalid(format!(
-                    "id: the body names another tenant than the path's `{id}`"
-                )))
-            }
-        }
-    }
-    let tenant: Tenant =
-        serde_json::from_value(v).map_err(|e| AdminError::Invalid(format!("not a tenant: {e}")))?;
     if tenant.id.is_empty()
         || !tenant
             .id
