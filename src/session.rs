@@ -300,6 +300,15 @@ impl SessionManager {
 
     /// End one session on every node.
     pub async fn revoke(&self, key: &SessionKey) -> Result<Option<SessionRecord>, SessionError> {
+        self.revoke_because(key, None).await
+    }
+
+    /// End one session on every node, telling its open tabs `reason`.
+    pub async fn revoke_because(
+        &self,
+        key: &SessionKey,
+        reason: Option<&str>,
+    ) -> Result<Option<SessionRecord>, SessionError> {
         self.forget(key).await;
         let old = self
             .store
@@ -307,7 +316,10 @@ impl SessionManager {
             .await
             .map_err(|e| self.store_err(e))?;
         self.store
-            .publish(&StoreEvent::SessionRevoked { key: key.clone() })
+            .publish(&StoreEvent::SessionRevoked {
+                key: key.clone(),
+                reason: reason.map(str::to_string),
+            })
             .await
             .map_err(|e| self.store_err(e))?;
         self.metrics.revocations.with_label_values(&["sent"]).inc();
@@ -348,7 +360,7 @@ impl SessionManager {
     /// Apply an event from the store's channel to this node's cache.
     pub async fn on_event(&self, ev: &StoreEvent) {
         match ev {
-            StoreEvent::SessionRevoked { key } => {
+            StoreEvent::SessionRevoked { key, .. } => {
                 self.metrics
                     .revocations
                     .with_label_values(&["received"])

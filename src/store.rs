@@ -51,8 +51,14 @@ pub struct SessionRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum StoreEvent {
-    /// Evict this session from every node's cache.
-    SessionRevoked { key: SessionKey },
+    /// Evict this session from every node's cache. `reason` is what its
+    /// open tabs are told (`impersonation started in another tab`), when
+    /// the session did not simply end.
+    SessionRevoked {
+        key: SessionKey,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     /// A user record changed: drop cached copies of the user.
     UserChanged { user_id: String },
     /// Records of `kind` changed (partners, bundles, tenants): reload them.

@@ -410,7 +410,10 @@ async fn conformance(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     let mut on_a = a.subscribe();
     wait_until_hearing(&*a, &mut on_b).await;
     wait_until_hearing(&*b, &mut on_a).await;
-    let ev = StoreEvent::SessionRevoked { key: key("gone") };
+    let ev = StoreEvent::SessionRevoked {
+        key: key("gone"),
+        reason: None,
+    };
     a.publish(&ev).await.unwrap();
     assert_eq!(
         next_real_event(&mut on_b).await,
@@ -627,7 +630,10 @@ async fn redis_store_recovers_after_redis_restarts_on_the_same_port() {
 
     let first = next_event(&mut rx).await;
     assert_eq!(first, StoreEvent::Resync, "Resync comes first");
-    let ev = StoreEvent::SessionRevoked { key: key("r") };
+    let ev = StoreEvent::SessionRevoked {
+        key: key("r"),
+        reason: Some("impersonation started".into()),
+    };
     wait_until_hearing(&*as_store, &mut rx).await;
     as_store.publish(&ev).await.unwrap();
     assert_eq!(next_real_event(&mut rx).await, ev);

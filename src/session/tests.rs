@@ -110,6 +110,7 @@ async fn a_revoked_session_is_gone_from_cache_and_store_and_the_event_is_publish
     assert_eq!(
         ev,
         StoreEvent::SessionRevoked {
+            reason: None,
             key: active.key.clone()
         }
     );
@@ -128,6 +129,7 @@ async fn a_revocation_received_from_another_node_evicts_the_cached_copy() {
         "served from cache"
     );
     m.on_event(&StoreEvent::SessionRevoked {
+        reason: None,
         key: active.key.clone(),
     })
     .await;

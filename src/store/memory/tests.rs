@@ -234,7 +234,10 @@ async fn published_events_reach_every_subscriber() {
     s.publish(&StoreEvent::Resync).await.unwrap(); // nobody listening: fine
     let mut a = s.subscribe();
     let mut b = s.subscribe();
-    let ev = StoreEvent::SessionRevoked { key: key("a") };
+    let ev = StoreEvent::SessionRevoked {
+        key: key("a"),
+        reason: None,
+    };
     s.publish(&ev).await.unwrap();
     assert_eq!(a.recv().await.unwrap(), ev);
     assert_eq!(b.recv().await.unwrap(), ev);
