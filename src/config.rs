@@ -5,6 +5,7 @@
 //! `guise check-config` shows them all; a file with any problem is refused
 //! whole (the gateway never starts on half a configuration).
 
+pub mod impersonation;
 mod lines;
 mod mail;
 pub mod partners;
@@ -39,6 +40,8 @@ pub struct Config {
     pub auth: Auth,
     pub http: HttpPolicy,
     pub admin: AdminPolicy,
+    /// Who may view the app as whom, privacy meanwhile, and the audit.
+    pub impersonation: impersonation::Impersonation,
     /// Welcome emails; `None`: the gateway sends no mail.
     pub mail: Option<Mail>,
     /// Partners, licences, bundles, tenants and resource lookups.

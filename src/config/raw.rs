@@ -42,6 +42,9 @@ pub struct RawConfig {
     /// What admins may do beyond managing ordinary users.
     #[serde(default, deserialize_with = "empty_is_default")]
     pub admin: RawAdmin,
+    /// Admins viewing the app as partner users, privacy meanwhile, audit.
+    #[serde(default, deserialize_with = "empty_is_default")]
+    pub impersonation: RawImpersonation,
     /// Welcome emails: how they are sent and where their links point.
     /// Without it the gateway sends no mail.
     pub mail: Option<RawMail>,
@@ -558,6 +561,11 @@ pub(super) fn expected_at(pattern: &str) -> Option<&'static str> {
         "http.allowed_hosts" => "a sequence of host names",
         "http.hsts" => "a mapping with `enabled`, `max_age_seconds` and/or `include_subdomains`",
         "admin" => "a mapping with `admins_may_grant_impersonation`",
+        "impersonation" => "a mapping of impersonation settings such as `enabled`",
+        "impersonation.also_targets" => "a sequence of user classes: `users`, `paired`",
+        "impersonation.privacy" => "a mapping such as `hide_contacts_and_leads: true`",
+        "impersonation.privacy.hidden_fields" => "a sequence of JSON pointers, such as `[/email, /phone]`",
+        "impersonation.audit" => "a mapping with `stream_max_len`, `file` and/or `buffer`",
         "mail" => "a mapping with `from` and one of `smtp` or `outbox`",
         "mail.smtp" => "a mapping with `host`",
         "mail.smtp.security" => "`starttls`, `tls` or `none`",
@@ -768,6 +776,111 @@ pub struct RawAdmin {
     /// `can_impersonate`.
     #[serde(default)]
     pub admins_may_grant_impersonation: bool,
+}
+
+/// Impersonation ("Login as Partner User").
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawImpersonation {
+    /// The global switch.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Longest an impersonation lasts, in minutes.
+    #[serde(default = "sixty")]
+    pub max_minutes: u64,
+    /// Further user classes that may be impersonated: `users`, `paired`.
+    #[serde(default, deserialize_with = "empty_is_default")]
+    pub also_targets: Vec<String>,
+    /// Impersonators acknowledge `terms` once before their first start.
+    #[serde(default)]
+    pub require_terms_ack: bool,
+    /// The operator's terms of use for impersonation.
+    pub terms: Option<String>,
+    /// A reason is asked for each time.
+    #[serde(default)]
+    pub require_reason: bool,
+    #[serde(default, deserialize_with = "empty_is_default")]
+    pub privacy: RawPrivacy,
+    #[serde(default, deserialize_with = "empty_is_default")]
+    pub audit: RawAudit,
+}
+
+impl Default for RawImpersonation {
+    fn default() -> Self {
+        RawImpersonation {
+            enabled: false,
+            max_minutes: sixty(),
+            also_targets: Vec::new(),
+            require_terms_ack: false,
+            terms: None,
+            require_reason: false,
+            privacy: RawPrivacy::default(),
+            audit: RawAudit::default(),
+        }
+    }
+}
+
+fn sixty() -> u64 {
+    60
+}
+
+/// Privacy while impersonating.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrivacy {
+    #[serde(default)]
+    pub hide_contacts_and_leads: bool,
+    /// Hide only these fields (JSON pointers within a record).
+    #[serde(default, deserialize_with = "empty_is_default")]
+    pub hidden_fields: Vec<String>,
+    #[serde(default)]
+    pub disable_contacts_and_leads_export: bool,
+    /// Users flagged `internal` are exempt.
+    #[serde(default = "yes")]
+    pub exempt_internal_staff: bool,
+}
+
+impl Default for RawPrivacy {
+    fn default() -> Self {
+        RawPrivacy {
+            hide_contacts_and_leads: false,
+            hidden_fields: Vec::new(),
+            disable_contacts_and_leads_export: false,
+            exempt_internal_staff: true,
+        }
+    }
+}
+
+/// Where the impersonation audit goes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// Most entries the Redis Stream keeps.
+    #[serde(default = "audit_max_len")]
+    pub stream_max_len: u64,
+    /// A JSON-lines file (relative to this file) instead of the store.
+    pub file: Option<String>,
+    /// Records held in memory while the audit cannot be written.
+    #[serde(default = "audit_buffer")]
+    pub buffer: usize,
+}
+
+impl Default for RawAudit {
+    fn default() -> Self {
+        RawAudit {
+            stream_max_len: audit_max_len(),
+            file: None,
+            buffer: audit_buffer(),
+        }
+    }
+}
+
+fn audit_max_len() -> u64 {
+    100_000
+}
+
+fn audit_buffer() -> usize {
+    10_000
 }
 
 /// Welcome emails. Exactly one of `smtp` or `outbox`.

@@ -12,6 +12,7 @@ use super::yaml;
 use super::*;
 use crate::routes::{Action, AnswerAt, AnswerRecords, AnswerRef, RecordRef, RecordSource};
 
+mod impersonation;
 mod mail;
 
 /// The smallest signing key accepted: HMAC-SHA256 wants at least 32 bytes.
@@ -177,6 +178,7 @@ impl Checker<'_> {
         let admin = AdminPolicy {
             admins_may_grant_impersonation: raw.admin.admins_may_grant_impersonation,
         };
+        let impersonation = self.impersonation(&raw, base);
         let mail = self.mail(&raw, base, env);
         let located = self.users(&raw, base);
         let partners = self.partners(&raw, &located);
@@ -206,6 +208,7 @@ impl Checker<'_> {
             auth: auth?,
             http: http_policy,
             admin,
+            impersonation,
             mail,
             partners,
             users,
