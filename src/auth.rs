@@ -246,7 +246,23 @@ impl AuthService {
             None => self.load_stored_user(&active.record.user_id).await,
         };
         match user {
-            Some(user) if policy::may_keep_session(&user) => Ok(Some(Subject::own(user, active))),
+            Some(user) if policy::may_keep_session(&user) => {
+                // An impersonation: the session's user is the admin, and the
+                // request runs as the user it names. One who cannot be found
+                // leaves the admin as the subject, and stage 4b ends the
+                // impersonation (it never runs as the admin silently).
+                let effective = match Subject::impersonated_id(&active) {
+                    Some(id) => match self.directory.get(id) {
+                        Some(u) => Some(u),
+                        None => self.load_stored_user(id).await,
+                    },
+                    None => None,
+                };
+                Ok(Some(match effective {
+                    Some(e) => Subject::impersonating(user, e, active),
+                    None => Subject::own(user, active),
+                }))
+            }
             _ => {
                 let _ = self.sessions.revoke(&active.key).await;
                 Ok(None)

@@ -10,6 +10,8 @@
 //! | `POST /_guise/logout` | end the session (CSRF-safe) |
 //! | `GET /_guise/logout` | sign-out confirmation page |
 //! | `GET /_guise/session` | who am I, and my CSRF token |
+//! | `POST /_guise/impersonate`, `POST /_guise/impersonate/stop` | impersonation ([`crate::impersonation`]) |
+//! | `GET /_guise/admin/impersonations`, `POST /_guise/admin/impersonations/{session}/end` | impersonations in progress |
 //! | `/_guise/admin/...` | the admin API |
 //! | `GET /_guise/partner`, `POST /_guise/tenants/{id}/enter`, `POST /_guise/tenants/leave` | "Login as me" ([`crate::tenants`]) |
 //! | `GET/POST /_guise/set-password` | a welcome email's set-password page ([`crate::welcome`]) |
@@ -22,9 +24,11 @@ use pingora::proxy::Session;
 use serde_json::json;
 
 use crate::admin::AdminApi;
+use crate::audit::Audit;
 use crate::auth::{login, logout, upstream_login, AuthService, LoginError};
 use crate::call::Call;
 use crate::config::LoginMode;
+use crate::impersonation::{self, endpoints::Impersonations};
 use crate::respond::{self, Refuse};
 use crate::routes::{Class, GATEWAY_PREFIX};
 use crate::tenants::Tenants;
@@ -81,9 +85,25 @@ pub struct Endpoints {
     pub partners: Arc<crate::partners::Registry>,
     /// Welcome emails' set-password links.
     pub welcome: Arc<Welcomes>,
+    /// The impersonation audit.
+    pub audit: Arc<Audit>,
+    /// Impersonation metrics.
+    pub impersonation: impersonation::metrics::Metrics,
 }
 
 impl Endpoints {
+    /// The impersonation endpoints, for a request on this scheme.
+    pub fn impersonations(&self, https: bool) -> Impersonations<'_> {
+        Impersonations {
+            sessions: &self.auth.sessions,
+            directory: &self.auth.directory,
+            partners: &self.partners,
+            audit: &self.audit,
+            metrics: &self.impersonation,
+            cookie_name: self.auth.cookie_name(https),
+        }
+    }
+
     fn tenants(&self) -> Tenants<'_> {
         Tenants {
             auth: &self.auth,
@@ -123,6 +143,26 @@ impl Endpoints {
             ("POST", "logout") => logout::logout(auth, s, call).await,
             ("GET" | "HEAD", "logout") => logout::page(s, call).await,
             ("GET" | "HEAD", "session") => session_info(s, call).await,
+            ("POST", "impersonate") => self.impersonations(call.peer.https).start(s, call).await,
+            ("POST", "impersonate/stop") => {
+                self.impersonations(call.peer.https).stop(s, call).await
+            }
+            ("GET" | "HEAD", "admin/impersonations") => {
+                self.impersonations(call.peer.https).list(s, call).await
+            }
+            ("POST", r) if r.starts_with("admin/impersonations/") && r.ends_with("/end") => {
+                let reference = &r["admin/impersonations/".len()..r.len() - "/end".len()];
+                if reference.is_empty() || reference.contains('/') {
+                    let e = NoEndpoint {
+                        method: method.to_string(),
+                        path: path.clone(),
+                    };
+                    return respond::refuse(s, &call.live.replies, &e).await;
+                }
+                self.impersonations(call.peer.https)
+                    .end(s, call, reference)
+                    .await
+            }
             (_, r) if r == "admin" || r.starts_with("admin/") => self.admin.handle(s, call).await,
             ("GET" | "HEAD", "partner") => self.tenants().page(s, call).await,
             ("POST", "tenants/leave") => self.tenants().leave(s, call).await,

@@ -58,6 +58,7 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod call;
@@ -72,6 +73,7 @@ pub mod forwarded;
 pub mod fuzzing;
 pub mod gateway;
 pub mod identity;
+pub mod impersonation;
 pub mod live;
 pub mod log_limit;
 pub mod mail;

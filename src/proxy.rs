@@ -24,6 +24,7 @@ use crate::drain::{Drain, InFlight};
 use crate::forwarded;
 use crate::gateway::{Endpoints, Flow};
 use crate::identity;
+use crate::impersonation::{self, privacy};
 use crate::live::{Live, SharedLive};
 use crate::metrics::{status_class, Metrics};
 use crate::partners::answer::{self, AnswerFilter};
@@ -68,8 +69,13 @@ pub struct Ctx {
     reading: bool,
     /// The filter the answer's body runs through, picked at its header.
     answer: Option<AnswerFilter>,
+    /// What the privacy rules do to an impersonator's request (stage 7b).
+    privacy: privacy::Rules,
+    /// The privacy filter the answer's body runs through after the
+    /// partner filter.
+    private: Option<privacy::PrivacyFilter>,
     /// Why the answer could not be filtered, for `fail_to_proxy` to say.
-    answer_failed: Option<answer::AnswerError>,
+    answer_failed: Option<Box<dyn Refuse>>,
     upstream_sent: Option<Instant>,
     /// Counted in flight until the request is done.
     _in_flight: InFlight,
@@ -147,6 +153,8 @@ impl ProxyHttp for GatewayProxy {
             access: Access::Unrestricted,
             reading: false,
             answer: None,
+            privacy: privacy::Rules::default(),
+            private: None,
             answer_failed: None,
             upstream_sent: None,
             _in_flight: self.drain.start_request(),
@@ -204,6 +212,41 @@ impl ProxyHttp for GatewayProxy {
                 tracing::debug!(error = %e, "serving anonymously while the session store is unavailable")
             }
         }
+        // 4b. An impersonation goes on only while its rules hold; one that
+        // ended is answered here, never served as either user. Nothing an
+        // impersonator does goes unaudited: a full audit buffer refuses.
+        let settings = &live.config.impersonation;
+        let now = self.clock.unix_now();
+        let ending = ctx
+            .subject
+            .as_ref()
+            .and_then(|s| impersonation::check(settings, s, now)?.err());
+        if let Some((ending, subject)) = ending.zip(ctx.subject.clone()) {
+            let call = Call {
+                live: &live,
+                peer: ctx.peer,
+                subject: Some(&subject),
+            };
+            // Rare, and its future is large: boxed, as stage 5's.
+            let ended = Box::pin(
+                self.endpoints
+                    .impersonations(call.peer.https)
+                    .end_on_request(call, &subject, ending),
+            )
+            .await;
+            return match ended {
+                Ok(e) => self.refuse(session, ctx, &e).await,
+                Err(e) => self.refuse(session, ctx, &e).await,
+            };
+        }
+        let proxied = matches!(ctx.class, Class::Route(_) | Class::Unmatched);
+        let impersonating = ctx.subject.as_ref().is_some_and(|s| s.is_impersonating());
+        if proxied && impersonating && !self.endpoints.audit.accepting() {
+            return self
+                .refuse(session, ctx, &crate::audit::AuditError::Unavailable)
+                .await;
+        }
+        let req = session.req_header();
         let cookie_name = self.endpoints.auth.cookie_name(ctx.peer.https);
         ctx.app = app_session::plan(
             auth,
@@ -267,6 +310,13 @@ impl ProxyHttp for GatewayProxy {
             }
         }
 
+        // 7b. Impersonators: contacts and leads hidden, exports blocked.
+        let privacy_settings = &live.config.impersonation.privacy;
+        match privacy::decide(privacy_settings, ctx.subject.as_ref(), ctx.route()) {
+            Ok(rules) => ctx.privacy = rules,
+            Err(e) => return self.refuse(session, ctx, &e).await,
+        }
+
         // 8. (permissions) the data-permission decision.
         Ok(false)
     }
@@ -291,7 +341,7 @@ impl ProxyHttp for GatewayProxy {
         }
         // An answer the partner rules filter must come plain and whole: a
         // byte range could start inside a record the filter would remove.
-        if ctx.answer_filters().is_some() {
+        if ctx.answer_filters().is_some() || ctx.privacy.hide_list {
             upstream_request.remove_header(&http::header::ACCEPT_ENCODING);
             upstream_request.remove_header(&http::header::RANGE);
             upstream_request.remove_header(&http::header::IF_RANGE);
@@ -383,6 +433,25 @@ impl ProxyHttp for GatewayProxy {
                     .inc();
             }
         }
+        if let (false, Some(route)) = (ctx.privacy.is_empty(), ctx.route()) {
+            let limit = crate::filter::Limit(ctx.live.config.partners.answer_max_bytes);
+            let format = respond::Format::of(session.req_header());
+            let privacy = &ctx.live.config.impersonation.privacy;
+            ctx.private = privacy::start(
+                &ctx.privacy,
+                privacy,
+                route,
+                upstream_response,
+                limit,
+                format,
+            )?;
+            if ctx.private.as_ref().is_some_and(|p| p.refused()) {
+                self.metrics
+                    .requests_refused
+                    .with_label_values(&["hidden_while_impersonating"])
+                    .inc();
+            }
+        }
         for (k, v) in &ctx.app.set_cookies {
             upstream_response.append_header(k.clone(), v.as_str())?;
         }
@@ -399,12 +468,21 @@ impl ProxyHttp for GatewayProxy {
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<Option<std::time::Duration>> {
-        let Some(filter) = ctx.answer.as_mut() else {
-            return Ok(None);
-        };
-        if let Err(e) = filter.chunk(body, end_of_stream) {
+        let mut failed: Option<Box<dyn Refuse>> = None;
+        if let Some(filter) = ctx.answer.as_mut() {
+            if let Err(e) = filter.chunk(body, end_of_stream) {
+                failed = Some(Box::new(e));
+            }
+        }
+        if let (None, Some(filter)) = (&failed, ctx.private.as_mut()) {
+            if let Err(e) = filter.chunk(body, end_of_stream) {
+                failed = Some(Box::new(e));
+            }
+        }
+        if let Some(e) = failed {
             *body = None;
             ctx.answer = None;
+            ctx.private = None;
             self.metrics
                 .requests_refused
                 .with_label_values(&[e.code()])
@@ -436,7 +514,7 @@ impl ProxyHttp for GatewayProxy {
         }
         let mut code = 0;
         let refusal: Option<&dyn Refuse> = match &ctx.answer_failed {
-            Some(e) => Some(e),
+            Some(e) => Some(e.as_ref()),
             None => failure.refusal(),
         };
         // Once the upstream's header went out, the client already has a
@@ -476,6 +554,28 @@ impl ProxyHttp for GatewayProxy {
             .request_duration
             .with_label_values(&[route])
             .observe(ctx.started.elapsed().as_secs_f64());
+        if let Some(subject) = ctx.subject.as_ref().filter(|s| s.is_impersonating()) {
+            self.endpoints
+                .impersonation
+                .requests
+                .with_label_values(&[route, status_class(status)])
+                .inc();
+            let rec = crate::audit::AuditRecord {
+                time_ms: self.clock.unix_now() * 1000,
+                event: crate::audit::AuditEvent::Request,
+                impersonator: subject.actor.id.clone(),
+                user: Some(subject.effective.id.clone()),
+                method: Some(session.req_header().method.to_string()),
+                path: Some(session.req_header().uri.path().to_string()),
+                status: Some(status),
+                reason: None,
+                session: Some(subject.session.record.reference.clone()),
+            };
+            if let Err(e) = self.endpoints.audit.record(rec) {
+                // Checked at the request's start; the buffer filled since.
+                tracing::error!(error = %e, "an impersonated request could not be audited");
+            }
+        }
         // The next request on this connection gets its own header deadline.
         connections::request_done(session).await;
     }

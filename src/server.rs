@@ -63,6 +63,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("this process already built a gateway with server.work_stealing: false, which must be its only one (pingora 0.9 may hand a later runtime the handles of a stopped no-steal one: cloudflare/pingora#981); a program that runs several gateways must set server.work_stealing: true in every one")]
     SecondNoStealRuntime,
+    #[error("metrics: {0}")]
+    Metrics(String),
 }
 
 /// Whether this process built a gateway with work stealing off; after that
@@ -171,6 +173,13 @@ impl Gateway {
             directory: directory.clone(),
             metrics: metrics.clone(),
         });
+        let impersonation = crate::impersonation::metrics::Metrics::new(&metrics)
+            .map_err(|e| StartError::Metrics(e.to_string()))?;
+        let active_impersonations = Arc::new(crate::impersonation::metrics::ActiveGauge {
+            sessions: sessions.clone(),
+            directory: directory.clone(),
+            gauge: impersonation.active.clone(),
+        });
         let endpoints = Arc::new(Endpoints {
             auth: auth.clone(),
             admin: AdminApi {
@@ -181,6 +190,8 @@ impl Gateway {
             },
             partners: partners.clone(),
             welcome,
+            audit: Arc::new(crate::audit::Audit),
+            impersonation,
         });
         let limits = ConnectionLimits {
             max_open: config.server.max_client_connections,
@@ -267,6 +278,7 @@ impl Gateway {
                 checks,
                 vec![
                     sessions.clone(),
+                    active_impersonations,
                     Arc::new(PartnerGauges {
                         directory,
                         registry: partners.clone(),

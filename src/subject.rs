@@ -20,6 +20,11 @@ use crate::identity::{names, same_value, IdentityError, IdentityHeaders, Prepare
 use crate::session::Active;
 use crate::users::User;
 
+/// The session extra field that names the effective user while an admin
+/// impersonates (see [`crate::impersonation`]); the session's own user is
+/// the admin.
+pub const IMPERSONATED_USER: &str = "imp.user";
+
 /// Who a request runs as, and the session that says so.
 #[derive(Debug, Clone)]
 pub struct Subject {
@@ -40,6 +45,24 @@ impl Subject {
             effective: user,
             session,
         }
+    }
+
+    /// The actor viewing the app as `effective` (impersonation).
+    pub fn impersonating(actor: Arc<User>, effective: Arc<User>, session: Active) -> Subject {
+        Subject {
+            actor,
+            effective,
+            session,
+        }
+    }
+
+    /// The user id the session impersonates, if any.
+    pub fn impersonated_id(session: &Active) -> Option<&str> {
+        session
+            .record
+            .extra
+            .get(IMPERSONATED_USER)
+            .map(String::as_str)
     }
 
     /// Whether the actor is acting as someone else.

@@ -121,8 +121,8 @@ async fn partner_rules_hold(f: &Fixture) {
     refused(r, "record_not_assigned", "this report is not assigned").await;
     assert_eq!(status(&c, f, &anna, "/api/reports/rep-2").await, 403);
 
-    // Areas outside the bundle: contacts and leads are in no partner
-    // bundle; the Cockpit is outside Arlo's custom one.
+    // Areas outside the bundle: contacts and leads are outside Anna's
+    // custom bundle; the Cockpit is outside Arlo's.
     let r = get(&c, &base, &anna, "/contacts").await;
     refused(
         r,

@@ -785,9 +785,9 @@ pub struct RawImpersonation {
     /// The global switch.
     #[serde(default)]
     pub enabled: bool,
-    /// Longest an impersonation lasts, in minutes.
+    /// Longest an impersonation lasts, in minutes; fractions allowed.
     #[serde(default = "sixty")]
-    pub max_minutes: u64,
+    pub max_minutes: f64,
     /// Further user classes that may be impersonated: `users`, `paired`.
     #[serde(default, deserialize_with = "empty_is_default")]
     pub also_targets: Vec<String>,
@@ -820,12 +820,12 @@ impl Default for RawImpersonation {
     }
 }
 
-fn sixty() -> u64 {
-    60
+fn sixty() -> f64 {
+    60.0
 }
 
 /// Privacy while impersonating.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPrivacy {
     #[serde(default)]
@@ -835,20 +835,10 @@ pub struct RawPrivacy {
     pub hidden_fields: Vec<String>,
     #[serde(default)]
     pub disable_contacts_and_leads_export: bool,
-    /// Users flagged `internal` are exempt.
-    #[serde(default = "yes")]
+    /// Users flagged `internal` are exempt (off unless set: privacy is the
+    /// default).
+    #[serde(default)]
     pub exempt_internal_staff: bool,
-}
-
-impl Default for RawPrivacy {
-    fn default() -> Self {
-        RawPrivacy {
-            hide_contacts_and_leads: false,
-            hidden_fields: Vec::new(),
-            disable_contacts_and_leads_export: false,
-            exempt_internal_staff: true,
-        }
-    }
 }
 
 /// Where the impersonation audit goes.

@@ -55,6 +55,7 @@ async fn the_pipelines_future_stays_small() {
         directory: directory.clone(),
         metrics: metrics.clone(),
     });
+    let impersonation = impersonation::metrics::Metrics::new(&metrics).expect("metrics");
     let proxy = GatewayProxy {
         live: Live::build(config).expect("live").shared(),
         metrics,
@@ -68,6 +69,8 @@ async fn the_pipelines_future_stays_small() {
             },
             partners,
             welcome,
+            audit: Arc::new(crate::audit::Audit),
+            impersonation,
         }),
         clock: Arc::new(SystemClock),
         drain: Drain::new(),

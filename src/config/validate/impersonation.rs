@@ -8,15 +8,18 @@ use crate::config::impersonation::{AuditSettings, Impersonation, Privacy, Target
 use crate::config::raw::RawConfig;
 
 /// The longest impersonation one may configure: a working day.
-const MAX_MINUTES: u64 = 12 * 60;
+const MAX_MINUTES: f64 = 12.0 * 60.0;
+/// The shortest: one second (tests watch one expire).
+const MIN_MINUTES: f64 = 1.0 / 60.0;
 
 impl Checker<'_> {
     pub(super) fn impersonation(&mut self, raw: &RawConfig, base: &Path) -> Impersonation {
         let r = &raw.impersonation;
-        if r.max_minutes == 0 || r.max_minutes > MAX_MINUTES {
+        let minutes = r.max_minutes;
+        if !minutes.is_finite() || !(MIN_MINUTES..=MAX_MINUTES).contains(&minutes) {
             self.issue(
                 "impersonation.max_minutes",
-                format!("must be between 1 and {MAX_MINUTES} minutes"),
+                format!("must be between one second ({MIN_MINUTES:.4}) and {MAX_MINUTES} minutes"),
             );
         }
         let mut targets = Targets::default();
@@ -57,7 +60,13 @@ impl Checker<'_> {
         }
         Impersonation {
             enabled: r.enabled,
-            max_duration: Duration::from_secs(r.max_minutes.clamp(1, MAX_MINUTES) * 60),
+            max_duration: Duration::from_secs_f64(
+                if minutes.is_finite() {
+                    minutes.clamp(MIN_MINUTES, MAX_MINUTES)
+                } else {
+                    60.0
+                } * 60.0,
+            ),
             targets,
             terms: if r.require_terms_ack { terms } else { None },
             require_reason: r.require_reason,

@@ -1,0 +1,90 @@
+//! Impersonation metrics: starts, stops, expiries and refusals, the
+//! impersonations in progress, and requests made while impersonating.
+//!
+//! Impersonated requests are counted here, under the route, and never as
+//! the impersonated user's own: impersonation is not a login
+//! (`guise_logins_total` does not move) and the session it runs in is the
+//! admin's. This is the skew Unifyr warns of, where an admin's visit shows
+//! up as the partner's activity.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use prometheus::{IntCounterVec, IntGauge, Opts};
+
+use crate::session::SessionManager;
+use crate::users::Directory;
+
+/// The impersonation metrics of one gateway.
+#[derive(Clone)]
+pub struct Metrics {
+    /// `start`, `stop`, `expiry`, `end` (ended by another admin or by the
+    /// rules).
+    pub events: IntCounterVec,
+    /// Refused impersonation calls, by reason code.
+    pub refusals: IntCounterVec,
+    /// Impersonations in progress (set on scrape).
+    pub active: IntGauge,
+    /// Requests made while impersonating, by route and status class.
+    pub requests: IntCounterVec,
+}
+
+impl Metrics {
+    /// Make the metrics and register them with the gateway's registry.
+    pub fn new(registry: &crate::metrics::Metrics) -> prometheus::Result<Metrics> {
+        let m = Metrics {
+            events: IntCounterVec::new(
+                Opts::new(
+                    "guise_impersonations_total",
+                    "Impersonations started and ended, by event (start, stop, expiry, end).",
+                ),
+                &["event"],
+            )?,
+            refusals: IntCounterVec::new(
+                Opts::new(
+                    "guise_impersonation_refusals_total",
+                    "Impersonation calls refused, by reason code.",
+                ),
+                &["reason"],
+            )?,
+            active: IntGauge::new(
+                "guise_impersonations_active",
+                "Impersonations in progress.",
+            )?,
+            requests: IntCounterVec::new(
+                Opts::new(
+                    "guise_impersonated_requests_total",
+                    "Requests made while impersonating, by route and status class; never counted as the impersonated user's own.",
+                ),
+                &["route", "status_class"],
+            )?,
+        };
+        registry.register(Box::new(m.events.clone()))?;
+        registry.register(Box::new(m.refusals.clone()))?;
+        registry.register(Box::new(m.active.clone()))?;
+        registry.register(Box::new(m.requests.clone()))?;
+        for e in ["start", "stop", "expiry", "end"] {
+            m.events.with_label_values(&[e]);
+        }
+        Ok(m)
+    }
+}
+
+/// Sets `guise_impersonations_active` when Prometheus scrapes.
+pub struct ActiveGauge {
+    pub sessions: Arc<SessionManager>,
+    pub directory: Arc<Directory>,
+    pub gauge: IntGauge,
+}
+
+#[async_trait]
+impl crate::ops::ScrapeHook for ActiveGauge {
+    async fn before_scrape(&self) {
+        match super::endpoints::in_progress(&self.sessions, &self.directory).await {
+            Ok(list) => self.gauge.set(list.len() as i64),
+            // The store is down: the gauge keeps its last value, and
+            // `guise_session_store_up` says why.
+            Err(e) => tracing::debug!(error = %e, "impersonations not counted"),
+        }
+    }
+}

@@ -1,0 +1,541 @@
+//! End-to-end: an admin views the app as a partner user ("Login as Partner
+//! User") through a gateway running the demo's configuration in front of
+//! the demo app, and comes back. Who may impersonate whom, the revocation
+//! of the admin's other sessions, what the upstream is told, the return,
+//! expiry, privacy and the metrics are checked over real HTTP.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::login::*;
+use support::redis::RedisServer;
+use support::*;
+
+const DEMO_PW: &str = "demo";
+const MEMORY: &str = "sessions:\n  store: memory\n";
+
+fn redis_store(url: &str) -> String {
+    format!("sessions:\n  store: redis\n  redis:\n    url: {url}\n")
+}
+
+/// The demo configuration with `impersonation.max_minutes` replaced.
+fn with_max_minutes(yaml: String, minutes: &str) -> String {
+    yaml.replace(
+        "  max_minutes: 60\n",
+        &format!("  max_minutes: {minutes}\n"),
+    )
+}
+
+/// `POST /_guise/impersonate` as `who` with a JSON body.
+async fn impersonate(
+    c: &reqwest::Client,
+    base: &str,
+    who: &Signed,
+    body: Value,
+) -> reqwest::Response {
+    c.post(format!("{base}/_guise/impersonate"))
+        .header("cookie", &who.cookie)
+        .header("x-csrf-token", &who.csrf)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The signed-in state a response's cookie gives, read back from
+/// `/_guise/session`.
+async fn signed_from(c: &reqwest::Client, base: &str, r: &reqwest::Response) -> Signed {
+    let (cookie, set_cookie) = cookie_from(r, "guise_session").expect("a session cookie is set");
+    let v: Value = c
+        .get(format!("{base}/_guise/session"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    Signed {
+        cookie,
+        set_cookie,
+        csrf: v["csrf_token"].as_str().expect("signed in").to_string(),
+        session: v["session"].as_str().unwrap().to_string(),
+    }
+}
+
+async fn whoami(c: &reqwest::Client, base: &str, who: &Signed) -> (u16, Value) {
+    let r = get(c, base, who, "/_guise/session").await;
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn stop(c: &reqwest::Client, base: &str, who: &Signed) -> reqwest::Response {
+    c.post(format!("{base}/_guise/impersonate/stop"))
+        .header("cookie", &who.cookie)
+        .header("x-csrf-token", &who.csrf)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn refused_with(r: reqwest::Response, status: u16, code: &str) -> String {
+    assert_eq!(r.status(), status);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], code, "{v}");
+    v["detail"].as_str().unwrap_or_default().to_string()
+}
+
+/// Start, every other session of the admin ended, the app told both
+/// users, and back to the starting page as the admin.
+async fn start_and_stop(f: &Fixture) {
+    let c = client();
+    let base = f.url("");
+    let other_browser = login(&c, &base, "admin@demo.test", DEMO_PW).await;
+    let ada = login(&c, &base, "admin@demo.test", DEMO_PW).await;
+    assert_eq!(whoami(&c, &base, &other_browser).await.0, 200);
+
+    let r = impersonate(
+        &c,
+        &base,
+        &ada,
+        json!({"user": "u-globex-gia", "return_to": "/companies?sort=arr", "reason": "ticket 4711"}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let gia = signed_from(&c, &base, &r).await;
+    assert_ne!(gia.cookie, ada.cookie, "a new token, never the admin's");
+    let (_, me) = whoami(&c, &base, &gia).await;
+    assert_eq!(me["user"]["id"], "u-globex-gia");
+    assert_eq!(me["impersonator"]["id"], "u-admin");
+
+    // The admin's own session and the one in the other browser are over.
+    assert_eq!(whoami(&c, &base, &ada).await.0, 401);
+    assert_eq!(whoami(&c, &base, &other_browser).await.0, 401);
+
+    // The app is told the partner user and the admin, signed together, and
+    // the partner rules apply as to Gia herself.
+    let r = get(&c, &base, &gia, "/api/companies/co-109").await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["identity"]["x-guise-user"], "u-globex-gia", "{v}");
+    assert_eq!(v["identity"]["x-guise-impersonator"], "u-admin", "{v}");
+    assert_eq!(v["identity"]["x-guise-partner"], "p-globex", "{v}");
+    assert_eq!(
+        get(&c, &base, &gia, "/api/companies/co-106").await.status(),
+        403
+    );
+
+    // No impersonation inside an impersonation.
+    let r = impersonate(&c, &base, &gia, json!({"user": "u-acme-anna"})).await;
+    refused_with(r, 409, "already_impersonating").await;
+
+    // Back as the admin, without a password, at the page they came from.
+    let r = stop(&c, &base, &gia).await;
+    assert_eq!(r.status(), 200);
+    let back = signed_from(&c, &base, &r).await;
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["restored"], true);
+    assert_eq!(v["location"], "/companies?sort=arr");
+    let (_, me) = whoami(&c, &base, &back).await;
+    assert_eq!(me["user"]["id"], "u-admin");
+    assert!(me.get("impersonator").is_none(), "{me}");
+    assert_eq!(
+        whoami(&c, &base, &gia).await.0,
+        401,
+        "the impersonation session ended"
+    );
+
+    // The metrics name the impersonation, never a login of Gia's.
+    let m = f.metrics_text().await;
+    assert_eq!(
+        metric_value(&m, "guise_impersonations_total{event=\"start\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric_value(&m, "guise_impersonations_total{event=\"stop\"}"),
+        1.0
+    );
+    assert!(
+        metric_value(
+            &m,
+            "guise_impersonated_requests_total{route=\"company\",status_class=\"2xx\"}"
+        ) >= 1.0,
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn an_admin_views_the_app_as_a_partner_user_and_comes_back() {
+    let f = Fixture::start_with(&demo_yaml(MEMORY, "")).await;
+    start_and_stop(&f).await;
+}
+
+#[tokio::test]
+async fn an_admin_views_the_app_as_a_partner_user_and_comes_back_over_redis() {
+    let redis = RedisServer::start();
+    let f = Fixture::start_with(&demo_yaml(&redis_store(&redis.url()), "")).await;
+    start_and_stop(&f).await;
+}
+
+#[tokio::test]
+async fn every_refused_target_and_caller_gets_a_reason() {
+    let f = Fixture::start_with(&demo_yaml(MEMORY, "")).await;
+    let c = client();
+    let base = f.url("");
+    let ada = login(&c, &base, "admin@demo.test", DEMO_PW).await;
+    for (target, status, code) in [
+        ("u-super", 403, "target_not_allowed"),
+        ("u-admin", 403, "target_not_allowed"),
+        ("u-acme-vera", 403, "no_full_licence"),
+        ("u-bu1", 403, "target_not_allowed"),
+        ("u-nobody", 404, "not_found"),
+    ] {
+        let r = impersonate(&c, &base, &ada, json!({"user": target})).await;
+        refused_with(r, status, code).await;
+    }
+    // An admin without can_impersonate, and a partner user, may not.
+    let sam = login(&c, &base, "super@demo.test", DEMO_PW).await;
+    let r = impersonate(&c, &base, &sam, json!({"user": "u-acme-anna"})).await;
+    refused_with(r, 403, "not_allowed_to_impersonate").await;
+    let anna = login(&c, &base, "anna@acme.test", DEMO_PW).await;
+    let r = impersonate(&c, &base, &anna, json!({"user": "u-acme-arlo"})).await;
+    refused_with(r, 403, "not_allowed_to_impersonate").await;
+
+    // Without the CSRF token, or from another site: refused, nothing changes.
+    let r = c
+        .post(f.url("/_guise/impersonate"))
+        .header("cookie", &ada.cookie)
+        .json(&json!({"user": "u-acme-anna"}))
+        .send()
+        .await
+        .unwrap();
+    refused_with(r, 403, "csrf").await;
+    let r = c
+        .post(f.url("/_guise/impersonate"))
+        .header("cookie", &ada.cookie)
+        .header("x-csrf-token", &ada.csrf)
+        .header("origin", "https://evil.test")
+        .json(&json!({"user": "u-acme-anna"}))
+        .send()
+        .await
+        .unwrap();
+    refused_with(r, 403, "csrf").await;
+    assert_eq!(
+        whoami(&c, &base, &ada).await.0,
+        200,
+        "the admin is still signed in"
+    );
+
+    // Anonymous callers.
+    let r = c
+        .post(f.url("/_guise/impersonate"))
+        .json(&json!({"user": "u-acme-anna"}))
+        .send()
+        .await
+        .unwrap();
+    refused_with(r, 401, "login_required").await;
+    // Stop without an impersonation.
+    let r = stop(&c, &base, &ada).await;
+    refused_with(r, 409, "not_impersonating").await;
+
+    let m = f.metrics_text().await;
+    assert_eq!(
+        metric_value(
+            &m,
+            "guise_impersonation_refusals_total{reason=\"target_not_allowed\"}"
+        ),
+        3.0
+    );
+    assert_eq!(
+        metric_value(&m, "guise_impersonations_total{event=\"start\"}"),
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn access_portal_account_enters_as_the_partners_primary_user() {
+    let f = Fixture::start_with(&demo_yaml(MEMORY, "")).await;
+    let c = client();
+    let base = f.url("");
+    let ada = login(&c, &base, "admin@demo.test", DEMO_PW).await;
+    let r = impersonate(&c, &base, &ada, json!({"partner": "p-acme"})).await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let anna = signed_from(&c, &base, &r).await;
+    assert_eq!(
+        whoami(&c, &base, &anna).await.1["user"]["id"],
+        "u-acme-anna"
+    );
+}
+
+#[tokio::test]
+async fn a_browser_form_post_goes_to_the_partner_view_and_back_to_the_start() {
+    let f = Fixture::start_with(&demo_yaml(MEMORY, "")).await;
+    let c = client();
+    let base = f.url("");
+    let ada = login(&c, &base, "admin@demo.test", DEMO_PW).await;
+    let r = c
+        .post(f.url("/_guise/impersonate"))
+        .header("cookie", &ada.cookie)
+        .header("accept", "text/html")
+        .header("referer", f.url("/companies/co-109"))
+        .form(&[("user", "u-globex-gia"), ("csrf_token", ada.csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/");
+    let gia = signed_from(&c, &base, &r).await;
+    let r = c
+        .post(f.url("/_guise/impersonate/stop"))
+        .header("cookie", &gia.cookie)
+        .header("accept", "text/html")
+        .form(&[("csrf_token", gia.csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        r.headers()["location"],
+        "/companies/co-109",
+        "the Referer it started from"
+    );
+    let back = signed_from(&c, &base, &r).await;
+    assert_eq!(whoami(&c, &base, &back).await.1["user"]["id"], "u-admin");
+}
+
+#[tokio::test]
+async fn the_maximum_duration_ends_the_impersonation_on_the_next_request_and_says_so() {
+    let f = Fixture::start_with(&with_max_minutes(demo_yaml(MEMORY, ""), "0.05")).await;
+    let c = client();
+    let base = f.url("");
+    let ada = login(&c, &base, "admin@demo.test", DEMO_PW).await;
+    let r = impersonate(
+        &c,
+        &base,
+        &ada,
+        json!({"user": "u-globex-gia", "return_to": "/reports"}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let gia = signed_from(&c, &base, &r).await;
+    assert_eq!(
+        get(&c, &base, &gia, "/api/companies/co-109").await.status(),
+        200
+    );
+
+    // Three seconds later the next request is not served as either user.
+    let r = eventually(
+        Duration::from_secs(10),
+        "the impersonation expires",
+        || async {
+            let r = get(&c, &base, &gia, "/api/companies/co-109").await;
+            (r.status() == 409).then_some(r)
+        },
+    )
+    .await;
+    let back = signed_from(&c, &base, &r).await;
+    let detail = refused_with(r, 409, "impersonation_expired").await;
+    assert!(detail.contains("maximum duration"), "{detail}");
+    assert!(detail.contains("signed in as yourself again"), "{detail}");
+    assert_eq!(whoami(&c, &base, &back).await.1["user"]["id"], "u-admin");
+    assert_eq!(whoami(&c, &base, &gia).await.0, 401);
+    assert_eq!(
+        f.metric("guise_impersonations_total{event=\"expiry\"}")
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn an_admin_who_lost_the_right_meanwhile_goes_to_the_login_page() {
+    let f = Fixture::start_with(&demo_yaml(MEMORY, "")).await;
+    let c = client();
+    let base = f.url("");
+    let ada = login(&c, &base, "admin@demo.test", DEMO_PW).await;
+    let r = impersonate(&c, &base, &ada, json!({"user": "u-globex-gia"})).await;
+    let gia = signed_from(&c, &base, &r).await;
+
+    let sam = login(&c, &base, "super@demo.test", DEMO_PW).await;
+    let r = c
+        .patch(f.url("/_guise/admin/users/u-admin"))
+        .header("cookie", &sam.cookie)
+        .header("x-csrf-token", &sam.csrf)
+        .json(&json!({"can_impersonate": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // No silent return: the next request ends the impersonation and the
+    // admin signs in again; a browser is sent to the login page.
+    let r = eventually(
+        Duration::from_secs(5),
+        "the change reaches the session",
+        || async {
+            let r = get(&c, &base, &gia, "/api/companies/co-109").await;
+            (r.status() == 401).then_some(r)
+        },
+    )
+    .await;
+    let cleared = cookie_from(&r, "guise_session").expect("cookie cleared").1;
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    let detail = refused_with(r, 401, "impersonation_ended").await;
+    assert!(detail.contains("you may no longer impersonate"), "{detail}");
+    assert_eq!(whoami(&c, &base, &gia).await.0, 401);
+    assert_eq!(
+        f.metric("guise_impersonations_total{event=\"end\"}").await,
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn an_admin_disabled_meanwhile_is_not_served_as_the_partner_user_either() {
+    let f = Fixture::start_with(&demo_yaml(MEMORY, "")).await;
+    let c = client();
+    let base = f.url("");
+    let ada = login(&c, &base, "admin@demo.test", DEMO_PW).await;
+    let r = impersonate(&c, &base, &ada, json!({"user": "u-globex-gia"})).await;
+    let gia = signed_from(&c, &base, &r).await;
+    let sam = login(&c, &base, "super@demo.test", DEMO_PW).await;
+    let r = c
+        .patch(f.url("/_guise/admin/users/u-admin"))
+        .header("cookie", &sam.cookie)
+        .header("x-csrf-token", &sam.csrf)
+        .json(&json!({"status": "disabled"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let status = get(&c, &base, &gia, "/api/companies/co-109").await.status();
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn contacts_and_leads_stay_hidden_from_an_impersonator_and_exports_are_blocked() {
+    let f = Fixture::start_with(&demo_yaml(MEMORY, "")).await;
+    let c = client();
+    let base = f.url("");
+    // Gia herself sees her partner's contacts.
+    let own = login(&c, &base, "gia@globex.test", DEMO_PW).await;
+    let v: Value = get(&c, &base, &own, "/api/contacts")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["ct-10", "ct-11", "ct-12"], "{v}");
+    assert_eq!(
+        get(&c, &base, &own, "/api/contacts/ct-10").await.status(),
+        200
+    );
+
+    let ada = login(&c, &base, "admin@demo.test", DEMO_PW).await;
+    let r = impersonate(&c, &base, &ada, json!({"user": "u-globex-gia"})).await;
+    let gia = signed_from(&c, &base, &r).await;
+    // The list comes without its records.
+    let r = get(&c, &base, &gia, "/api/contacts").await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["data"], json!([]), "{v}");
+    // A single record is not found; a page is a notice.
+    let r = get(&c, &base, &gia, "/api/contacts/ct-10").await;
+    refused_with(r, 404, "hidden_while_impersonating").await;
+    let r = c
+        .get(f.url("/contacts"))
+        .header("cookie", &gia.cookie)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("hidden while viewing the app as another user"),
+        "{page}"
+    );
+    assert!(!page.contains("Jules Ferreira"));
+    // Exports are refused with the reason.
+    let r = get(&c, &base, &gia, "/api/contacts/export").await;
+    let detail = refused_with(r, 403, "export_blocked_while_impersonating").await;
+    assert!(detail.contains("exports are disabled"), "{detail}");
+}
+
+#[tokio::test]
+async fn an_admin_lists_impersonations_in_progress_and_ends_one() {
+    let f = Fixture::start_with(&demo_yaml(MEMORY, "")).await;
+    let c = client();
+    let base = f.url("");
+    let ada = login(&c, &base, "admin@demo.test", DEMO_PW).await;
+    let r = impersonate(
+        &c,
+        &base,
+        &ada,
+        json!({"user": "u-globex-gia", "reason": "ticket 9"}),
+    )
+    .await;
+    let gia = signed_from(&c, &base, &r).await;
+
+    let sam = login(&c, &base, "super@demo.test", DEMO_PW).await;
+    let v: Value = get(&c, &base, &sam, "/_guise/admin/impersonations")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let list = v["impersonations"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{v}");
+    assert_eq!(list[0]["impersonator"]["id"], "u-admin");
+    assert_eq!(list[0]["user"]["id"], "u-globex-gia");
+    assert_eq!(list[0]["reason"], "ticket 9");
+    let reference = list[0]["session"].as_str().unwrap().to_string();
+    assert_eq!(reference, gia.session);
+    assert_eq!(f.metric("guise_impersonations_active").await, 1.0);
+
+    // The impersonator cannot list them: they are not an admin as Gia.
+    let r = get(&c, &base, &gia, "/_guise/admin/impersonations").await;
+    assert_eq!(r.status(), 403);
+
+    let r = c
+        .post(f.url(&format!("/_guise/admin/impersonations/{reference}/end")))
+        .header("cookie", &sam.cookie)
+        .header("x-csrf-token", &sam.csrf)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(whoami(&c, &base, &gia).await.0, 401);
+    assert_eq!(f.metric("guise_impersonations_active").await, 0.0);
+}
+
+#[tokio::test]
+async fn starting_on_one_node_signs_the_admin_out_on_another_at_once() {
+    let redis = RedisServer::start();
+    let yaml = demo_yaml(&redis_store(&redis.url()), "");
+    let a = Fixture::start_with(&yaml).await;
+    let b = Fixture::start_with(&yaml).await;
+    let c = client();
+    let on_a = login(&c, &a.url(""), "admin@demo.test", DEMO_PW).await;
+    // Cached on node A.
+    assert_eq!(whoami(&c, &a.url(""), &on_a).await.0, 200);
+    let on_b = login(&c, &b.url(""), "admin@demo.test", DEMO_PW).await;
+    let r = impersonate(&c, &b.url(""), &on_b, json!({"user": "u-globex-gia"})).await;
+    assert_eq!(r.status(), 200);
+    let gia = signed_from(&c, &b.url(""), &r).await;
+    eventually(
+        Duration::from_secs(2),
+        "node A drops the admin's session",
+        || async { (whoami(&c, &a.url(""), &on_a).await.0 == 401).then_some(()) },
+    )
+    .await;
+    // The impersonation session works on node A too.
+    let (_, me) = whoami(&c, &a.url(""), &gia).await;
+    assert_eq!(me["impersonator"]["id"], "u-admin");
+}
