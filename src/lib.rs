@@ -36,6 +36,9 @@
 //! - [`live`] holds what a reload swaps: config and everything compiled
 //!   from it; [`config`] reads and checks the YAML file; [`reload`] re-reads
 //!   it.
+//! - [`audit`] records every step of an impersonation and every request
+//!   made during one: buffered in memory, written in the background to a
+//!   Redis Stream or a file, and refused (fail closed) when it cannot be.
 //! - [`users`] is the user directory, kept in step across nodes by
 //!   [`user_sync`] through the store's [`events`].
 //! - [`peer`] (the client connection), [`call`] (what an endpoint handler

@@ -1,7 +1,7 @@
 //! Shared state behind one trait: sessions, login-attempt counters, user
 //! records changed through the admin API, one-time tokens (set-password
-//! links), and the event channel that carries revocations between gateway
-//! nodes.
+//! links), the impersonation audit stream, and the event channel that
+//! carries revocations between gateway nodes.
 //!
 //! Two implementations pass the same conformance tests: [`memory`] (one
 //! node, the embedded default) and [`redis`] (standalone, Sentinel or
@@ -93,6 +93,48 @@ pub enum StoreError {
     /// instead of running without sessions.
     #[error("session store misconfigured: {0}")]
     Config(String),
+    /// The caller passed an argument the store cannot use (an audit cursor
+    /// that is not an entry id). A bug of the caller, which should have
+    /// checked it: nothing was asked of the backend.
+    #[error("session store refused an argument: {0}")]
+    Invalid(String),
+}
+
+/// The id of an audit stream entry, `<unix ms>-<sequence>` as Redis Streams
+/// make them: ordered by time, then by sequence within a millisecond.
+///
+/// Parsed strictly (two decimal numbers and a dash), so a cursor from a
+/// client is checked before any store sees it; Redis itself would also take
+/// `-`, `+` or a bare millisecond, which mean other things in a range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StreamId {
+    pub ms: u64,
+    pub seq: u64,
+}
+
+impl std::str::FromStr for StreamId {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> Result<StreamId, StoreError> {
+        let bad = || StoreError::Invalid(format!("`{s}` is not an audit entry id (<ms>-<seq>)"));
+        let (ms, seq) = s.split_once('-').ok_or_else(bad)?;
+        let number = |n: &str| {
+            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            n.parse::<u64>().map_err(|_| bad())
+        };
+        Ok(StreamId {
+            ms: number(ms)?,
+            seq: number(seq)?,
+        })
+    }
+}
+
+impl std::fmt::Display for StreamId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
 }
 
 #[async_trait]
@@ -194,6 +236,31 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every saved record of `kind`, id → JSON.
     async fn load_records(&self, kind: &str) -> Result<Vec<(String, String)>, StoreError>;
+
+    // === the impersonation audit stream ===
+
+    /// Append `entries` (one JSON document each) to the audit stream, in
+    /// order, keeping about the newest `max_len`: at least that many, as
+    /// Redis' `MAXLEN ~`, which trims only whole stream nodes because exact
+    /// trimming costs a node rewrite per append. One round trip, all or
+    /// nothing.
+    ///
+    /// Never repeated by the store itself, unlike the other operations: a
+    /// batch whose answer was lost fails, though Redis may have appended
+    /// it, and a caller that tries again may append it twice. The audit
+    /// writer does try again, so the stream is at-least-once.
+    async fn append_audit(&self, entries: &[String], max_len: u64) -> Result<(), StoreError>;
+
+    /// Up to `count` audit entries, newest first, as (id, JSON): from the
+    /// newest, or strictly older than `before` (an id an earlier answer
+    /// gave, in the form of [`StreamId`]; anything else is
+    /// [`StoreError::Invalid`]). An entry without the record field (added
+    /// by hand) reads as an empty string.
+    async fn read_audit(
+        &self,
+        before: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<(String, String)>, StoreError>;
 
     // === events between nodes ===
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use guise::config::RedisConfig;
 use guise::store::memory::MemoryStore;
 use guise::store::redis::{RedisStore, RedisTimeouts};
-use guise::store::{SessionKey, SessionRecord, Store, StoreError, StoreEvent};
+use guise::store::{SessionKey, SessionRecord, Store, StoreError, StoreEvent, StreamId};
 use support::redis::{RedisCluster, RedisSentinel, RedisServer, SENTINEL_MASTER};
 use support::{eventually, free_port};
 use tokio::sync::broadcast;
@@ -405,6 +405,8 @@ async fn conformance(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     );
     assert_eq!(a.load_records("bundle").await.unwrap(), vec![]);
 
+    audit_conformance(&*a, &*b).await;
+
     // --- events between stores ---
     let mut on_b = b.subscribe();
     let mut on_a = a.subscribe();
@@ -430,6 +432,88 @@ async fn conformance(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     };
     b.publish(&ev2).await.unwrap();
     assert_eq!(next_real_event(&mut on_a).await, ev2);
+}
+
+/// Audit entries as read back, newest first.
+async fn audit_entries(s: &dyn Store, before: Option<&str>, count: usize) -> Vec<(String, String)> {
+    s.read_audit(before, count).await.expect("read_audit")
+}
+
+/// The audit stream's claims: order, ids, paging with `before`, trimming.
+/// Runs on a fresh backend, where the stream starts empty.
+async fn audit_conformance(a: &dyn Store, b: &dyn Store) {
+    assert_eq!(audit_entries(a, None, 10).await, vec![], "starts empty");
+    // Values JSON and Redis could both mangle if handled as anything but
+    // opaque bytes.
+    let first: Vec<String> = vec![
+        r#"{"n":0,"s":"\"quoted\" \\ ü \n"}"#.to_string(),
+        r#"{"n":1}"#.to_string(),
+        r#"{"n":2}"#.to_string(),
+    ];
+    a.append_audit(&first, 1_000).await.unwrap();
+    b.append_audit(&[r#"{"n":3}"#.to_string()], 1_000)
+        .await
+        .unwrap();
+    a.append_audit(&[], 1_000).await.unwrap();
+
+    let all = audit_entries(b, None, 10).await;
+    let jsons: Vec<&str> = all.iter().map(|(_, j)| j.as_str()).collect();
+    assert_eq!(
+        jsons,
+        vec![r#"{"n":3}"#, r#"{"n":2}"#, r#"{"n":1}"#, first[0].as_str()],
+        "newest first, in the order appended, from either store, byte for byte"
+    );
+    let ids: Vec<StreamId> = all.iter().map(|(id, _)| id.parse().unwrap()).collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] > w[1]),
+        "ids strictly decrease: {ids:?}"
+    );
+
+    // Paging: `before` is exclusive, and the pages add up to the whole.
+    let page1 = audit_entries(a, None, 2).await;
+    assert_eq!(page1, all[..2]);
+    let page2 = audit_entries(a, Some(&page1[1].0), 2).await;
+    assert_eq!(page2, all[2..4], "strictly older than the cursor");
+    assert_eq!(audit_entries(a, Some(&page2[1].0), 2).await, vec![]);
+    assert_eq!(audit_entries(a, Some("0-0"), 2).await, vec![]);
+    assert_eq!(audit_entries(a, None, 0).await, vec![]);
+    // A cursor between entries (not an id that exists) works as well.
+    let newest: StreamId = all[0].0.parse().unwrap();
+    let past_all = StreamId {
+        ms: newest.ms + 1,
+        seq: 0,
+    };
+    assert_eq!(audit_entries(a, Some(&past_all.to_string()), 10).await, all);
+    for bad in ["", "12", "-", "+", "1-2-3", "x-1", "1-", "(1-0"] {
+        assert!(
+            matches!(
+                a.read_audit(Some(bad), 10).await,
+                Err(StoreError::Invalid(_))
+            ),
+            "cursor {bad:?} is refused"
+        );
+    }
+
+    // Trimming keeps at least `max_len`, the newest. Redis trims whole
+    // stream nodes (100 entries by default) as `MAXLEN ~` does, so a
+    // thousand appends in batches must have dropped some.
+    let batch = |round: usize| -> Vec<String> {
+        (0..100)
+            .map(|i| format!(r#"{{"round":{round},"i":{i}}}"#))
+            .collect()
+    };
+    for round in 0..10 {
+        a.append_audit(&batch(round), 150).await.unwrap();
+    }
+    let kept = audit_entries(b, None, 10_000).await;
+    assert!(
+        (150..1_000).contains(&kept.len()),
+        "kept {} of 1004 with max_len 150",
+        kept.len()
+    );
+    let expected: Vec<String> = (0..10).flat_map(batch).rev().take(kept.len()).collect();
+    let kept_jsons: Vec<String> = kept.into_iter().map(|(_, j)| j).collect();
+    assert_eq!(kept_jsons, expected, "what is kept is the newest, in order");
 }
 
 #[tokio::test]
@@ -547,6 +631,8 @@ async fn every_operation_fails_promptly(s: &dyn Store) {
     fails_promptly("save_record", s.save_record("k", "x", "{}")).await;
     fails_promptly("load_records", s.load_records("k")).await;
     fails_promptly("publish", s.publish(&StoreEvent::Resync)).await;
+    fails_promptly("append_audit", s.append_audit(&["{}".to_string()], 10)).await;
+    fails_promptly("read_audit", s.read_audit(None, 10)).await;
 }
 
 async fn wait_until_up(s: &dyn Store) {
@@ -654,6 +740,32 @@ async fn redis_store_hides_a_restart_that_happened_while_it_was_idle() {
     // operation finds out and repeats itself on a new connection.
     assert_eq!(store.get_session(&key("idle")).await.unwrap(), None);
     assert_eq!(store.hit("once", LONG).await.unwrap().count, 1);
+}
+
+#[tokio::test]
+async fn redis_store_never_repeats_an_audit_append_after_a_restart_it_did_not_see() {
+    let mut server = RedisServer::start();
+    let port = server.port();
+    let store = redis_store(single(&server.url()));
+    store.ping().await.unwrap();
+    server.kill();
+    let _server = RedisServer::start_on(port);
+    // Unlike every other operation (see the test above), the append is not
+    // sent again on a new connection: a batch that reached Redis before
+    // the connection died would be appended twice. It fails, and the
+    // caller's next attempt goes through, once.
+    let entry = vec![r#"{"once":true}"#.to_string()];
+    assert!(matches!(
+        store.append_audit(&entry, 10).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    store.append_audit(&entry, 10).await.unwrap();
+    let stored = store.read_audit(None, 10).await.unwrap();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(
+        support::redis::command(port, &["XLEN", "guise:audit"]).unwrap(),
+        support::redis::Reply::Int(1)
+    );
 }
 
 #[tokio::test]

@@ -8,9 +8,11 @@
 //! only node there is).
 //!
 //! Time comes from [`tokio::time::Instant`] so unit tests pause the tokio
-//! clock and advance it instead of sleeping.
+//! clock and advance it instead of sleeping. Audit entry ids are the
+//! exception: like Redis' they carry wall-clock milliseconds, because they
+//! are read as times (see [`crate::audit`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -18,7 +20,7 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
-use super::{Hit, SessionKey, SessionRecord, Store, StoreError, StoreEvent};
+use super::{Hit, SessionKey, SessionRecord, Store, StoreError, StoreEvent, StreamId};
 
 /// How many events a slow subscriber may fall behind before it lags (and
 /// sees `RecvError::Lagged`, on which a cache should drop everything).
@@ -54,6 +56,11 @@ struct State {
     /// One-time tokens: key → (value, expiry).
     once: HashMap<String, (String, Instant)>,
     records: BTreeMap<(String, String), String>,
+    /// The audit ring, oldest first; ids strictly increase.
+    audit: VecDeque<(StreamId, String)>,
+    /// The last id handed out, so ids keep increasing even after the ring
+    /// was emptied or the wall clock stepped back.
+    audit_last: StreamId,
     next_sweep: Instant,
 }
 
@@ -86,6 +93,8 @@ impl MemoryStore {
                 users: BTreeMap::new(),
                 once: HashMap::new(),
                 records: BTreeMap::new(),
+                audit: VecDeque::new(),
+                audit_last: StreamId { ms: 0, seq: 0 },
                 next_sweep: Instant::now() + SWEEP_EVERY,
             }),
             events,
@@ -126,6 +135,27 @@ impl State {
             self.remove(key);
         }
         self.sessions.get_mut(key)
+    }
+
+    /// The next audit entry id, made as Redis makes them: the wall clock's
+    /// millisecond, or the last id's with the next sequence number when the
+    /// clock has not moved past it.
+    fn next_audit_id(&mut self) -> StreamId {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        let last = self.audit_last;
+        let id = if now_ms > last.ms {
+            StreamId { ms: now_ms, seq: 0 }
+        } else {
+            StreamId {
+                ms: last.ms,
+                seq: last.seq.saturating_add(1),
+            }
+        };
+        self.audit_last = id;
+        id
     }
 
     fn sweep_if_due(&mut self, now: Instant) {
@@ -354,6 +384,42 @@ impl Store for MemoryStore {
             .iter()
             .filter(|((k, _), _)| k == kind)
             .map(|((_, id), json)| (id.clone(), json.clone()))
+            .collect())
+    }
+
+    async fn append_audit(&self, entries: &[String], max_len: u64) -> Result<(), StoreError> {
+        let mut st = self.lock();
+        for json in entries {
+            let id = st.next_audit_id();
+            st.audit.push_back((id, json.clone()));
+        }
+        // Trimmed exactly: a ring of `max_len`, which keeps the promise of
+        // "at least `max_len`" that Redis' approximate trimming makes.
+        let keep = usize::try_from(max_len).unwrap_or(usize::MAX);
+        let excess = st.audit.len().saturating_sub(keep);
+        st.audit.drain(..excess);
+        Ok(())
+    }
+
+    async fn read_audit(
+        &self,
+        before: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let before: Option<StreamId> = before.map(str::parse).transpose()?;
+        let st = self.lock();
+        // Ids increase along the ring, so those older than `before` are a
+        // prefix of it: find where it ends, then walk back.
+        let end = match before {
+            Some(b) => st.audit.partition_point(|(id, _)| *id < b),
+            None => st.audit.len(),
+        };
+        Ok(st
+            .audit
+            .range(..end)
+            .rev()
+            .take(count)
+            .map(|(id, json)| (id.to_string(), json.clone()))
             .collect())
     }
 

@@ -11,6 +11,7 @@
 //! | `guise:users`                    | hash   | user id → JSON user record                    |
 //! | `guise:records:<kind>`           | hash   | id → JSON record (partners, bundles, tenants)  |
 //! | `guise:once:{<key>}`             | string | a one-time token's value, `PX` = how long it is remembered; spent by `SET XX KEEPTTL GET` |
+//! | `guise:audit`                    | stream | impersonation audit entries, field `r` = JSON record, `MAXLEN ~` |
 //! | channel `guise:events`           | pubsub | JSON [`StoreEvent`]                           |
 //!
 //! Every command and every Lua script touches exactly one key, so all of
@@ -21,7 +22,8 @@
 //! concurrently, so it costs one round trip of latency but is not atomic:
 //! a failure half way leaves at worst an index entry without a session
 //! (pruned on read) or a session missing from the count (gone after its
-//! idle timeout).
+//! idle timeout). The audit stream is one key, so on a Cluster it lives
+//! on one shard (about 300 bytes an entry: 30 MB at the default length).
 //!
 //! `user_sessions` assumes the session layer refuses a session after its
 //! `absolute_expiry`: index entries are kept until then (or until the idle
@@ -60,13 +62,17 @@ use self::runtime::StoreRuntime;
 use self::scripts::Scripts;
 use self::subscriber::Subscriber;
 use super::memory::MemoryStore;
-use super::{Hit, SessionKey, SessionRecord, Store, StoreError, StoreEvent};
+use super::{Hit, SessionKey, SessionRecord, Store, StoreError, StoreEvent, StreamId};
 use crate::config::{RedisConfig, SessionStoreConfig};
 
 /// The pub/sub channel events travel on.
 pub const EVENTS_CHANNEL: &str = "guise:events";
 const ACTIVE_KEY: &str = "guise:active-sessions";
 const USERS_KEY: &str = "guise:users";
+/// The impersonation audit stream.
+pub const AUDIT_KEY: &str = "guise:audit";
+/// The one field of an audit stream entry: the record as JSON.
+const AUDIT_FIELD: &str = "r";
 
 /// How many events a slow subscriber may fall behind before it lags (and
 /// sees `RecvError::Lagged`, on which a cache should drop everything).
@@ -159,6 +165,15 @@ pub struct RedisStore {
     /// Last field: dropped after everything above, it stops the subscriber
     /// loop and closes every connection.
     runtime: StoreRuntime,
+}
+
+/// Whether [`RedisStore::exec`] may send an operation a second time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repeat {
+    /// Once more on a fresh connection after "connection dropped".
+    OnDrop,
+    /// Never: the operation is not idempotent enough to risk it.
+    Never,
 }
 
 /// Why an operation's body failed: Redis itself, or what Redis returned.
@@ -263,7 +278,35 @@ impl RedisStore {
     /// delivered twice: one more cache eviction) and `swap_once` (a token
     /// whose first swap spent it but whose answer was lost reads as
     /// already used: the link fails closed, and an admin sends another).
+    /// `append_audit` is the exception (see [`RedisStore::exec_once`]).
     async fn exec<T, F, Fut>(&self, op: &'static str, body: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Arc<Shared>, Conn) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = Result<T, OpError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.run(op, Repeat::OnDrop, body).await
+    }
+
+    /// [`RedisStore::exec`] without the repeat: a dropped connection fails
+    /// the operation. For appends to the audit stream, where a repeat of a
+    /// batch that did reach Redis would record every entry twice; the
+    /// audit writer retries on its own, after a backoff.
+    async fn exec_once<T, F, Fut>(&self, op: &'static str, body: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Arc<Shared>, Conn) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = Result<T, OpError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.run(op, Repeat::Never, body).await
+    }
+
+    async fn run<T, F, Fut>(
+        &self,
+        op: &'static str,
+        repeat: Repeat,
+        body: F,
+    ) -> Result<T, StoreError>
     where
         F: FnOnce(Arc<Shared>, Conn) -> Fut + Clone + Send + 'static,
         Fut: Future<Output = Result<T, OpError>> + Send + 'static,
@@ -275,7 +318,7 @@ impl RedisStore {
             let deadline = tokio::time::Instant::now() + budget;
             let out_of_time =
                 || StoreError::Unavailable(format!("redis {op}: no answer within {budget:?}"));
-            let mut retried = false;
+            let mut retried = repeat == Repeat::Never;
             loop {
                 // Bounded by itself (connect + response), which leaves at
                 // least one response timeout for the commands the first
@@ -691,6 +734,75 @@ impl Store for RedisStore {
             let all: std::collections::BTreeMap<String, String> =
                 redis::cmd("HGETALL").arg(&key).query_async(&mut c).await?;
             Ok(all.into_iter().collect())
+        })
+        .await
+    }
+
+    async fn append_audit(&self, entries: &[String], max_len: u64) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        // MULTI/EXEC in one pipeline: one round trip, and Redis applies the
+        // whole batch or none of it, so a retry after a failure never
+        // leaves half a batch behind. Every command names the one key, so
+        // a Cluster routes the pipeline to its shard.
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for json in entries {
+            pipe.cmd("XADD")
+                .arg(AUDIT_KEY)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(max_len)
+                .arg("*")
+                .arg(AUDIT_FIELD)
+                .arg(json)
+                .ignore();
+        }
+        self.exec_once("append_audit", move |_, mut c| async move {
+            pipe.query_async::<()>(&mut c).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn read_audit(
+        &self,
+        before: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        // Parsed and written back, so Redis only ever sees a well-formed id
+        // (it would read `-`, `+` or a bare millisecond as other bounds).
+        let end = match before.map(str::parse::<StreamId>).transpose()? {
+            // Nothing is older than the very first id; Redis would refuse
+            // the empty interval instead of answering it.
+            Some(StreamId { ms: 0, seq: 0 }) => return Ok(Vec::new()),
+            Some(id) => format!("({id}"),
+            None => "+".to_string(),
+        };
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        self.exec("read_audit", move |_, mut c| async move {
+            let entries: Vec<(String, std::collections::HashMap<String, String>)> =
+                redis::cmd("XREVRANGE")
+                    .arg(AUDIT_KEY)
+                    .arg(&end)
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(count)
+                    .query_async(&mut c)
+                    .await?;
+            // An entry someone else added without our field reads as "",
+            // which is no JSON: the reader skips it and pages on, where an
+            // error would make every older entry unreachable.
+            Ok(entries
+                .into_iter()
+                .map(|(id, mut fields)| {
+                    let json = fields.remove(AUDIT_FIELD).unwrap_or_default();
+                    (id, json)
+                })
+                .collect())
         })
         .await
     }
