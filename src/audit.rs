@@ -601,3 +601,17 @@ impl BackgroundService for AuditWriter {
 
 #[cfg(test)]
 mod tests;
+
+/// The process exits without running destructors: what is buffered is
+/// written first, within the time given.
+impl crate::drain::BeforeExit for Audit {
+    fn before_exit(&self, timeout: Duration) {
+        let left = self.buffered();
+        if left > 0 && !self.wait_flushed(timeout) {
+            tracing::error!(
+                unwritten = self.buffered(),
+                "exiting with impersonation audit records that could not be written"
+            );
+        }
+    }
+}

@@ -85,6 +85,24 @@ impl Drain {
     }
 }
 
+/// Something to finish before the process exits: the process ends with
+/// `exit`, which runs no destructors, so buffered work (the impersonation
+/// audit) would be lost.
+pub trait BeforeExit: Send + Sync {
+    /// Finish within `timeout`.
+    fn before_exit(&self, timeout: Duration);
+}
+
+/// How long each [`BeforeExit`] gets.
+pub const BEFORE_EXIT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Run every [`BeforeExit`].
+pub fn finish(before_exit: &[Arc<dyn BeforeExit>]) {
+    for b in before_exit {
+        b.before_exit(BEFORE_EXIT_TIMEOUT);
+    }
+}
+
 /// The binary's signal handling (see the module docs).
 pub struct TermSignals {
     pub drain: Arc<Drain>,
@@ -92,6 +110,8 @@ pub struct TermSignals {
     pub grace: Duration,
     /// In-flight requests get this long once the listeners closed.
     pub timeout: Duration,
+    /// Finished before the process exits.
+    pub before_exit: Vec<Arc<dyn BeforeExit>>,
 }
 
 #[async_trait]
@@ -126,6 +146,7 @@ impl ShutdownSignalWatch for TermSignals {
         }
         let drain = self.drain.clone();
         let timeout = self.timeout;
+        let before_exit = self.before_exit.clone();
         // pingora closes the listeners when this returns, then waits (its
         // grace period is set to our timeout) before cancelling what runs;
         // this thread ends the process as soon as nothing runs any more.
@@ -145,6 +166,7 @@ impl ShutdownSignalWatch for TermSignals {
                         "shutdown_timeout_seconds passed with requests still in flight; cutting them"
                     );
                 }
+                finish(&before_exit);
                 std::process::exit(0)
             });
         if let Err(e) = spawned {

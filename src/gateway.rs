@@ -12,6 +12,7 @@
 //! | `GET /_guise/session` | who am I, and my CSRF token |
 //! | `POST /_guise/impersonate`, `POST /_guise/impersonate/stop` | impersonation ([`crate::impersonation`]) |
 //! | `GET /_guise/admin/impersonations`, `POST /_guise/admin/impersonations/{session}/end` | impersonations in progress |
+//! | `GET /_guise/admin/audit` | the impersonation audit |
 //! | `/_guise/admin/...` | the admin API |
 //! | `GET /_guise/partner`, `POST /_guise/tenants/{id}/enter`, `POST /_guise/tenants/leave` | "Login as me" ([`crate::tenants`]) |
 //! | `GET/POST /_guise/set-password` | a welcome email's set-password page ([`crate::welcome`]) |
@@ -146,6 +147,9 @@ impl Endpoints {
             ("POST", "impersonate") => self.impersonations(call.peer.https).start(s, call).await,
             ("POST", "impersonate/stop") => {
                 self.impersonations(call.peer.https).stop(s, call).await
+            }
+            ("GET" | "HEAD", "admin/audit") => {
+                self.impersonations(call.peer.https).audit(s, call).await
             }
             ("GET" | "HEAD", "admin/impersonations") => {
                 self.impersonations(call.peer.https).list(s, call).await

@@ -231,7 +231,7 @@ impl ProxyHttp for GatewayProxy {
             let ended = Box::pin(
                 self.endpoints
                     .impersonations(call.peer.https)
-                    .end_on_request(call, &subject, ending),
+                    .end_on_request(call, session.req_header(), &subject, ending),
             )
             .await;
             return match ended {
@@ -243,7 +243,13 @@ impl ProxyHttp for GatewayProxy {
         let impersonating = ctx.subject.as_ref().is_some_and(|s| s.is_impersonating());
         if proxied && impersonating && !self.endpoints.audit.accepting() {
             return self
-                .refuse(session, ctx, &crate::audit::AuditError::Unavailable)
+                .refuse(
+                    session,
+                    ctx,
+                    &crate::audit::AuditError::Unavailable(
+                        "the impersonation audit cannot be written".into(),
+                    ),
+                )
                 .await;
         }
         let req = session.req_header();
@@ -561,12 +567,12 @@ impl ProxyHttp for GatewayProxy {
                 .with_label_values(&[route, status_class(status)])
                 .inc();
             let rec = crate::audit::AuditRecord {
-                time_ms: self.clock.unix_now() * 1000,
+                time_ms: crate::audit::unix_ms(),
                 event: crate::audit::AuditEvent::Request,
                 impersonator: subject.actor.id.clone(),
                 user: Some(subject.effective.id.clone()),
-                method: Some(session.req_header().method.to_string()),
-                path: Some(session.req_header().uri.path().to_string()),
+                method: session.req_header().method.to_string(),
+                path: session.req_header().uri.path().to_string(),
                 status: Some(status),
                 reason: None,
                 session: Some(subject.session.record.reference.clone()),

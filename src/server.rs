@@ -6,7 +6,7 @@
 //! and a non-zero exit instead of a panic inside a service.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -22,10 +22,11 @@ use pingora::services::listening::Service;
 use tokio::sync::oneshot;
 
 use crate::admin::AdminApi;
+use crate::audit::{Audit, Sink};
 use crate::auth::AuthService;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Env};
-use crate::drain::{Drain, NotDraining, TermSignals};
+use crate::drain::{BeforeExit, Drain, NotDraining, TermSignals};
 use crate::events::EventListener;
 use crate::gateway::Endpoints;
 use crate::live::{Live, SharedLive};
@@ -90,6 +91,8 @@ pub struct Gateway {
     drain: Arc<Drain>,
     grace: Duration,
     shutdown_timeout: Duration,
+    /// Finished before the process exits (the audit's buffer).
+    before_exit: Vec<Arc<dyn BeforeExit>>,
 }
 
 impl Gateway {
@@ -175,6 +178,21 @@ impl Gateway {
         });
         let impersonation = crate::impersonation::metrics::Metrics::new(&metrics)
             .map_err(|e| StartError::Metrics(e.to_string()))?;
+        // The impersonation audit: a Redis Stream, or a JSON-lines file next
+        // to the configuration with the memory store.
+        let audit_settings = &config.impersonation.audit;
+        let config_dir = opts
+            .config_path
+            .as_deref()
+            .and_then(|p| p.parent())
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let sink = Sink::from_settings(audit_settings, store.clone(), &config_dir);
+        let (audit, audit_writer) = Audit::new(sink, audit_settings.buffer);
+        audit
+            .register_metrics(&metrics)
+            .map_err(|e| StartError::Metrics(e.to_string()))?;
+        server.add_service(background_service("impersonation audit", audit_writer));
         let active_impersonations = Arc::new(crate::impersonation::metrics::ActiveGauge {
             sessions: sessions.clone(),
             directory: directory.clone(),
@@ -190,7 +208,7 @@ impl Gateway {
             },
             partners: partners.clone(),
             welcome,
-            audit: Arc::new(crate::audit::Audit),
+            audit: Arc::new(audit.clone()),
             impersonation,
         });
         let limits = ConnectionLimits {
@@ -320,6 +338,7 @@ impl Gateway {
             drain,
             grace,
             shutdown_timeout,
+            before_exit: vec![Arc::new(audit)],
         })
     }
 
@@ -331,8 +350,10 @@ impl Gateway {
                 drain: self.drain,
                 grace: self.grace,
                 timeout: self.shutdown_timeout,
+                before_exit: self.before_exit.clone(),
             }),
         });
+        crate::drain::finish(&self.before_exit);
         std::process::exit(0)
     }
 

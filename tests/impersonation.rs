@@ -148,6 +148,54 @@ async fn start_and_stop(f: &Fixture) {
         "the impersonation session ended"
     );
 
+    // The audit has every step under the admin, newest first.
+    let v: Value = eventually(Duration::from_secs(5), "the audit is written", || async {
+        let v: Value = get(&c, &base, &back, "/_guise/admin/audit?impersonator=u-admin")
+            .await
+            .json()
+            .await
+            .unwrap();
+        let events: Vec<&str> = v["entries"]
+            .as_array()?
+            .iter()
+            .filter_map(|e| e["event"].as_str())
+            .collect();
+        (events.contains(&"stop") && events.last() == Some(&"start")).then_some(v.clone())
+    })
+    .await;
+    let entries = v["entries"].as_array().unwrap();
+    let start = entries.last().unwrap();
+    assert_eq!(start["user"], "u-globex-gia");
+    assert_eq!(start["reason"], "ticket 4711");
+    assert_eq!(start["method"], "POST");
+    assert_eq!(start["path"], "/_guise/impersonate");
+    let request = entries
+        .iter()
+        .find(|e| e["event"] == "request" && e["path"] == "/api/companies/co-106")
+        .expect("the refused request is audited too");
+    assert_eq!(request["status"], 403);
+    assert_eq!(request["session"], gia.session.as_str());
+    let refused = entries
+        .iter()
+        .find(|e| e["event"] == "refusal")
+        .expect("refusal audited");
+    assert_eq!(refused["status"], 409);
+    // Filters: a user nobody impersonated has no entries.
+    let v: Value = get(&c, &base, &back, "/_guise/admin/audit?user=u-acme-anna")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["entries"], json!([]), "{v}");
+    let r = get(&c, &base, &back, "/_guise/admin/audit?colour=red").await;
+    assert_eq!(r.status(), 400);
+    // Only admins read it.
+    let anna = login(&c, &base, "anna@acme.test", DEMO_PW).await;
+    assert_eq!(
+        get(&c, &base, &anna, "/_guise/admin/audit").await.status(),
+        403
+    );
+
     // The metrics name the impersonation, never a login of Gia's.
     let m = f.metrics_text().await;
     assert_eq!(
@@ -538,4 +586,92 @@ async fn starting_on_one_node_signs_the_admin_out_on_another_at_once() {
     // The impersonation session works on node A too.
     let (_, me) = whoami(&c, &a.url(""), &gia).await;
     assert_eq!(me["impersonator"]["id"], "u-admin");
+}
+
+/// Redis goes away in the middle of an impersonation: requests go on from
+/// the session cache while the audit buffers their records, and are refused
+/// (503) once the buffer is full, never served unaudited. When Redis is
+/// back, the buffered records reach the stream and requests are served
+/// again.
+#[tokio::test]
+async fn with_redis_gone_impersonated_requests_are_buffered_then_refused_never_unaudited() {
+    let mut redis = RedisServer::start();
+    let port = redis.port();
+    let extra = "";
+    let yaml = demo_yaml(&redis_store(&redis.url()), extra).replace(
+        "  audit:\n    file: guise-demo-audit.jsonl\n",
+        "  audit:\n    buffer: 3\n",
+    );
+    assert!(yaml.contains("buffer: 3"), "demo.yaml changed shape");
+    let f = Fixture::start_with(&yaml).await;
+    let c = client();
+    let base = f.url("");
+    let ada = login(&c, &base, "admin@demo.test", DEMO_PW).await;
+    let r = impersonate(&c, &base, &ada, json!({"user": "u-globex-gia"})).await;
+    let gia = signed_from(&c, &base, &r).await;
+    assert_eq!(
+        get(&c, &base, &gia, "/api/companies/co-109").await.status(),
+        200
+    );
+
+    redis.kill();
+    // Served from the session cache while the buffer takes the records;
+    // then refused.
+    let mut served = 0;
+    let refusal = loop {
+        let r = get(&c, &base, &gia, "/api/companies/co-110").await;
+        match r.status().as_u16() {
+            200 => served += 1,
+            503 => break r,
+            other => panic!("unexpected {other}"),
+        }
+        assert!(served <= 3, "more requests served than the buffer holds");
+    };
+    let v: Value = refusal.json().await.unwrap();
+    assert_eq!(v["error"], "audit_unavailable", "{v}");
+    assert!(served >= 1, "the session cache serves while Redis is away");
+    assert!(f.metric("guise_audit_buffered").await >= 1.0);
+
+    // Redis comes back empty (the sessions went with it): the buffered
+    // records are written, and the admin reads them after signing in.
+    let _redis = RedisServer::start_on(port);
+    let sam = eventually(Duration::from_secs(15), "sign-in works again", || async {
+        let r = try_login(&c, &base, "super@demo.test", DEMO_PW).await;
+        if r.status() != 200 {
+            return None;
+        }
+        let (cookie, set_cookie) = cookie_from(&r, "guise_session")?;
+        let v: Value = r.json().await.ok()?;
+        Some(Signed {
+            cookie,
+            set_cookie,
+            csrf: v["csrf_token"].as_str()?.to_string(),
+            session: v["session"].as_str()?.to_string(),
+        })
+    })
+    .await;
+    eventually(
+        Duration::from_secs(10),
+        "the buffered records are written",
+        || async {
+            let v: Value = get(
+                &c,
+                &base,
+                &sam,
+                "/_guise/admin/audit?user=u-globex-gia&limit=100",
+            )
+            .await
+            .json()
+            .await
+            .ok()?;
+            let ok = v["entries"]
+                .as_array()?
+                .iter()
+                .filter(|e| e["path"] == "/api/companies/co-110" && e["status"] == 200)
+                .count();
+            (ok == served).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(f.metric("guise_audit_buffered").await, 0.0);
 }

@@ -7,6 +7,7 @@
 //! | `POST /_guise/impersonate/stop` | back to the admin's own view, at the page they started from |
 //! | `GET /_guise/admin/impersonations` | impersonations in progress |
 //! | `POST /_guise/admin/impersonations/{session}/end` | end one (admins) |
+//! | `GET /_guise/admin/audit` | the audit, filtered (`user`, `impersonator`, `since`, `until` in unix ms) and paged (`before`, `limit`) |
 //!
 //! Every state change must come from this site with the session's CSRF
 //! token, and is audited; a refusal too.
@@ -227,6 +228,8 @@ impl Impersonations<'_> {
         call: Call<'_>,
     ) -> Result<(Arc<User>, u64, Vec<(HeaderName, String)>), EndpointError> {
         let subject = call.subject.ok_or(ImpersonationError::NotSignedIn)?;
+        let method = s.req_header().method.to_string();
+        let path = s.req_header().uri.path().to_string();
         csrf::same_origin(s.req_header(), call.peer.https)?;
         let raw = body::read(s).await?;
         let form = StartForm::parse(s.req_header(), &raw)?;
@@ -281,7 +284,9 @@ impl Impersonations<'_> {
         // Nothing of the impersonation may go unrecorded: a full audit
         // buffer refuses before any session changes.
         if !self.audit.accepting() {
-            return Err(crate::audit::AuditError::Unavailable.into());
+            return Err(
+                crate::audit::AuditError::Unavailable("the audit buffer is full".into()).into(),
+            );
         }
         let now = self.sessions.clock().unix_now();
         let state = State {
@@ -313,12 +318,12 @@ impl Impersonations<'_> {
             }
         }
         self.write(AuditRecord {
-            time_ms: self.sessions.clock().unix_now() * 1000,
+            time_ms: crate::audit::unix_ms(),
             event: AuditEvent::Start,
             impersonator: actor.id.clone(),
             user: Some(target.id.clone()),
-            method: None,
-            path: None,
+            method: method.clone(),
+            path: path.clone(),
             status: None,
             reason,
             session: Some(active.record.reference.clone()),
@@ -408,7 +413,14 @@ impl Impersonations<'_> {
         let state =
             State::of(&subject.session.record).ok_or(ImpersonationError::NotImpersonating)?;
         let (restored, cookie) = self
-            .finish(call, subject, &state, AuditEvent::Stop, None)
+            .finish(
+                call,
+                s.req_header(),
+                subject,
+                &state,
+                AuditEvent::Stop,
+                None,
+            )
             .await?;
         let to = match restored {
             true => state.return_to.clone(),
@@ -423,12 +435,15 @@ impl Impersonations<'_> {
     async fn finish(
         &self,
         call: Call<'_>,
+        req: &RequestHeader,
         subject: &Subject,
         state: &State,
         event: AuditEvent,
         ending: Option<Ending>,
     ) -> Result<(bool, (HeaderName, String)), EndpointError> {
         let actor = &subject.actor;
+        let method = req.method.to_string();
+        let path = req.uri.path().to_string();
         let why = match ending {
             Some(e) => format!(
                 "the view as {} ended: {}",
@@ -457,12 +472,12 @@ impl Impersonations<'_> {
             (SET_COOKIE, cookie::clear(self.cookie_name, https))
         };
         self.write(AuditRecord {
-            time_ms: self.sessions.clock().unix_now() * 1000,
+            time_ms: crate::audit::unix_ms(),
             event,
             impersonator: actor.id.clone(),
             user: Some(state.user.clone()),
-            method: None,
-            path: None,
+            method: method.clone(),
+            path: path.clone(),
             status: None,
             reason: Some(why),
             session: Some(subject.session.record.reference.clone()),
@@ -484,6 +499,7 @@ impl Impersonations<'_> {
     pub async fn end_on_request(
         &self,
         call: Call<'_>,
+        req: &RequestHeader,
         subject: &Subject,
         ending: Ending,
     ) -> Result<Ended, EndpointError> {
@@ -494,7 +510,7 @@ impl Impersonations<'_> {
             _ => AuditEvent::End,
         };
         let (restored, cookie) = self
-            .finish(call, subject, &state, event, Some(ending))
+            .finish(call, req, subject, &state, event, Some(ending))
             .await?;
         Ok(Ended {
             ending,
@@ -527,6 +543,23 @@ impl Impersonations<'_> {
         Ok(in_progress(self.sessions, self.directory).await?)
     }
 
+    /// `GET /_guise/admin/audit?user=&impersonator=&since=&until=&before=&limit=`:
+    /// the audit, newest first, a page at a time.
+    pub async fn audit(&self, s: &mut Session, call: Call<'_>) -> pingora::Result<()> {
+        let replies = &call.live.replies;
+        let query = s.req_header().uri.query().unwrap_or("").to_string();
+        let result = async {
+            admin_only(call)?;
+            let q = crate::audit::AuditQuery::parse(&query)?;
+            Ok::<_, EndpointError>(self.audit.read(&q).await?)
+        }
+        .await;
+        match result {
+            Ok(page) => respond::json(s, replies, 200, &page.to_json(), &[]).await,
+            Err(e) => respond::refuse(s, replies, &e).await,
+        }
+    }
+
     /// `POST /_guise/admin/impersonations/{session}/end`.
     pub async fn end(
         &self,
@@ -550,6 +583,8 @@ impl Impersonations<'_> {
         reference: &str,
     ) -> Result<(), EndpointError> {
         let subject = admin_only(call)?;
+        let method = s.req_header().method.to_string();
+        let path = s.req_header().uri.path().to_string();
         csrf::same_origin(s.req_header(), call.peer.https)?;
         let given = match csrf::header_token(s.req_header()) {
             Some(t) => Some(t.to_string()),
@@ -570,12 +605,12 @@ impl Impersonations<'_> {
         let why = format!("{} ended this impersonation", subject.actor.name);
         self.sessions.revoke_because(&found.key, Some(&why)).await?;
         self.write(AuditRecord {
-            time_ms: self.sessions.clock().unix_now() * 1000,
+            time_ms: crate::audit::unix_ms(),
             event: AuditEvent::End,
             impersonator: found.impersonator.id.clone(),
             user: Some(found.state.user.clone()),
-            method: None,
-            path: None,
+            method: method.clone(),
+            path: path.clone(),
             status: None,
             reason: Some(why),
             session: Some(found.reference.clone()),
@@ -591,12 +626,12 @@ impl Impersonations<'_> {
             return;
         };
         self.write(AuditRecord {
-            time_ms: self.sessions.clock().unix_now() * 1000,
+            time_ms: crate::audit::unix_ms(),
             event: AuditEvent::Refusal,
             impersonator: subject.actor.id.clone(),
             user: None,
-            method: Some(req.method.to_string()),
-            path: Some(req.uri.path().to_string()),
+            method: req.method.to_string(),
+            path: req.uri.path().to_string(),
             status: Some(e.status()),
             reason: Some(e.to_string()),
             session: Some(subject.session.record.reference.clone()),

@@ -69,7 +69,15 @@ async fn the_pipelines_future_stays_small() {
             },
             partners,
             welcome,
-            audit: Arc::new(crate::audit::Audit),
+            audit: Arc::new(
+                crate::audit::Audit::new(
+                    crate::audit::Sink::File(
+                        std::env::temp_dir().join("guise-proxy-test-audit.jsonl"),
+                    ),
+                    1,
+                )
+                .0,
+            ),
             impersonation,
         }),
         clock: Arc::new(SystemClock),
