@@ -30,6 +30,14 @@
 #                 redis-server the script starts on a free loopback port
 #                 (--save "" --appendonly no); steady state is cache hits, so
 #                 it should match guise-login
+#   guise-imp     guise, an admin viewing the app as the benchmark user
+#                 (impersonation): the same configuration as guise-login;
+#                 the script signs in as its admin and starts an
+#                 impersonation of the benchmark user, and wrk sends that
+#                 session's cookie. What it adds over guise-login is the
+#                 impersonation itself: its checks on every request, the
+#                 audit record of every request and the second identity
+#                 header
 #
 # Every proxy is pinned to core 0; upstream, auth server, redis and wrk to
 # core 1 (see notes/testing.md: only ratios measured side by side in one run
@@ -40,7 +48,8 @@
 # req/s): guise-login/guise-anon (aim >= 0.95: a logged-in request costs at
 # most 5% more than one without sessions), guise-login/nginx-auth (aim > 1),
 # guise-anon/bare-pingora, guise-anon/nginx, and the redis store against the
-# memory store.
+# memory store, and guise-imp/guise-login (aim >= 0.909: an impersonated
+# request costs at most 10% more than a plain logged-in one).
 #
 # Environment:
 #   BENCH_PATH  request path (default /api/companies/co-101, a small JSON GET
@@ -171,7 +180,7 @@ for t in wrk nginx haproxy curl taskset python3; do command -v "$t" >/dev/null |
 read -r -a PORTS <<<"$(python3 - <<'EOF'
 import socket
 socks = []
-for _ in range(13):
+for _ in range(15):
     s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
@@ -189,6 +198,8 @@ P_LOGIN_OPS=${PORTS[9]}
 P_LOGIN_REDIS=${PORTS[10]}
 P_LOGIN_REDIS_OPS=${PORTS[11]}
 P_REDIS=${PORTS[12]}
+P_IMP=${PORTS[13]}
+P_IMP_OPS=${PORTS[14]}
 
 URL_BASE=http://127.0.0.1
 
@@ -219,6 +230,8 @@ define_targets() {
         -H "Cookie: ${LOGIN_COOKIE:-}"
     add_target guise-login-redis guise_login_redis "$URL_BASE:$P_LOGIN_REDIS$BENCH_PATH" \
         -H "Cookie: ${LOGIN_REDIS_COOKIE:-}"
+    add_target guise-imp    guise_imp  "$URL_BASE:$P_IMP$BENCH_PATH" \
+        -H "Cookie: ${IMP_COOKIE:-}"
 }
 
 # ---------------------------------------------------------------- readiness
@@ -365,6 +378,37 @@ start_server_guise_login() {
     start_guise guise-login guise-bench-login.yaml "$P_LOGIN" "$P_LOGIN_OPS"
     LOGIN_COOKIE=$(login guise-login "$P_LOGIN")
 }
+# The admin of bench/guise-bench-login.yaml, who may impersonate.
+BENCH_ADMIN=bench-admin@bench.test
+
+# impersonate NAME PORT -> "guise_session=TOKEN" of an impersonation of the
+# benchmark user by the benchmark admin, checked to open BENCH_PATH.
+impersonate() {
+    local name=$1 port=$2 code cookie csrf
+    code=$(curl -s -o "$TMP/$name-login.json" -D "$TMP/$name-login.hdr" -w '%{http_code}' \
+        -H 'Content-Type: application/json' \
+        --data "{\"username\":\"$BENCH_ADMIN\",\"password\":\"$BENCH_PASSWORD\"}" \
+        "$URL_BASE:$port/_guise/login" || true)
+    [[ $code == 200 ]] || die "$name: admin login answered ${code:-nothing} (want 200)"
+    cookie=$(tr -d '\r' <"$TMP/$name-login.hdr" \
+        | awk 'tolower($1) == "set-cookie:" && $2 ~ /^guise_session=/ {sub(/;.*/, "", $2); print $2; exit}')
+    csrf=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["csrf_token"])' "$TMP/$name-login.json")
+    code=$(curl -s -o "$TMP/$name-imp.json" -D "$TMP/$name-imp.hdr" -w '%{http_code}' \
+        -H 'Content-Type: application/json' -H "Cookie: $cookie" -H "X-CSRF-Token: $csrf" \
+        --data '{"user":"u-bench"}' "$URL_BASE:$port/_guise/impersonate" || true)
+    [[ $code == 200 ]] || die "$name: POST /_guise/impersonate answered ${code:-nothing}: $(head -c 300 "$TMP/$name-imp.json")"
+    cookie=$(tr -d '\r' <"$TMP/$name-imp.hdr" \
+        | awk 'tolower($1) == "set-cookie:" && $2 ~ /^guise_session=/ {sub(/;.*/, "", $2); print $2; exit}')
+    [[ -n $cookie ]] || die "$name: the impersonation set no session cookie"
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $cookie" "$URL_BASE:$port$BENCH_PATH" || true)
+    [[ $code == 200 ]] || die "$name: GET $BENCH_PATH while impersonating answers ${code:-nothing} (want 200)"
+    log "$name: $BENCH_ADMIN views the app as $BENCH_USER; $BENCH_PATH -> 200"
+    echo "$cookie"
+}
+start_server_guise_imp() {
+    start_guise guise-imp guise-bench-login.yaml "$P_IMP" "$P_IMP_OPS"
+    IMP_COOKIE=$(impersonate guise-imp "$P_IMP")
+}
 start_server_redis() {
     command -v redis-server >/dev/null || die "redis-server not found (apt-get install redis-server)"
     command -v redis-cli >/dev/null || die "redis-cli not found (apt-get install redis-tools)"
@@ -495,7 +539,7 @@ SESSIONS=$TMP/sessions.txt
 metric() { # metric TEXT_FILE NAME_WITH_LABELS -> value (0 if absent)
     awk -v m="$2" '$1 == m {v = $2} END {print v + 0}' "$1"
 }
-for name in guise-login guise-login-redis; do
+for name in guise-login guise-login-redis guise-imp; do
     [[ -n ${GUISE_OPS[$name]:-} ]] || continue
     m=$TMP/$name-metrics.txt
     curl -s --max-time 5 "$URL_BASE:${GUISE_OPS[$name]}/metrics" >"$m" || true
@@ -544,6 +588,7 @@ table() {
     ratio guise-login-redis guise-anon ">=" 0.952 "same, redis store"
     ratio guise-login-redis nginx-auth ">" 1 "same, redis store"
     ratio guise-login-redis guise-login
+    ratio guise-imp guise-login ">=" 0.909 "an impersonated request costs at most 10% more"
     ratio guise-anon bare-pingora
     ratio guise-anon nginx
     if [[ -s $SESSIONS ]]; then
