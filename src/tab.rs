@@ -16,7 +16,7 @@
 //! - [`Injector`] puts the snippet into the app's HTML as it streams
 //!   through ([`wants_injection`] says which answers, [`prepare_response`]
 //!   fixes their headers);
-//! - `asset` (next) serves the script and the banner's stylesheet
+//! - [`asset`] serves the script and the banner's stylesheet
 //!   (`/_guise/tab.js`, `/_guise/tab.css`), external files so that an app
 //!   whose CSP allows only `script-src 'self'` still runs them;
 //! - `events` (next) is the server-sent event stream (`/_guise/events`) that says
@@ -29,12 +29,14 @@
 //! session store and the revocations it publishes are the truth, and the
 //! script only reloads a tab that no longer shows it.
 
+mod assets;
 mod inject;
 mod snippet;
 
 #[cfg(test)]
 mod tests;
 
+pub use assets::{asset, ASSET_NAMES};
 pub use inject::{prepare_response, wants_injection, Injector};
 pub use snippet::{snippet, Banner, TabView};
 

@@ -1,7 +1,13 @@
+use std::path::Path;
+
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::Session;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 use super::*;
+use crate::config::Config;
+use crate::live::Live;
 
 const SNIPPET: &str =
     "<script src=\"/_guise/tab.js\" data-session=\"0123456789ab\" defer></script>";
@@ -510,4 +516,140 @@ fn names_outside_ascii_become_character_references() {
         s.contains("data-user=\"Jos&#xE9; &#xD1;and&#xFA; &#x1F469;\""),
         "{s}"
     );
+}
+
+// === assets ===
+
+#[test]
+fn the_tab_script_parses() {
+    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/tab/tab.js");
+    let Some(out) = node(&["--check", js.to_str().unwrap()]) else {
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "node --check tab.js: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_tab_script_behaves_in_every_case_of_its_harness() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/tab");
+    let harness = dir.join("tab_harness.js");
+    let js = dir.join("tab.js");
+    let Some(out) = node(&[harness.to_str().unwrap(), js.to_str().unwrap()]) else {
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "tab_harness.js: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_tab_script_has_no_eval_and_reads_its_tag_at_the_top_level() {
+    let js = include_str!("tab.js");
+    for banned in ["eval(", "new Function", "innerHTML", "document.write"] {
+        assert!(!js.contains(banned), "tab.js uses {banned}");
+    }
+    let at = js.find("document.currentScript").unwrap();
+    assert!(
+        js[..at].matches("function").count() == 1,
+        "document.currentScript is read in the outer function only"
+    );
+}
+
+/// `node` with `args`, or `None` (and a note) where node is not installed.
+fn node(args: &[&str]) -> Option<std::process::Output> {
+    match std::process::Command::new("node").args(args).output() {
+        Ok(out) => Some(out),
+        Err(e) => {
+            println!("node is not available ({e}); skipping the tab.js check");
+            None
+        }
+    }
+}
+
+// === a real pingora session over an in-memory pipe ===
+
+const YAML: &str = "\
+listeners:
+  http: 127.0.0.1:1
+upstream:
+  address: 127.0.0.1:2
+identity:
+  signing_key_env: GUISE_TEST_KEY
+";
+
+fn live() -> Live {
+    let env = |name: &str| (name == "GUISE_TEST_KEY").then(|| "k".repeat(32));
+    let config = Config::parse(YAML, "test.yaml", Path::new("."), &env).expect("config");
+    Live::build(config).expect("live")
+}
+
+/// A pingora session reading `request` from one end of an in-memory pipe;
+/// the other end is the client's.
+async fn session_for(request: String) -> (Session, DuplexStream) {
+    let (mut client, server) = tokio::io::duplex(64 * 1024);
+    client.write_all(request.as_bytes()).await.unwrap();
+    let mut s = Session::new_h1(Box::new(server));
+    assert!(s.read_request().await.unwrap());
+    (s, client)
+}
+
+// === assets over a real pingora session ===
+
+async fn get_asset(name: &str, extra: &str) -> String {
+    let request = format!("GET /_guise/{name} HTTP/1.1\r\nHost: app.test\r\n{extra}\r\n");
+    let (mut s, mut client) = session_for(request).await;
+    let live = live();
+    asset(&mut s, &live.replies, name).await.unwrap();
+    drop(s);
+    let mut buf = Vec::new();
+    client.read_to_end(&mut buf).await.unwrap();
+    String::from_utf8(buf).unwrap()
+}
+
+#[tokio::test]
+async fn the_assets_are_served_with_their_types_and_revalidated_by_etag() {
+    let js = get_asset("tab.js", "").await;
+    let (head, body) = js.split_once("\r\n\r\n").unwrap();
+    let head = head.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(
+        head.contains("content-type: text/javascript; charset=utf-8"),
+        "{head}"
+    );
+    assert!(head.contains("cache-control: no-cache"), "{head}");
+    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+    assert_eq!(body, include_str!("tab.js"));
+    let etag = head
+        .lines()
+        .find_map(|l| l.strip_prefix("etag: "))
+        .unwrap()
+        .to_string();
+
+    let again = get_asset("tab.js", &format!("If-None-Match: W/{etag}\r\n")).await;
+    let (head, body) = again.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 304"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("content-length"),
+        "{head}"
+    );
+    assert!(body.is_empty());
+
+    let css = get_asset("tab.css", "If-None-Match: \"other\"\r\n").await;
+    assert!(css.starts_with("HTTP/1.1 200"), "{css}");
+    assert!(
+        css.to_ascii_lowercase()
+            .contains("content-type: text/css; charset=utf-8"),
+        "{css}"
+    );
+    assert!(css.ends_with(include_str!("tab.css")));
+
+    let missing = get_asset("tab.map", "Accept: application/json\r\n").await;
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
 }
