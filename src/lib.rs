@@ -48,8 +48,9 @@
 //!   fields, HTML list pages streamed through lol_html (not wired in yet).
 //! - [`tab`] tells a browser tab that its session is no longer the
 //!   browser's (another tab started impersonating, or signed out): the
-//!   snippet injected into pages, its script and stylesheet, and the
-//!   banner shown while impersonating (not wired in yet).
+//!   snippet injected into pages, its script and stylesheet, the banner
+//!   shown while impersonating, and the `/_guise/events` stream (not wired
+//!   in yet).
 //! - [`tls`] checks certificate files and makes development ones.
 //! - [`demo_upstream`] is the bundled legacy app used by the demo, the
 //!   tests and the benchmarks.

@@ -19,7 +19,7 @@
 //! - [`asset`] serves the script and the banner's stylesheet
 //!   (`/_guise/tab.js`, `/_guise/tab.css`), external files so that an app
 //!   whose CSP allows only `script-src 'self'` still runs them;
-//! - `events` (next) is the server-sent event stream (`/_guise/events`) that says
+//! - [`events`] is the server-sent event stream (`/_guise/events`) that says
 //!   which session the cookie holds now (`hello`) and when this one ends
 //!   (`ended`, with the revocation's reason).
 //!
@@ -30,6 +30,7 @@
 //! script only reloads a tab that no longer shows it.
 
 mod assets;
+mod events;
 mod inject;
 mod snippet;
 
@@ -37,6 +38,7 @@ mod snippet;
 mod tests;
 
 pub use assets::{asset, ASSET_NAMES};
+pub use events::{events, DEFAULT_REASON, KEEP_ALIVE};
 pub use inject::{prepare_response, wants_injection, Injector};
 pub use snippet::{snippet, Banner, TabView};
 

@@ -1,13 +1,26 @@
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
+use super::events::{Next, Watch};
 use super::*;
-use crate::config::Config;
+use crate::call::Call;
+use crate::clock::TokioClock;
+use crate::config::{Config, SessionStoreConfig, Sessions};
 use crate::live::Live;
+use crate::metrics::Metrics;
+use crate::peer::Peer;
+use crate::session::{SessionManager, Token};
+use crate::store::memory::MemoryStore;
+use crate::store::{Store, StoreEvent};
+use crate::subject::Subject;
+use crate::users::User;
 
 const SNIPPET: &str =
     "<script src=\"/_guise/tab.js\" data-session=\"0123456789ab\" defer></script>";
@@ -600,6 +613,29 @@ async fn session_for(request: String) -> (Session, DuplexStream) {
     (s, client)
 }
 
+/// Read from `client` until `buf` holds `needle`, within a deadline.
+async fn read_until(client: &mut DuplexStream, buf: &mut Vec<u8>, needle: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while count(buf, needle) == 0 {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout_at(deadline, client.read(&mut chunk))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no {needle:?} within the deadline; got {:?}",
+                    String::from_utf8_lossy(buf)
+                )
+            })
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed before {needle:?}: {:?}",
+            String::from_utf8_lossy(buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
 // === assets over a real pingora session ===
 
 async fn get_asset(name: &str, extra: &str) -> String {
@@ -652,4 +688,294 @@ async fn the_assets_are_served_with_their_types_and_revalidated_by_etag() {
 
     let missing = get_asset("tab.map", "Accept: application/json\r\n").await;
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+}
+// === the event stream over a real pingora session ===
+
+fn settings() -> Sessions {
+    Sessions {
+        store: SessionStoreConfig::Memory,
+        cookie_name: "guise_session".into(),
+        idle_timeout: Duration::from_secs(600),
+        absolute_lifetime: Duration::from_secs(3600),
+        refresh_interval: Duration::from_secs(60),
+        cache_ttl: Duration::from_secs(30),
+        stale_grace: Duration::from_secs(1),
+        cache_capacity: 1000,
+        redis_connect_timeout: Duration::from_millis(100),
+        redis_response_timeout: Duration::from_millis(100),
+    }
+}
+
+fn manager() -> (Arc<SessionManager>, Arc<MemoryStore>) {
+    let store = Arc::new(MemoryStore::new());
+    let m = SessionManager::new(
+        store.clone(),
+        settings(),
+        Metrics::new(),
+        Arc::new(TokioClock::starting_at(1_800_000_000)),
+    );
+    (m, store)
+}
+
+fn events_request(token: &Token, query: &str) -> String {
+    format!(
+        "GET /_guise/events{query} HTTP/1.1\r\nHost: app.test\r\nAccept: text/event-stream\r\n\
+         Cookie: other=1; guise_session={}\r\n\r\n",
+        token.as_str()
+    )
+}
+
+/// Serve `/_guise/events` for `request` on its own task, with `subject`.
+fn serve_events(
+    mut s: Session,
+    sessions: Arc<SessionManager>,
+    subject: Option<Subject>,
+) -> tokio::task::JoinHandle<pingora::Result<()>> {
+    tokio::spawn(async move {
+        let live = live();
+        let call = Call {
+            live: &live,
+            peer: Peer {
+                https: false,
+                ip: None,
+            },
+            subject: subject.as_ref(),
+        };
+        events(&mut s, call, &sessions).await
+    })
+}
+
+async fn signed_in(sessions: &SessionManager) -> (Token, Subject) {
+    let (token, active) = sessions
+        .create("u-ada", None, BTreeMap::new())
+        .await
+        .unwrap();
+    let user = Arc::new(User::new("u-ada", "Ada", "ada@example.com"));
+    (token, Subject::own(user, active))
+}
+
+#[tokio::test]
+async fn the_stream_says_hello_at_once_and_ended_with_the_reason_when_revoked() {
+    let (sessions, _) = manager();
+    let (token, subject) = signed_in(&sessions).await;
+    let reference = subject.session.record.reference.clone();
+    let key = subject.session.key.clone();
+    let (s, mut client) = session_for(events_request(&token, "")).await;
+    let task = serve_events(s, sessions.clone(), Some(subject));
+
+    // The hello arrives while the stream is open: pingora flushed it.
+    let mut buf = Vec::new();
+    read_until(&mut client, &mut buf, "\n\n").await;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let head = head.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("content-type: text/event-stream"), "{head}");
+    assert!(head.contains("cache-control: no-store"), "{head}");
+    assert!(head.contains("x-accel-buffering: no"), "{head}");
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+    assert!(!head.contains("content-length"), "{head}");
+    assert!(
+        body.contains("event: hello\ndata: {\"session\":\""),
+        "{body}"
+    );
+    assert!(body.contains(&reference), "{body}");
+    assert!(!task.is_finished());
+
+    sessions
+        .revoke_because(&key, Some("impersonation started in another tab"))
+        .await
+        .unwrap();
+    read_until(&mut client, &mut buf, "0\r\n\r\n").await;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    assert!(
+        text.contains(
+            "event: ended\ndata: {\"reason\":\"impersonation started in another tab\"}\n\n"
+        ),
+        "{text}"
+    );
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the stream ends after `ended`")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_stale_tab_gets_its_hello_and_the_end_at_once() {
+    let (sessions, _) = manager();
+    let (token, subject) = signed_in(&sessions).await;
+    let (s, mut client) = session_for(events_request(&token, "?session=ffffffffffff")).await;
+    let task = serve_events(s, sessions, Some(subject));
+    let mut buf = Vec::new();
+    read_until(&mut client, &mut buf, "0\r\n\r\n").await;
+    assert!(String::from_utf8_lossy(&buf).contains("event: hello"));
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn without_a_session_the_stream_is_refused_with_401() {
+    let (sessions, _) = manager();
+    let (s, mut client) = session_for(events_request(&Token::generate(), "")).await;
+    let task = serve_events(s, sessions, None);
+    let mut buf = Vec::new();
+    read_until(&mut client, &mut buf, "}").await;
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 401"), "{text}");
+    assert!(text.contains("\"error\":\"login_required\""), "{text}");
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_session_revoked_before_the_stream_subscribed_is_refused() {
+    let (sessions, _) = manager();
+    let (token, subject) = signed_in(&sessions).await;
+    // Revoked after the pipeline found it, before the handler ran.
+    sessions.revoke(&subject.session.key).await.unwrap();
+    let (s, mut client) = session_for(events_request(&token, "")).await;
+    let task = serve_events(s, sessions, Some(subject));
+    let mut buf = Vec::new();
+    read_until(&mut client, &mut buf, "}").await;
+    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 401"));
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_stream_ends_quietly_when_the_client_goes_away() {
+    let (sessions, _) = manager();
+    let (token, subject) = signed_in(&sessions).await;
+    let (s, mut client) = session_for(events_request(&token, "")).await;
+    let task = serve_events(s, sessions, Some(subject));
+    let mut buf = Vec::new();
+    read_until(&mut client, &mut buf, "event: hello").await;
+    drop(client);
+    // The next keep-alive finds the client gone (the paused clock runs on
+    // while everything waits).
+    tokio::time::timeout(KEEP_ALIVE * 3, task)
+        .await
+        .expect("the stream ends after the client left")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_events_future_can_run_in_a_proxy_hook() {
+    fn send<T: Send>(_: &T) {}
+    let (sessions, _) = manager();
+    let (s, _client) = session_for(events_request(&Token::generate(), "")).await;
+    let mut s = s;
+    let live = live();
+    let call = Call {
+        live: &live,
+        peer: Peer {
+            https: false,
+            ip: None,
+        },
+        subject: None,
+    };
+    let fut = events(&mut s, call, &sessions);
+    send(&fut);
+}
+
+// === the watch, on a paused clock ===
+
+#[tokio::test(start_paused = true)]
+async fn the_watch_ends_on_this_sessions_revocation_only() {
+    let (sessions, store) = manager();
+    let (_, subject) = signed_in(&sessions).await;
+    let (_, other) = signed_in(&sessions).await;
+    let mut watch = Watch::new(&sessions, subject.session.key.clone(), store.subscribe());
+    sessions.revoke(&other.session.key).await.unwrap();
+    // Another session's revocation is not this one's.
+    assert_eq!(watch.next().await, Next::Poll);
+    sessions
+        .revoke_because(&subject.session.key, Some("  "))
+        .await
+        .unwrap();
+    assert_eq!(watch.next().await, Next::Ended(DEFAULT_REASON.into()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_watch_polls_every_second_and_keeps_alive_every_fifteen() {
+    let (sessions, store) = manager();
+    let (_, subject) = signed_in(&sessions).await;
+    let started = tokio::time::Instant::now();
+    let mut watch = Watch::new(&sessions, subject.session.key.clone(), store.subscribe());
+    let mut polls = 0;
+    loop {
+        match watch.next().await {
+            Next::Poll => polls += 1,
+            Next::KeepAlive => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(started.elapsed(), KEEP_ALIVE);
+    assert_eq!(polls, KEEP_ALIVE.as_secs() - 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_revocation_lost_in_transit_is_found_on_resync() {
+    let (sessions, store) = manager();
+    let (_, subject) = signed_in(&sessions).await;
+    let key = subject.session.key.clone();
+    let mut watch = Watch::new(&sessions, key.clone(), store.subscribe());
+    // Deleted on another node while Redis pub/sub was down: no event came.
+    store.delete_session(&key).await.unwrap();
+    store.publish(&StoreEvent::Resync).await.unwrap();
+    assert_eq!(watch.next().await, Next::Ended("your session ended".into()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_revocation_lost_without_a_resync_is_found_at_the_next_keep_alive() {
+    let (sessions, store) = manager();
+    let (_, subject) = signed_in(&sessions).await;
+    let key = subject.session.key.clone();
+    let mut watch = Watch::new(&sessions, key.clone(), store.subscribe());
+    store.delete_session(&key).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let ended = loop {
+        match watch.next().await {
+            Next::Poll => continue,
+            other => break other,
+        }
+    };
+    assert_eq!(ended, Next::Ended("your session ended".into()));
+    assert_eq!(started.elapsed(), KEEP_ALIVE);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_past_its_absolute_lifetime_ends_at_a_keep_alive() {
+    let (sessions, store) = manager();
+    let (_, subject) = signed_in(&sessions).await;
+    let mut watch = Watch::new(&sessions, subject.session.key.clone(), store.subscribe());
+    tokio::time::advance(settings().absolute_lifetime).await;
+    let ended = loop {
+        match watch.next().await {
+            Next::Poll | Next::KeepAlive => continue,
+            other => break other,
+        }
+    };
+    assert_eq!(ended, Next::Ended("your session ended".into()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_watch_does_not_keep_the_session_alive() {
+    let (sessions, store) = manager();
+    let (_, subject) = signed_in(&sessions).await;
+    let key = subject.session.key.clone();
+    let before = store.get_session(&key).await.unwrap().unwrap().last_seen;
+    let mut watch = Watch::new(&sessions, key.clone(), store.subscribe());
+    for _ in 0..8 {
+        while watch.next().await != Next::KeepAlive {}
+    }
+    let after = store.get_session(&key).await.unwrap().unwrap().last_seen;
+    assert_eq!(
+        before, after,
+        "two minutes of keep-alives touched the session"
+    );
 }
