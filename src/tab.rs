@@ -9,7 +9,7 @@
 //! rendered for and a small script that watches for the moment it stops
 //! being the browser's session:
 //!
-//! - [`snippet`] renders what goes before `</body>` of each page: the
+//! - [`snippet()`] renders what goes before `</body>` of each page: the
 //!   script tag (with the page's session reference) and, while
 //!   impersonating, a banner with the way back that the app's CSS cannot
 //!   hide;
@@ -19,7 +19,7 @@
 //! - [`asset`] serves the script and the banner's stylesheet
 //!   (`/_guise/tab.js`, `/_guise/tab.css`), external files so that an app
 //!   whose CSP allows only `script-src 'self'` still runs them;
-//! - [`events`] is the server-sent event stream (`/_guise/events`) that says
+//! - [`events()`] is the server-sent event stream (`/_guise/events`) that says
 //!   which session the cookie holds now (`hello`) and when this one ends
 //!   (`ended`, with the revocation's reason).
 //!
