@@ -49,6 +49,11 @@
 //! - [`filter`] rewrites upstream responses so they hold only the records
 //!   the request's decision keeps: JSON lists and records, redacted
 //!   fields, HTML list pages streamed through lol_html (not wired in yet).
+//! - [`tab`] tells a browser tab that its session is no longer the
+//!   browser's (another tab started impersonating, or signed out): the
+//!   snippet injected into pages, its script and stylesheet, the banner
+//!   shown while impersonating, and the `/_guise/events` stream (not wired
+//!   in yet).
 //! - [`tls`] checks certificate files and makes development ones.
 //! - [`demo_upstream`] is the bundled legacy app used by the demo, the
 //!   tests and the benchmarks.
@@ -93,6 +98,7 @@ pub mod server;
 pub mod session;
 pub mod store;
 pub mod subject;
+pub mod tab;
 pub mod target;
 pub mod tenants;
 pub mod tls;

@@ -108,7 +108,9 @@ pub struct Replies {
 }
 
 impl Replies {
-    fn protect(&self, h: &mut ResponseHeader, https: bool) -> pingora::Result<()> {
+    /// Put the protective headers on `h`, an answer of the gateway's own
+    /// that is not written through [`send`] (a stream, a 304).
+    pub(crate) fn protect(&self, h: &mut ResponseHeader, https: bool) -> pingora::Result<()> {
         h.insert_header(http::header::X_FRAME_OPTIONS, "DENY")?;
         h.insert_header(
             http::header::CONTENT_SECURITY_POLICY,
