@@ -10,6 +10,8 @@
 //! | `POST /_guise/logout` | end the session (CSRF-safe) |
 //! | `GET /_guise/logout` | sign-out confirmation page |
 //! | `GET /_guise/session` | who am I, and my CSRF token |
+//! | `GET /_guise/events` | server-sent events of the session's identity changes, for open tabs ([`crate::tab`]) |
+//! | `GET /_guise/tab.js`, `/_guise/tab.css` | the script and style injected into pages |
 //! | `POST /_guise/impersonate`, `POST /_guise/impersonate/stop` | impersonation ([`crate::impersonation`]) |
 //! | `GET /_guise/admin/impersonations`, `POST /_guise/admin/impersonations/{session}/end` | impersonations in progress |
 //! | `GET /_guise/admin/audit` | the impersonation audit |
@@ -32,6 +34,7 @@ use crate::config::LoginMode;
 use crate::impersonation::{self, endpoints::Impersonations};
 use crate::respond::{self, Refuse};
 use crate::routes::{Class, GATEWAY_PREFIX};
+use crate::tab;
 use crate::tenants::Tenants;
 use crate::welcome::{self, Welcomes};
 
@@ -144,6 +147,8 @@ impl Endpoints {
             ("POST", "logout") => logout::logout(auth, s, call).await,
             ("GET" | "HEAD", "logout") => logout::page(s, call).await,
             ("GET" | "HEAD", "session") => session_info(s, call).await,
+            ("GET" | "HEAD", "tab.js" | "tab.css") => tab::asset(s, &call.live.replies, rest).await,
+            ("GET", "events") => tab::events(s, call, &self.auth.sessions).await,
             ("POST", "impersonate") => self.impersonations(call.peer.https).start(s, call).await,
             ("POST", "impersonate/stop") => {
                 self.impersonations(call.peer.https).stop(s, call).await

@@ -33,6 +33,7 @@ use crate::peer::Peer;
 use crate::respond::{self, Refuse};
 use crate::routes::{Class, RouteSpec};
 use crate::subject::Subject;
+use crate::tab;
 use crate::target::{self, Target};
 
 pub use connections::{ConnectionLimits, GuardConnections};
@@ -74,6 +75,8 @@ pub struct Ctx {
     /// The privacy filter the answer's body runs through after the
     /// partner filter.
     private: Option<privacy::PrivacyFilter>,
+    /// Injects the tab script (and the impersonation banner) into a page.
+    tab: Option<tab::Injector>,
     /// Why the answer could not be filtered, for `fail_to_proxy` to say.
     answer_failed: Option<Box<dyn Refuse>>,
     upstream_sent: Option<Instant>,
@@ -106,6 +109,31 @@ impl Ctx {
             None => self.label,
         }
     }
+}
+
+/// The tab script for `subject`'s pages, with the banner while
+/// impersonating.
+fn tab_snippet(endpoints: &Endpoints, subject: &Subject) -> String {
+    let record = &subject.session.record;
+    let effective = &subject.effective;
+    let partner_name = effective.partner.as_deref().map(|p| {
+        endpoints
+            .partners
+            .snapshot()
+            .partner(p)
+            .map_or_else(|| p.to_string(), |p| p.name.clone())
+    });
+    let banner = subject.is_impersonating().then(|| tab::Banner {
+        user_name: &effective.name,
+        partner_name,
+        stop_path: "/_guise/impersonate/stop",
+    });
+    tab::snippet(&tab::TabView {
+        session_ref: &record.reference,
+        csrf_token: &record.csrf_token,
+        user_name: &effective.name,
+        banner,
+    })
 }
 
 /// An internal failure while building the upstream request.
@@ -155,6 +183,7 @@ impl ProxyHttp for GatewayProxy {
             answer: None,
             privacy: privacy::Rules::default(),
             private: None,
+            tab: None,
             answer_failed: None,
             upstream_sent: None,
             _in_flight: self.drain.start_request(),
@@ -197,7 +226,13 @@ impl ProxyHttp for GatewayProxy {
             ),
         };
         if matches!(ctx.class, Class::Gateway | Class::Login | Class::Server) {
-            ctx.label = "gateway";
+            // The event stream lasts as long as its tab: its own label keeps
+            // it out of the gateway endpoints' durations.
+            ctx.label = if req.uri.path() == "/_guise/events" {
+                "gateway_events"
+            } else {
+                "gateway"
+            };
         }
 
         // 4. Who is asking.
@@ -352,6 +387,10 @@ impl ProxyHttp for GatewayProxy {
             upstream_request.remove_header(&http::header::RANGE);
             upstream_request.remove_header(&http::header::IF_RANGE);
         }
+        // A page a signed-in user navigates to gets the tab script.
+        if ctx.subject.is_some() && tab::is_navigation(session.req_header()) {
+            tab::prepare_request(upstream_request);
+        }
         if let Some(subject) = &ctx.subject {
             let signed =
                 subject.sign_onto(upstream_request, &ctx.live.signer, self.clock.unix_now());
@@ -373,14 +412,26 @@ impl ProxyHttp for GatewayProxy {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
-        _upstream_response: &mut ResponseHeader,
+        session: &mut Session,
+        upstream_response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
         if let Some(sent) = ctx.upstream_sent.take() {
             self.metrics
                 .upstream_response_duration
                 .observe(sent.elapsed().as_secs_f64());
+        }
+        // Pages of signed-in users get the tab script, and the banner while
+        // impersonating. Decided here: pingora picks the body's framing
+        // after this hook, so the length removed here makes it chunked.
+        if let Some(subject) = &ctx.subject {
+            if !ctx.app.end_on_success
+                && tab::wants_injection(session.req_header(), upstream_response)
+            {
+                tab::prepare_response(upstream_response);
+                let snippet = tab_snippet(&self.endpoints, subject);
+                ctx.tab = Some(tab::Injector::new(snippet));
+            }
         }
         Ok(())
     }
@@ -458,6 +509,12 @@ impl ProxyHttp for GatewayProxy {
                     .inc();
             }
         }
+        // A refusal written in place of the app's answer gets no snippet.
+        let replaced = matches!(ctx.answer, Some(AnswerFilter::Refused { .. }))
+            || ctx.private.as_ref().is_some_and(|p| p.refused());
+        if replaced {
+            ctx.tab = None;
+        }
         for (k, v) in &ctx.app.set_cookies {
             upstream_response.append_header(k.clone(), v.as_str())?;
         }
@@ -499,6 +556,13 @@ impl ProxyHttp for GatewayProxy {
                 InternalError,
                 "answer could not be filtered",
             ));
+        }
+        if let Some(injector) = ctx.tab.as_mut() {
+            if let Err(e) = injector.chunk(body, end_of_stream) {
+                // The page goes on without the snippet rather than broken.
+                tracing::warn!(route = ctx.route_label(), error = %e, "the tab script could not be added");
+                ctx.tab = None;
+            }
         }
         Ok(None)
     }

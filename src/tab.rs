@@ -39,7 +39,7 @@ mod tests;
 
 pub use assets::{asset, ASSET_NAMES};
 pub use events::{events, DEFAULT_REASON, KEEP_ALIVE};
-pub use inject::{prepare_response, wants_injection, Injector};
+pub use inject::{is_navigation, prepare_request, prepare_response, wants_injection, Injector};
 pub use snippet::{snippet, Banner, TabView};
 
 use crate::respond::Refuse;

@@ -675,3 +675,162 @@ async fn with_redis_gone_impersonated_requests_are_buffered_then_refused_never_u
     .await;
     assert_eq!(f.metric("guise_audit_buffered").await, 0.0);
 }
+
+/// GET `path` as a browser navigation would.
+async fn navigate(c: &reqwest::Client, base: &str, who: &Signed, path: &str) -> reqwest::Response {
+    c.get(format!("{base}{path}"))
+        .header("cookie", &who.cookie)
+        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+        .header("sec-fetch-mode", "navigate")
+        .header("sec-fetch-dest", "document")
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn pages_carry_the_tab_script_and_impersonated_pages_the_banner() {
+    let f = Fixture::start_with(&demo_yaml(MEMORY, "")).await;
+    let c = client();
+    let base = f.url("");
+    let ada = login(&c, &base, "admin@demo.test", DEMO_PW).await;
+    let r = navigate(&c, &base, &ada, "/companies").await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("content-length").is_none());
+    let page = r.text().await.unwrap();
+    let script = format!("data-session=\"{}\"", ada.session);
+    assert!(
+        page.contains("/_guise/tab.js") && page.contains(&script),
+        "{page}"
+    );
+    assert!(!page.contains("data-guise-banner"));
+    assert!(
+        page.trim_end().ends_with("</html>"),
+        "the snippet goes inside the body"
+    );
+
+    let r = impersonate(&c, &base, &ada, json!({"user": "u-globex-gia"})).await;
+    let gia = signed_from(&c, &base, &r).await;
+    let page = navigate(&c, &base, &gia, "/companies")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("data-guise-banner"), "{page}");
+    assert!(
+        page.contains("Viewing as <strong>Gia Globex</strong> (Globex Channel)"),
+        "{page}"
+    );
+    // (minijinja writes `/` as `&#x2f;` in attributes.)
+    assert!(page.contains("&#x2f;_guise&#x2f;impersonate&#x2f;stop"), "{page}");
+    assert!(page.contains("data-guise-stop"));
+    assert!(
+        page.contains(&gia.csrf.replace('/', "&#x2f;")),
+        "the stop form carries the session's token"
+    );
+    // Partner filtering still applies to the page the banner is put into.
+    assert!(!page.contains("co-106"));
+    // JSON answers are left alone.
+    let v: Value = get(&c, &base, &gia, "/api/companies")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(v["data"].is_array());
+    // The script itself is served by the gateway.
+    let js = c.get(f.url("/_guise/tab.js")).send().await.unwrap();
+    assert_eq!(js.status(), 200);
+    assert!(js.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .contains("javascript"));
+}
+
+/// Reads server-sent events off a streaming response, one at a time.
+struct Events {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+impl Events {
+    /// The next event's name and data.
+    async fn next(&mut self) -> (String, String) {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut name = String::from("message");
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        name = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim());
+                    }
+                }
+                if block.lines().all(|l| l.starts_with(':') || l.is_empty()) {
+                    continue;
+                }
+                return (name, data);
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(5), self.resp.chunk())
+                .await
+                .expect("an event within 5 s")
+                .expect("the stream reads")
+                .expect("the stream is still open");
+            self.buf.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
+
+async fn events(c: &reqwest::Client, base: &str, who: &Signed) -> Events {
+    let resp = c
+        .get(format!("{base}/_guise/events?session={}", who.session))
+        .header("cookie", &who.cookie)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    Events {
+        resp,
+        buf: String::new(),
+    }
+}
+
+/// A tab of the admin listens on node A; the impersonation starts on node
+/// B: the tab is told at once, with the reason, through Redis.
+#[tokio::test]
+async fn open_tabs_are_told_across_nodes_when_the_admin_is_signed_out() {
+    let redis = RedisServer::start();
+    let yaml = demo_yaml(&redis_store(&redis.url()), "");
+    let a = Fixture::start_with(&yaml).await;
+    let b = Fixture::start_with(&yaml).await;
+    let c = client();
+    let ada = login(&c, &a.url(""), "admin@demo.test", DEMO_PW).await;
+    let mut tab = events(&c, &a.url(""), &ada).await;
+    let (name, data) = tab.next().await;
+    assert_eq!(name, "hello");
+    assert!(data.contains(&ada.session), "{data}");
+
+    let r = impersonate(&c, &b.url(""), &ada, json!({"user": "u-globex-gia"})).await;
+    assert_eq!(r.status(), 200);
+    let gia = signed_from(&c, &b.url(""), &r).await;
+    let (name, data) = tab.next().await;
+    assert_eq!(name, "ended");
+    assert!(
+        data.contains("Ada Admin started viewing the app as Gia Globex in another tab"),
+        "{data}"
+    );
+
+    // The impersonation's own tabs are told when it stops.
+    let mut tab = events(&c, &a.url(""), &gia).await;
+    assert_eq!(tab.next().await.0, "hello");
+    assert_eq!(stop(&c, &b.url(""), &gia).await.status(), 200);
+    let (name, data) = tab.next().await;
+    assert_eq!(name, "ended");
+    assert!(data.contains("returned to their own view"), "{data}");
+}

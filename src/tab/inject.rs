@@ -61,6 +61,30 @@ pub fn wants_injection(req: &RequestHeader, resp: &ResponseHeader) -> bool {
         && !is_download(resp)
 }
 
+/// Whether `req` is a page the browser navigates to: its answer may get
+/// the snippet, so it is asked for plain and whole (see
+/// [`prepare_request`]).
+pub fn is_navigation(req: &RequestHeader) -> bool {
+    accepts_html(req) && is_top_level_navigation(req)
+}
+
+/// Ask the app for a navigation's page plain, whole and fresh: a
+/// compressed body cannot take the snippet, a byte range of the app's page
+/// addresses nothing in the page sent, and a 304 would bring back a stored
+/// copy whose snippet names an older session.
+pub fn prepare_request(req: &mut RequestHeader) {
+    use http::header;
+    for name in [
+        header::ACCEPT_ENCODING,
+        header::RANGE,
+        header::IF_RANGE,
+        header::IF_NONE_MATCH,
+        header::IF_MODIFIED_SINCE,
+    ] {
+        req.remove_header(&name);
+    }
+}
+
 /// Fix the headers of an answer that gets the snippet (call it where
 /// [`wants_injection`] said yes, in `upstream_response_filter`: see the
 /// caveat below).
