@@ -385,3 +385,114 @@ async fn a_partner_user_sees_their_customers_and_enters_a_client_account() {
     browser.close().await.expect("browser closes");
     driver.session.lock().unwrap().take();
 }
+
+/// Start an impersonation of `user` from the page the browser shows, as
+/// the admin page's form would, and say when it answered.
+async fn start_impersonation(browser: &Client, user: &str) -> Instant {
+    let status = browser
+        .execute_async(
+            "const [user, done] = arguments;
+             fetch('/_guise/session').then(r => r.json()).then(s => fetch('/_guise/impersonate', {
+                 method: 'POST',
+                 headers: {'content-type': 'application/json', 'x-csrf-token': s.csrf_token},
+                 body: JSON.stringify({user, return_to: '/companies'}),
+             })).then(r => done(r.status), e => done(String(e)));",
+            vec![json!(user)],
+        )
+        .await
+        .expect("the start call runs");
+    assert_eq!(status, json!(200), "POST /_guise/impersonate");
+    Instant::now()
+}
+
+/// Tab A and tab B show pages as the admin; the admin starts viewing the
+/// app as Gia in B. A says it was signed out as the admin within two
+/// seconds, with no click, then reloads into Gia's view; B shows Gia's view
+/// with the banner. `a` and `b` may be two gateway nodes over one Redis
+/// (the browser keeps one cookie per host, whatever the port).
+async fn two_tabs(a: &Fixture, b: &Fixture, shots: &str) {
+    let driver = Driver::start().await;
+    let browser = driver.browser().await;
+    browser.goto(&a.url("/companies")).await.unwrap();
+    sign_in(&browser, "admin@demo.test", "demo").await;
+    wait_for_location(&browser, "/companies").await;
+    text_of(&browser, "tr[data-resource=company]").await;
+    let tab_a = browser.window().await.unwrap();
+
+    let tab_b = browser.new_window(true).await.unwrap().handle;
+    browser.switch_to_window(tab_b.clone()).await.unwrap();
+    browser.goto(&b.url("/companies")).await.unwrap();
+    text_of(&browser, "tr[data-resource=company]").await;
+    assert!(
+        browser
+            .find(Locator::Css("[data-guise-banner]"))
+            .await
+            .is_err(),
+        "no banner on the admin's own pages"
+    );
+    let started = start_impersonation(&browser, "u-globex-gia").await;
+
+    browser.switch_to_window(tab_a.clone()).await.unwrap();
+    let notice = loop {
+        if let Ok(el) = browser.find(Locator::Css("[data-guise-notice]")).await {
+            if let Ok(Some(text)) = el.attr("data-guise-notice").await {
+                break text;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "tab A showed no sign-out notice within two seconds"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert!(
+        notice.contains("signed out as Ada Admin") && notice.contains("Gia Globex"),
+        "{notice}"
+    );
+    screenshot(&browser, &format!("{shots}-tab-a-notice.png")).await;
+    // Then A reloads into the right state: Gia's view, with the banner.
+    text_of(&browser, "[data-guise-banner]").await;
+    let page = browser.source().await.unwrap();
+    assert!(
+        !page.contains("Wayne Hospitality"),
+        "Acme's customer in Gia's view"
+    );
+
+    browser.switch_to_window(tab_b).await.unwrap();
+    browser.goto(&b.url("/companies")).await.unwrap();
+    let banner = browser
+        .wait()
+        .at_most(STEP)
+        .for_element(Locator::Css("[data-guise-banner]"))
+        .await
+        .expect("tab B shows the banner");
+    assert!(banner.is_displayed().await.unwrap());
+    let identity = text_of(&browser, "#guise-identity").await;
+    assert!(
+        identity.contains("u-globex-gia") && identity.contains("x-guise-impersonator"),
+        "{identity}"
+    );
+    screenshot(&browser, &format!("{shots}-tab-b-partner-view.png")).await;
+
+    browser.close().await.expect("browser closes");
+    driver.session.lock().unwrap().take();
+}
+
+#[tokio::test]
+async fn starting_an_impersonation_signs_the_admins_other_tab_out_at_once() {
+    let f = Fixture::start_with(&demo_yaml("sessions:\n  store: memory\n", "")).await;
+    two_tabs(&f, &f, "impersonation").await;
+}
+
+#[tokio::test]
+async fn the_other_tab_is_told_through_redis_when_it_is_served_by_another_node() {
+    let redis = redis::RedisServer::start();
+    let store = format!(
+        "sessions:\n  store: redis\n  redis:\n    url: {}\n",
+        redis.url()
+    );
+    let yaml = demo_yaml(&store, "");
+    let a = Fixture::start_with(&yaml).await;
+    let b = Fixture::start_with(&yaml).await;
+    two_tabs(&a, &b, "impersonation-two-nodes").await;
+}

@@ -722,7 +722,10 @@ async fn pages_carry_the_tab_script_and_impersonated_pages_the_banner() {
         "{page}"
     );
     // (minijinja writes `/` as `&#x2f;` in attributes.)
-    assert!(page.contains("&#x2f;_guise&#x2f;impersonate&#x2f;stop"), "{page}");
+    assert!(
+        page.contains("&#x2f;_guise&#x2f;impersonate&#x2f;stop"),
+        "{page}"
+    );
     assert!(page.contains("data-guise-stop"));
     assert!(
         page.contains(&gia.csrf.replace('/', "&#x2f;")),
