@@ -628,7 +628,7 @@ impl ProxyHttp for GatewayProxy {
             self.endpoints
                 .impersonation
                 .requests
-                .with_label_values(&[route, status_class(status)])
+                .with_label_values(&[status_class(status)])
                 .inc();
             let rec = crate::audit::AuditRecord {
                 time_ms: crate::audit::unix_ms(),

@@ -15,6 +15,16 @@ use prometheus::{IntCounterVec, IntGauge, Opts};
 use crate::session::SessionManager;
 use crate::users::Directory;
 
+/// The refusal codes counted from the start.
+const REFUSAL_CODES: [&str; 6] = [
+    "not_allowed_to_impersonate",
+    "target_not_allowed",
+    "no_full_licence",
+    "already_impersonating",
+    "csrf",
+    "audit_unavailable",
+];
+
 /// The impersonation metrics of one gateway.
 #[derive(Clone)]
 pub struct Metrics {
@@ -25,7 +35,8 @@ pub struct Metrics {
     pub refusals: IntCounterVec,
     /// Impersonations in progress (set on scrape).
     pub active: IntGauge,
-    /// Requests made while impersonating, by route and status class.
+    /// Requests made while impersonating, by status class (the audit has
+    /// each one's path).
     pub requests: IntCounterVec,
 }
 
@@ -54,17 +65,24 @@ impl Metrics {
             requests: IntCounterVec::new(
                 Opts::new(
                     "guise_impersonated_requests_total",
-                    "Requests made while impersonating, by route and status class; never counted as the impersonated user's own.",
+                    "Requests made while impersonating, by status class; never counted as the impersonated user's own.",
                 ),
-                &["route", "status_class"],
+                &["status_class"],
             )?,
         };
         registry.register(Box::new(m.events.clone()))?;
         registry.register(Box::new(m.refusals.clone()))?;
         registry.register(Box::new(m.active.clone()))?;
         registry.register(Box::new(m.requests.clone()))?;
+        // Exposed from the start, so dashboards and alerts see zeros.
         for e in ["start", "stop", "expiry", "end"] {
             m.events.with_label_values(&[e]);
+        }
+        for class in ["2xx", "3xx", "4xx", "5xx"] {
+            m.requests.with_label_values(&[class]);
+        }
+        for code in REFUSAL_CODES {
+            m.refusals.with_label_values(&[code]);
         }
         Ok(m)
     }
