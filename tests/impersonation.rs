@@ -837,3 +837,91 @@ async fn open_tabs_are_told_across_nodes_when_the_admin_is_signed_out() {
     assert_eq!(name, "ended");
     assert!(data.contains("returned to their own view"), "{data}");
 }
+
+#[tokio::test]
+async fn terms_are_acknowledged_once_and_a_reason_is_asked_for_each_time() {
+    let yaml = demo_yaml(MEMORY, "").replace(
+        "  max_minutes: 60\n",
+        "  max_minutes: 60\n  require_reason: true\n  require_terms_ack: true\n  terms: \"We may access partner accounts to support them.\"\n",
+    );
+    let f = Fixture::start_with(&yaml).await;
+    let c = client();
+    let base = f.url("");
+    let ada = login(&c, &base, "admin@demo.test", DEMO_PW).await;
+    let r = impersonate(
+        &c,
+        &base,
+        &ada,
+        json!({"user": "u-globex-gia", "reason": "ticket 1"}),
+    )
+    .await;
+    let detail = refused_with(r, 403, "terms_not_acknowledged").await;
+    assert!(
+        detail.contains("We may access partner accounts"),
+        "{detail}"
+    );
+    let r = impersonate(
+        &c,
+        &base,
+        &ada,
+        json!({"user": "u-globex-gia", "accept_terms": true}),
+    )
+    .await;
+    refused_with(r, 400, "reason_required").await;
+    let r = impersonate(
+        &c,
+        &base,
+        &ada,
+        json!({"user": "u-globex-gia", "accept_terms": true, "reason": "ticket 1"}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let gia = signed_from(&c, &base, &r).await;
+    let r = stop(&c, &base, &gia).await;
+    let back = signed_from(&c, &base, &r).await;
+    // Acknowledged once: the next start needs only the reason.
+    let r = impersonate(
+        &c,
+        &base,
+        &back,
+        json!({"user": "u-globex-gia", "reason": "ticket 2"}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn hidden_fields_leave_the_records_but_not_their_personal_fields() {
+    let yaml = demo_yaml(MEMORY, "").replace(
+        "    hide_contacts_and_leads: true\n",
+        "    hide_contacts_and_leads: true\n    hidden_fields: [/email, /phone]\n",
+    );
+    assert!(yaml.contains("hidden_fields"), "demo.yaml changed shape");
+    let f = Fixture::start_with(&yaml).await;
+    let c = client();
+    let base = f.url("");
+    let ada = login(&c, &base, "admin@demo.test", DEMO_PW).await;
+    let r = impersonate(&c, &base, &ada, json!({"user": "u-globex-gia"})).await;
+    let gia = signed_from(&c, &base, &r).await;
+    let v: Value = get(&c, &base, &gia, "/api/contacts")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let items = v["data"].as_array().unwrap();
+    assert_eq!(items.len(), 3, "{v}");
+    for item in items {
+        assert!(
+            item.get("email").is_none() && item.get("phone").is_none(),
+            "{item}"
+        );
+        assert!(item["name"].is_string());
+    }
+    let v: Value = get(&c, &base, &gia, "/api/contacts/ct-10")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["data"]["name"], "Jules Ferreira", "{v}");
+    assert!(v["data"].get("email").is_none(), "{v}");
+}

@@ -168,10 +168,18 @@ pub fn start(
     }
     let how = match (&route.answer.json_list, &route.answer.json_record) {
         (Some((pointer, refs, counts)), _) if settings.hidden_fields.is_empty() => {
-            let refs = refs.iter().filter_map(|r| match &r.at {
-                crate::routes::AnswerAt::Field(f) => Some((r.resource.clone(), f.clone())),
-                _ => None,
-            });
+            let mut refs: Vec<(String, String)> = refs
+                .iter()
+                .filter_map(|r| match &r.at {
+                    crate::routes::AnswerAt::Field(f) => Some((r.resource.clone(), f.clone())),
+                    _ => None,
+                })
+                .collect();
+            // Every item goes whatever it names (see `Nothing`), but a list
+            // filter reads at least one reference.
+            if refs.is_empty() {
+                refs.push(("record".into(), "/id".into()));
+            }
             How::Empty(Arc::new(
                 JsonList::new(pointer, refs, counts).map_err(internal)?,
             ))

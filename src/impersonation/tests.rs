@@ -342,3 +342,75 @@ fn the_return_path_is_same_origin_only() {
         "/_guise/admin"
     );
 }
+
+#[test]
+fn a_personal_data_download_is_refused_at_its_header() {
+    let rules = privacy::Rules {
+        hide_list: false,
+        no_downloads: true,
+    };
+    let route = route(true, false, AnswerRecords::default());
+    let mut resp = pingora::http::ResponseHeader::build(200, None).unwrap();
+    resp.insert_header("content-type", "text/csv").unwrap();
+    resp.insert_header("content-disposition", "attachment; filename=contacts.csv")
+        .unwrap();
+    let filter = privacy::start(
+        &rules,
+        &gdpr(),
+        &route,
+        &mut resp,
+        crate::filter::Limit(1 << 20),
+        crate::respond::Format::Json,
+    )
+    .unwrap()
+    .expect("a filter");
+    assert!(filter.refused());
+    assert_eq!(resp.status.as_u16(), 403);
+
+    // The same answer shown inline is left alone when only downloads are
+    // blocked.
+    let mut inline = pingora::http::ResponseHeader::build(200, None).unwrap();
+    inline.insert_header("content-type", "text/html").unwrap();
+    let none = privacy::start(
+        &rules,
+        &gdpr(),
+        &route,
+        &mut inline,
+        crate::filter::Limit(1 << 20),
+        crate::respond::Format::Html,
+    )
+    .unwrap();
+    assert!(none.is_none());
+}
+
+#[test]
+fn a_hidden_list_comes_empty_with_its_count_corrected() {
+    let rules = privacy::Rules {
+        hide_list: true,
+        no_downloads: false,
+    };
+    let route = route(true, false, list_shape());
+    let mut resp = pingora::http::ResponseHeader::build(200, None).unwrap();
+    resp.insert_header("content-type", "application/json")
+        .unwrap();
+    resp.insert_header("content-length", "64").unwrap();
+    let mut filter = privacy::start(
+        &rules,
+        &gdpr(),
+        &route,
+        &mut resp,
+        crate::filter::Limit(1 << 20),
+        crate::respond::Format::Json,
+    )
+    .unwrap()
+    .expect("a filter");
+    assert!(resp.headers.get("content-length").is_none());
+    let mut body = Some(bytes::Bytes::from_static(
+        br#"{"data":[{"id":"a"},{"id":"b"}],"total":2}"#,
+    ));
+    filter.chunk(&mut body, false).unwrap();
+    assert!(body.is_none(), "held until the end");
+    filter.chunk(&mut body, true).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&body.unwrap()).unwrap();
+    assert_eq!(v, serde_json::json!({"data": [], "total": 0}));
+}
