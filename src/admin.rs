@@ -239,13 +239,7 @@ impl AdminApi {
                 Ok((200, json!({ "user": id, "sessions": sessions })))
             }
             ("POST", ["users", id, "welcome"]) => {
-                let target = self.user(id)?;
-                policy::may_change(actor, &target)?;
-                let origin = origin_of(s.req_header(), call.peer.https);
-                let sent = self
-                    .welcome
-                    .send(call.live, subject, &target, &origin)
-                    .await?;
+                let sent = self.send_welcome(s.req_header(), call, subject, id).await?;
                 Ok((200, sent))
             }
             ("DELETE", ["users", id, "sessions"]) => {
@@ -326,6 +320,25 @@ impl AdminApi {
         self.save(user.clone()).await?;
         tracing::info!(actor = %actor.id, user = %user.id, "user created");
         Ok((201, json!({ "user": user.public_json() })))
+    }
+
+    /// Send `id` a welcome email, as `subject` asked on `req`: the one path
+    /// the API's `POST users/{id}/welcome` and the admin page's button
+    /// share, so both apply the same checks.
+    async fn send_welcome(
+        &self,
+        req: &pingora::http::RequestHeader,
+        call: Call<'_>,
+        subject: &Subject,
+        id: &str,
+    ) -> Result<Value, AdminError> {
+        let target = self.user(id)?;
+        policy::may_change(&subject.effective, &target)?;
+        let origin = origin_of(req, call.peer.https);
+        Ok(self
+            .welcome
+            .send(call.live, subject, &target, &origin)
+            .await?)
     }
 
     async fn update_user(
