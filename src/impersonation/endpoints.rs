@@ -35,7 +35,7 @@ use crate::subject::Subject;
 use crate::users::{Directory, Role, User};
 
 /// Where an admin goes back to when nothing better is known.
-pub const ADMIN_PAGE: &str = "/_guise/admin";
+pub const ADMIN_PAGE: &str = crate::routes::ADMIN_PAGE;
 /// The record kind under which terms acknowledgements are stored.
 const TERMS_KIND: &str = "impersonation_terms";
 /// Longest reason kept.
