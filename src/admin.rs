@@ -1,6 +1,8 @@
 //! The admin API under `/_guise/admin/`: users and their sessions,
 //! welcome emails (`POST users/{id}/welcome`, sent by [`crate::welcome`]),
-//! and (in `admin/partners.rs`) partners, bundles and licence seats.
+//! and (in `admin/partners.rs`) partners, bundles and licence seats. The
+//! admin page (`GET /_guise/admin`, [`page`]) offers the same actions to a
+//! browser, through the same code paths.
 //!
 //! JSON in and out; admins only, as [`policy`] decides. Every
 //! state-changing call must come from this site and carry the caller's
@@ -9,6 +11,7 @@
 //! never reaches the store (where it would stop every node's directory
 //! from being rebuilt).
 
+pub mod page;
 mod partners;
 pub mod policy;
 
