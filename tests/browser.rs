@@ -385,3 +385,71 @@ async fn a_partner_user_sees_their_customers_and_enters_a_client_account() {
     browser.close().await.expect("browser closes");
     driver.session.lock().unwrap().take();
 }
+
+/// The admin page in the demo's own configuration: Ada signs in, is brought
+/// back to the page, and "Login as Partner User" for Gia shows her the app
+/// as Gia. The page runs no script, so this is its forms as a browser
+/// posts them.
+#[tokio::test]
+async fn an_admin_logs_in_as_a_partner_user_from_the_admin_page() {
+    let f = Fixture::start_with(&demo_yaml("sessions:\n  store: memory\n", "")).await;
+    let driver = Driver::start().await;
+    let browser = driver.browser().await;
+
+    // Without a session, the page sends the browser to log in and back.
+    browser.goto(&f.url("/_guise/admin")).await.unwrap();
+    wait_for_location(&browser, "/login?next=%2F_guise%2Fadmin").await;
+    sign_in(&browser, "admin@demo.test", "demo").await;
+    wait_for_location(&browser, "/_guise/admin").await;
+    assert_eq!(text_of(&browser, "main h1").await, "Administration");
+    let partners = text_of(&browser, "section#partners").await;
+    for shown in ["Acme Partners", "Globex Channel", "Gia Globex", "Vera Acme"] {
+        assert!(partners.contains(shown), "{shown} in {partners:?}");
+    }
+    // Vera holds no Full licence: her button is there, disabled, saying why.
+    let vera = browser
+        .find(Locator::Css("button[data-login-as='u-acme-vera']"))
+        .await
+        .expect("Vera's button");
+    assert_eq!(
+        vera.attr("disabled").await.unwrap().as_deref(),
+        Some("true")
+    );
+    let why = vera.attr("title").await.unwrap().unwrap_or_default();
+    assert!(why.contains("Full licence"), "{why:?}");
+    // The whole page in one picture: a window as tall as the page.
+    let height = browser
+        .execute("return document.documentElement.scrollHeight", vec![])
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap_or(900);
+    browser
+        .set_window_size(1280, u32::try_from(height).unwrap_or(900) + 200)
+        .await
+        .unwrap();
+    screenshot(&browser, "admin-page.png").await;
+    browser.set_window_size(1280, 900).await.unwrap();
+
+    browser
+        .find(Locator::Css("button[data-login-as='u-globex-gia']"))
+        .await
+        .expect("Login as Partner User for Gia")
+        .click()
+        .await
+        .unwrap();
+    wait_for_location(&browser, "/").await;
+    let identity = text_of(&browser, "#guise-identity").await;
+    assert!(identity.contains("u-globex-gia"), "{identity}");
+    screenshot(&browser, "admin-as-gia.png").await;
+
+    // The gateway says so too: Gia, with Ada as the impersonator.
+    browser.goto(&f.url("/_guise/session")).await.unwrap();
+    let body = text_of(&browser, "body").await;
+    let me: serde_json::Value = serde_json::from_str(&body).expect("/_guise/session is JSON");
+    assert_eq!(me["user"]["id"], "u-globex-gia", "{me}");
+    assert_eq!(me["impersonator"]["id"], "u-admin", "{me}");
+
+    browser.close().await.expect("browser closes");
+    driver.session.lock().unwrap().take();
+}
