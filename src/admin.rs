@@ -1,6 +1,8 @@
 //! The admin API under `/_guise/admin/`: users and their sessions,
 //! welcome emails (`POST users/{id}/welcome`, sent by [`crate::welcome`]),
-//! and (in `admin/partners.rs`) partners, bundles and licence seats.
+//! and (in `admin/partners.rs`) partners, bundles and licence seats. The
+//! admin page (`GET /_guise/admin`, [`page`]) offers the same actions to a
+//! browser, through the same code paths.
 //!
 //! JSON in and out; admins only, as [`policy`] decides. Every
 //! state-changing call must come from this site and carry the caller's
@@ -9,6 +11,7 @@
 //! never reaches the store (where it would stop every node's directory
 //! from being rebuilt).
 
+pub mod page;
 mod partners;
 pub mod policy;
 
@@ -239,13 +242,7 @@ impl AdminApi {
                 Ok((200, json!({ "user": id, "sessions": sessions })))
             }
             ("POST", ["users", id, "welcome"]) => {
-                let target = self.user(id)?;
-                policy::may_change(actor, &target)?;
-                let origin = origin_of(s.req_header(), call.peer.https);
-                let sent = self
-                    .welcome
-                    .send(call.live, subject, &target, &origin)
-                    .await?;
+                let sent = self.send_welcome(s.req_header(), call, subject, id).await?;
                 Ok((200, sent))
             }
             ("DELETE", ["users", id, "sessions"]) => {
@@ -326,6 +323,25 @@ impl AdminApi {
         self.save(user.clone()).await?;
         tracing::info!(actor = %actor.id, user = %user.id, "user created");
         Ok((201, json!({ "user": user.public_json() })))
+    }
+
+    /// Send `id` a welcome email, as `subject` asked on `req`: the one path
+    /// the API's `POST users/{id}/welcome` and the admin page's button
+    /// share, so both apply the same checks.
+    async fn send_welcome(
+        &self,
+        req: &pingora::http::RequestHeader,
+        call: Call<'_>,
+        subject: &Subject,
+        id: &str,
+    ) -> Result<Value, AdminError> {
+        let target = self.user(id)?;
+        policy::may_change(&subject.effective, &target)?;
+        let origin = origin_of(req, call.peer.https);
+        Ok(self
+            .welcome
+            .send(call.live, subject, &target, &origin)
+            .await?)
     }
 
     async fn update_user(

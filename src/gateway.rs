@@ -15,6 +15,7 @@
 //! | `POST /_guise/impersonate`, `POST /_guise/impersonate/stop` | impersonation ([`crate::impersonation`]) |
 //! | `GET /_guise/admin/impersonations`, `POST /_guise/admin/impersonations/{session}/end` | impersonations in progress |
 //! | `GET /_guise/admin/audit` | the impersonation audit |
+//! | `GET /_guise/admin`, `POST /_guise/admin/page/...` | the admin page and its form actions ([`crate::admin::page`]) |
 //! | `/_guise/admin/...` | the admin API |
 //! | `GET /_guise/partner`, `POST /_guise/tenants/{id}/enter`, `POST /_guise/tenants/leave` | "Login as me" ([`crate::tenants`]) |
 //! | `GET/POST /_guise/set-password` | a welcome email's set-password page ([`crate::welcome`]) |
@@ -26,6 +27,7 @@ use http::header::ALLOW;
 use pingora::proxy::Session;
 use serde_json::json;
 
+use crate::admin::page::{self, AdminPage};
 use crate::admin::AdminApi;
 use crate::audit::Audit;
 use crate::auth::{login, logout, upstream_login, AuthService, LoginError};
@@ -108,6 +110,14 @@ impl Endpoints {
         }
     }
 
+    /// The admin page, for a request on this scheme.
+    fn admin_page(&self, https: bool) -> AdminPage<'_> {
+        AdminPage {
+            admin: &self.admin,
+            impersonations: self.impersonations(https),
+        }
+    }
+
     fn tenants(&self) -> Tenants<'_> {
         Tenants {
             auth: &self.auth,
@@ -171,6 +181,11 @@ impl Endpoints {
                 self.impersonations(call.peer.https)
                     .end(s, call, reference)
                     .await
+            }
+            ("GET" | "HEAD", "admin") => self.admin_page(call.peer.https).show(s, call).await,
+            ("POST", r) if r.starts_with(page::ACTIONS) => {
+                let action = &r[page::ACTIONS.len()..];
+                self.admin_page(call.peer.https).post(s, call, action).await
             }
             (_, r) if r == "admin" || r.starts_with("admin/") => self.admin.handle(s, call).await,
             ("GET" | "HEAD", "partner") => self.tenants().page(s, call).await,

@@ -183,6 +183,11 @@ pub struct Matched<'a> {
 /// [`crate::gateway`] module routes what lies under it.
 pub const GATEWAY_PREFIX: &str = "/_guise/";
 
+/// The admin page ([`crate::admin::page`]), named here, low in the module
+/// layering, because the login (`next`) and the impersonation (`return_to`)
+/// lead back to it too.
+pub const ADMIN_PAGE: &str = "/_guise/admin";
+
 /// What a request is, decided once per request (see [`RouteTable::classify`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {

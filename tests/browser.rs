@@ -386,51 +386,33 @@ async fn a_partner_user_sees_their_customers_and_enters_a_client_account() {
     driver.session.lock().unwrap().take();
 }
 
-/// Start an impersonation of `user` from the page the browser shows, as
-/// the admin page's form would, and say when it answered.
-async fn start_impersonation(browser: &Client, user: &str) -> Instant {
-    let status = browser
-        .execute_async(
-            "const [user, done] = arguments;
-             fetch('/_guise/session').then(r => r.json()).then(s => fetch('/_guise/impersonate', {
-                 method: 'POST',
-                 headers: {'content-type': 'application/json', 'x-csrf-token': s.csrf_token},
-                 body: JSON.stringify({user, return_to: '/companies'}),
-             })).then(r => done(r.status), e => done(String(e)));",
-            vec![json!(user)],
-        )
-        .await
-        .expect("the start call runs");
-    assert_eq!(status, json!(200), "POST /_guise/impersonate");
-    Instant::now()
-}
-
-/// Tab A and tab B show pages as the admin; the admin starts viewing the
-/// app as Gia in B. A says it was signed out as the admin within two
-/// seconds, with no click, then reloads into Gia's view; B shows Gia's view
-/// with the banner. `a` and `b` may be two gateway nodes over one Redis
-/// (the browser keeps one cookie per host, whatever the port).
+/// Tab A and tab B are on the admin page; the admin clicks "Login as
+/// Partner User" for Gia in B. A says it was signed out as the admin within
+/// two seconds, with no click, then reloads into the right state (the admin
+/// page is no longer Ada's to see); B shows Gia's view with the banner. `a`
+/// and `b` may be two gateway nodes over one Redis (the browser keeps one
+/// cookie per host, whatever the port).
 async fn two_tabs(a: &Fixture, b: &Fixture, shots: &str) {
     let driver = Driver::start().await;
     let browser = driver.browser().await;
-    browser.goto(&a.url("/companies")).await.unwrap();
+    browser.goto(&a.url("/_guise/admin")).await.unwrap();
     sign_in(&browser, "admin@demo.test", "demo").await;
-    wait_for_location(&browser, "/companies").await;
-    text_of(&browser, "tr[data-resource=company]").await;
+    wait_for_location(&browser, "/_guise/admin").await;
+    assert_eq!(text_of(&browser, "main h1").await, "Administration");
     let tab_a = browser.window().await.unwrap();
 
     let tab_b = browser.new_window(true).await.unwrap().handle;
     browser.switch_to_window(tab_b.clone()).await.unwrap();
-    browser.goto(&b.url("/companies")).await.unwrap();
-    text_of(&browser, "tr[data-resource=company]").await;
-    assert!(
-        browser
-            .find(Locator::Css("[data-guise-banner]"))
-            .await
-            .is_err(),
-        "no banner on the admin's own pages"
-    );
-    let started = start_impersonation(&browser, "u-globex-gia").await;
+    browser.goto(&b.url("/_guise/admin")).await.unwrap();
+    assert_eq!(text_of(&browser, "main h1").await, "Administration");
+    let button = browser
+        .find(Locator::Css("[data-login-as='u-globex-gia']"))
+        .await
+        .expect("Login as Partner User for Gia");
+    button.click().await.unwrap();
+    // The form's answer sends B to the app's front page, as Gia.
+    wait_for_location(&browser, "/").await;
+    let started = Instant::now();
 
     browser.switch_to_window(tab_a.clone()).await.unwrap();
     let notice = loop {
@@ -450,12 +432,20 @@ async fn two_tabs(a: &Fixture, b: &Fixture, shots: &str) {
         "{notice}"
     );
     screenshot(&browser, &format!("{shots}-tab-a-notice.png")).await;
-    // Then A reloads into the right state: Gia's view, with the banner.
-    text_of(&browser, "[data-guise-banner]").await;
+    // Then A reloads: the admin page is not Gia's to see.
+    let deadline = Instant::now() + STEP;
+    while browser
+        .find(Locator::Css("[data-guise-notice]"))
+        .await
+        .is_ok()
+    {
+        assert!(Instant::now() < deadline, "tab A did not reload");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let page = browser.source().await.unwrap();
     assert!(
-        !page.contains("Wayne Hospitality"),
-        "Acme's customer in Gia's view"
+        !page.contains("Administration"),
+        "the admin page, still as Ada"
     );
 
     browser.switch_to_window(tab_b).await.unwrap();
@@ -472,6 +462,11 @@ async fn two_tabs(a: &Fixture, b: &Fixture, shots: &str) {
         identity.contains("u-globex-gia") && identity.contains("x-guise-impersonator"),
         "{identity}"
     );
+    assert!(!browser
+        .source()
+        .await
+        .unwrap()
+        .contains("Wayne Hospitality"));
     screenshot(&browser, &format!("{shots}-tab-b-partner-view.png")).await;
 
     browser.close().await.expect("browser closes");
@@ -495,4 +490,72 @@ async fn the_other_tab_is_told_through_redis_when_it_is_served_by_another_node()
     let a = Fixture::start_with(&yaml).await;
     let b = Fixture::start_with(&yaml).await;
     two_tabs(&a, &b, "impersonation-two-nodes").await;
+}
+
+/// The admin page in the demo's own configuration: Ada signs in, is brought
+/// back to the page, and "Login as Partner User" for Gia shows her the app
+/// as Gia. The page runs no script, so this is its forms as a browser
+/// posts them.
+#[tokio::test]
+async fn an_admin_logs_in_as_a_partner_user_from_the_admin_page() {
+    let f = Fixture::start_with(&demo_yaml("sessions:\n  store: memory\n", "")).await;
+    let driver = Driver::start().await;
+    let browser = driver.browser().await;
+
+    // Without a session, the page sends the browser to log in and back.
+    browser.goto(&f.url("/_guise/admin")).await.unwrap();
+    wait_for_location(&browser, "/login?next=%2F_guise%2Fadmin").await;
+    sign_in(&browser, "admin@demo.test", "demo").await;
+    wait_for_location(&browser, "/_guise/admin").await;
+    assert_eq!(text_of(&browser, "main h1").await, "Administration");
+    let partners = text_of(&browser, "section#partners").await;
+    for shown in ["Acme Partners", "Globex Channel", "Gia Globex", "Vera Acme"] {
+        assert!(partners.contains(shown), "{shown} in {partners:?}");
+    }
+    // Vera holds no Full licence: her button is there, disabled, saying why.
+    let vera = browser
+        .find(Locator::Css("button[data-login-as='u-acme-vera']"))
+        .await
+        .expect("Vera's button");
+    assert_eq!(
+        vera.attr("disabled").await.unwrap().as_deref(),
+        Some("true")
+    );
+    let why = vera.attr("title").await.unwrap().unwrap_or_default();
+    assert!(why.contains("Full licence"), "{why:?}");
+    // The whole page in one picture: a window as tall as the page.
+    let height = browser
+        .execute("return document.documentElement.scrollHeight", vec![])
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap_or(900);
+    browser
+        .set_window_size(1280, u32::try_from(height).unwrap_or(900) + 200)
+        .await
+        .unwrap();
+    screenshot(&browser, "admin-page.png").await;
+    browser.set_window_size(1280, 900).await.unwrap();
+
+    browser
+        .find(Locator::Css("button[data-login-as='u-globex-gia']"))
+        .await
+        .expect("Login as Partner User for Gia")
+        .click()
+        .await
+        .unwrap();
+    wait_for_location(&browser, "/").await;
+    let identity = text_of(&browser, "#guise-identity").await;
+    assert!(identity.contains("u-globex-gia"), "{identity}");
+    screenshot(&browser, "admin-as-gia.png").await;
+
+    // The gateway says so too: Gia, with Ada as the impersonator.
+    browser.goto(&f.url("/_guise/session")).await.unwrap();
+    let body = text_of(&browser, "body").await;
+    let me: serde_json::Value = serde_json::from_str(&body).expect("/_guise/session is JSON");
+    assert_eq!(me["user"]["id"], "u-globex-gia", "{me}");
+    assert_eq!(me["impersonator"]["id"], "u-admin", "{me}");
+
+    browser.close().await.expect("browser closes");
+    driver.session.lock().unwrap().take();
 }

@@ -1,6 +1,6 @@
 //! Where a browser may be sent after login: only paths on this site.
 
-use crate::routes::GATEWAY_PREFIX;
+use crate::routes::{ADMIN_PAGE, GATEWAY_PREFIX};
 use crate::target::normalise;
 
 /// `next` if it is a same-origin path, else `None`.
@@ -8,14 +8,18 @@ use crate::target::normalise;
 /// Refuses absolute URLs, scheme-relative `//host` and `/\host` (which
 /// browsers read as another host), control characters, the gateway's own
 /// endpoints, and targets not in the normal form [`crate::target`] gives
-/// requests (so the redirect lands on the path that was checked).
+/// requests (so the redirect lands on the path that was checked). The one
+/// gateway page allowed is the admin page ([`ADMIN_PAGE`]): it sends
+/// browsers without a session to log in with `next` naming it, and it is a
+/// page to look at (GET, admins only), unlike the other endpoints.
 pub fn safe_next(next: &str) -> Option<&str> {
     let without_fragment = next.split('#').next().unwrap_or("");
+    let path = without_fragment.split('?').next().unwrap_or("");
     let ok = next.starts_with('/')
         && !next.starts_with("//")
         && !next.bytes().any(|b| b.is_ascii_control() || b == b'\\')
         && normalise(without_fragment.as_bytes()).is_ok_and(|n| n == without_fragment.as_bytes())
-        && !next.starts_with(GATEWAY_PREFIX);
+        && (!next.starts_with(GATEWAY_PREFIX) || path == ADMIN_PAGE);
     ok.then_some(next)
 }
 
@@ -25,7 +29,14 @@ mod tests {
 
     #[test]
     fn same_origin_paths_are_kept() {
-        for p in ["/", "/dashboard", "/companies/co-100?tab=ctas", "/a#frag"] {
+        for p in [
+            "/",
+            "/dashboard",
+            "/companies/co-100?tab=ctas",
+            "/a#frag",
+            "/_guise/admin",
+            "/_guise/admin?done=ended#impersonations",
+        ] {
             assert_eq!(safe_next(p), Some(p));
         }
     }
@@ -42,6 +53,9 @@ mod tests {
             "/../etc",
             "",
             "/_guise/logout",
+            "/_guise/admin/users",
+            "/_guise/adminx",
+            "/_guise/session",
         ] {
             assert_eq!(safe_next(p), None, "{p:?}");
         }

@@ -35,7 +35,7 @@ use crate::subject::Subject;
 use crate::users::{Directory, Role, User};
 
 /// Where an admin goes back to when nothing better is known.
-pub const ADMIN_PAGE: &str = "/_guise/admin";
+pub const ADMIN_PAGE: &str = crate::routes::ADMIN_PAGE;
 /// The record kind under which terms acknowledgements are stored.
 const TERMS_KIND: &str = "impersonation_terms";
 /// Longest reason kept.
@@ -342,6 +342,28 @@ impl Impersonations<'_> {
         Ok((target, state.expires, vec![cookie]))
     }
 
+    /// Whether `actor` has acknowledged this text of the terms. The admin
+    /// page asks, so that it shows the "I accept" box only to those who
+    /// still have to tick it.
+    pub async fn terms_acknowledged(
+        &self,
+        actor: &User,
+        terms: &str,
+    ) -> Result<bool, EndpointError> {
+        let digest = terms_digest(terms);
+        let records = self
+            .sessions
+            .store()
+            .load_records(TERMS_KIND)
+            .await
+            .map_err(|e| EndpointError::Store(e.to_string()))?;
+        Ok(records.iter().any(|(id, json)| {
+            id == &actor.id
+                && serde_json::from_str::<serde_json::Value>(json)
+                    .is_ok_and(|v| v["terms"] == digest.as_str())
+        }))
+    }
+
     /// Terms are acknowledged once per text: changed terms are asked for
     /// again.
     async fn check_terms(
@@ -350,24 +372,14 @@ impl Impersonations<'_> {
         terms: &str,
         accept: bool,
     ) -> Result<(), EndpointError> {
-        use sha2::{Digest, Sha256};
-        let digest = hex::encode(Sha256::digest(terms.as_bytes()));
-        let store = self.sessions.store();
-        let records = store
-            .load_records(TERMS_KIND)
-            .await
-            .map_err(|e| EndpointError::Store(e.to_string()))?;
-        let acknowledged = records.iter().any(|(id, json)| {
-            id == &actor.id
-                && serde_json::from_str::<serde_json::Value>(json)
-                    .is_ok_and(|v| v["terms"] == digest.as_str())
-        });
-        if acknowledged {
+        if self.terms_acknowledged(actor, terms).await? {
             return Ok(());
         }
         if !accept {
             return Err(ImpersonationError::TermsNotAcknowledged(terms.to_string()).into());
         }
+        let digest = terms_digest(terms);
+        let store = self.sessions.store();
         let now = self.sessions.clock().unix_now();
         let record = json!({ "terms": digest, "acknowledged_at": now }).to_string();
         store
@@ -570,7 +582,11 @@ impl Impersonations<'_> {
         let replies = &call.live.replies;
         let html = Format::of(s.req_header()) == Format::Html && !body::is_json(s.req_header());
         match self.try_end(s, call, reference).await {
-            Ok(()) if html => respond::redirect(s, replies, 303, ADMIN_PAGE, &[]).await,
+            Ok(()) if html => {
+                // The admin page's End button: back to it, saying so.
+                let to = format!("{ADMIN_PAGE}?done=ended#impersonations");
+                respond::redirect(s, replies, 303, &to, &[]).await
+            }
             Ok(()) => respond::json(s, replies, 200, &json!({ "ended": reference }), &[]).await,
             Err(e) => respond::refuse(s, replies, &e).await,
         }
@@ -695,6 +711,13 @@ pub async fn in_progress(
     }
     out.sort_by_key(|i| std::cmp::Reverse(i.state.started));
     Ok(out)
+}
+
+/// What an acknowledgement records of the terms: their hash, so changed
+/// terms are asked for again.
+fn terms_digest(terms: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(terms.as_bytes()))
 }
 
 /// The caller, if an admin.
