@@ -414,14 +414,18 @@ impl Audit {
             } else {
                 q.records.push_back(json);
                 self.inner.metrics.buffered.set(q.records.len() as i64);
+                // Only the first record wakes the writer: while records are
+                // waiting it is busy with them, and looks again after each
+                // write (a wake per record cost every request a cross-thread
+                // wake-up).
+                if q.records.len() == 1 {
+                    self.inner.wake.notify_one();
+                }
                 None
             }
         };
         match refused {
-            None => {
-                self.inner.wake.notify_one();
-                Ok(())
-            }
+            None => Ok(()),
             Some(why) => {
                 self.inner.metrics.count("refused", 1);
                 tracing::warn!(
