@@ -171,6 +171,14 @@ fn demo(
     if let Some(mail) = &mut config.mail {
         mail.transport = guise::config::MailTransport::Outbox(outbox.clone());
     }
+    // The demo's audit file, where the demo says it is.
+    let audit = config
+        .impersonation
+        .audit
+        .file
+        .clone()
+        .unwrap_or_else(|| guise::config::impersonation::DEFAULT_AUDIT_FILE.into());
+    let audit = std::path::absolute(&audit).unwrap_or(audit);
     init_logging(config.logging.format, &config.logging.level);
     let demo_users: String = config
         .users
@@ -212,10 +220,11 @@ fn demo(
     )
     .context("refusing to start")?;
     println!(
-        "guise demo\n  gateway:     http://{listen}/\n  demo app:    http://{} (direct, no gateway)\n  operations:  http://{operations}/metrics  /healthz  /readyz\n  outbox:      {} (welcome emails land here as .eml files)\n\nSign in at http://{listen}/login with password `demo` as one of:\n{}\nPartner users see only their partner's customers; their client accounts (\"Login as me\") are at http://{listen}/_guise/partner.\nAn admin sends a welcome email (a link to choose a password) with\n  POST http://{listen}/_guise/admin/users/<id>/welcome   (header x-csrf-token: the session's token)\n\nPress Ctrl-C to stop.",
+        "guise demo\n  gateway:     http://{listen}/\n  demo app:    http://{} (direct, no gateway)\n  operations:  http://{operations}/metrics  /healthz  /readyz\n  outbox:      {} (welcome emails land here as .eml files)\n\nSign in at http://{listen}/login with password `demo` as one of:\n{}\nPartner users see only their partner's customers; their client accounts (\"Login as me\") are at http://{listen}/_guise/partner.\nAdmins: http://{listen}/_guise/admin lists partners and users. As admin@demo.test, \"Login as Partner User\" shows you the app as that user\n(your other tabs are signed out meanwhile; Gia's contacts stay hidden from you); the banner's \"Return to admin\" brings you back.\nEvery step is audited in {} (also GET /_guise/admin/audit); Send Welcome Email writes to the outbox.\n\nPress Ctrl-C to stop.",
         app.addr,
         outbox.display(),
-        demo_users
+        demo_users,
+        audit.display()
     );
     gateway.run_forever()
 }
