@@ -614,6 +614,14 @@ async fn with_redis_gone_impersonated_requests_are_buffered_then_refused_never_u
         200
     );
 
+    // Everything so far is written (the writer lets records gather for a
+    // moment first), so the buffer is empty when Redis goes.
+    eventually(
+        Duration::from_secs(5),
+        "the audit buffer empties",
+        || async { (f.metric("guise_audit_buffered").await == 0.0).then_some(()) },
+    )
+    .await;
     redis.kill();
     // Served from the session cache while the buffer takes the records;
     // then refused.
