@@ -70,6 +70,17 @@ pub fn check_token(expected: &str, given: Option<&str>) -> Result<(), CsrfError>
     }
 }
 
+/// The token a request carries: its `x-csrf-token` header, else the
+/// `csrf_token` field of its form (the body is read for it).
+pub async fn given_token(
+    s: &mut pingora::proxy::Session,
+) -> Result<Option<String>, crate::body::BodyError> {
+    match header_token(s.req_header()) {
+        Some(t) => Ok(Some(t.to_string())),
+        None => Ok(crate::body::form_field(&crate::body::read(s).await?, FIELD)),
+    }
+}
+
 /// The token a request carries in its header, if any.
 pub fn header_token(req: &RequestHeader) -> Option<&str> {
     req.headers.get(HEADER).and_then(|v| v.to_str().ok())

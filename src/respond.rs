@@ -161,6 +161,23 @@ pub fn render(r: &Refusal, format: Format) -> (Bytes, &'static str) {
 /// Headers to add to a gateway answer (e.g. `Set-Cookie`).
 pub type Extra<'a> = &'a [(HeaderName, String)];
 
+/// Replace the upstream's answer header `resp` with refusal `r`; the body
+/// to send in place of the upstream's (a response filter refusing an
+/// answer at its header).
+pub fn replace_answer(
+    resp: &mut ResponseHeader,
+    r: &dyn Refuse,
+    format: Format,
+) -> pingora::Result<Bytes> {
+    let (body, content_type) = render(&Refusal::of(r), format);
+    let mut fresh = ResponseHeader::build(r.status(), Some(4))?;
+    fresh.insert_header(http::header::CONTENT_TYPE, content_type)?;
+    fresh.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    fresh.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    *resp = fresh;
+    Ok(body)
+}
+
 /// Answer `r`: a redirect for browsers when it names one, else its status
 /// with the reason as HTML or JSON by `Accept`.
 pub async fn refuse(s: &mut Session, replies: &Replies, r: &dyn Refuse) -> pingora::Result<()> {

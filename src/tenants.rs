@@ -24,7 +24,7 @@ use pingora::proxy::Session;
 
 use crate::admin::{AdminApi, AdminError};
 use crate::auth::AuthService;
-use crate::body::{self, BodyError};
+use crate::body::BodyError;
 use crate::call::Call;
 use crate::csrf::{self, CsrfError};
 use crate::partners::{self, PartnerError};
@@ -251,10 +251,7 @@ impl Tenants<'_> {
 /// Same-origin, and the session's CSRF token in the form (or header).
 async fn check_csrf(s: &mut Session, call: Call<'_>, subject: &Subject) -> Result<(), TenantError> {
     csrf::same_origin(s.req_header(), call.peer.https)?;
-    let given = match csrf::header_token(s.req_header()) {
-        Some(t) => Some(t.to_string()),
-        None => body::form_field(&body::read(s).await?, csrf::FIELD),
-    };
+    let given = csrf::given_token(s).await?;
     csrf::check_token(&subject.session.record.csrf_token, given.as_deref())?;
     Ok(())
 }

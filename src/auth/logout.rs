@@ -54,10 +54,7 @@ async fn end(svc: &AuthService, s: &mut Session, call: Call<'_>) -> Result<(), L
         return Ok(());
     };
     csrf::same_origin(s.req_header(), call.peer.https)?;
-    let given = match csrf::header_token(s.req_header()) {
-        Some(t) => Some(t.to_string()),
-        None => body::form_field(&body::read(s).await?, csrf::FIELD),
-    };
+    let given = csrf::given_token(s).await?;
     csrf::check_token(&subject.session.record.csrf_token, given.as_deref())?;
     svc.sessions.revoke(&subject.session.key).await?;
     Ok(())

@@ -417,10 +417,7 @@ impl Impersonations<'_> {
     ) -> Result<(String, bool, Vec<(HeaderName, String)>), EndpointError> {
         let subject = call.subject.ok_or(ImpersonationError::NotSignedIn)?;
         csrf::same_origin(s.req_header(), call.peer.https)?;
-        let given = match csrf::header_token(s.req_header()) {
-            Some(t) => Some(t.to_string()),
-            None => body::form_field(&body::read(s).await?, csrf::FIELD),
-        };
+        let given = csrf::given_token(s).await?;
         csrf::check_token(&subject.session.record.csrf_token, given.as_deref())?;
         let state =
             State::of(&subject.session.record).ok_or(ImpersonationError::NotImpersonating)?;
@@ -602,10 +599,7 @@ impl Impersonations<'_> {
         let method = s.req_header().method.to_string();
         let path = s.req_header().uri.path().to_string();
         csrf::same_origin(s.req_header(), call.peer.https)?;
-        let given = match csrf::header_token(s.req_header()) {
-            Some(t) => Some(t.to_string()),
-            None => body::form_field(&body::read(s).await?, csrf::FIELD),
-        };
+        let given = csrf::given_token(s).await?;
         csrf::check_token(&subject.session.record.csrf_token, given.as_deref())?;
         let found = self
             .in_progress()

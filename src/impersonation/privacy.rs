@@ -20,7 +20,7 @@ use pingora::http::ResponseHeader;
 
 use crate::config::impersonation::Privacy as Settings;
 use crate::filter::{Buffer, FilterError, JsonList, JsonRedact, Keep, Limit};
-use crate::respond::{self, Format, Refusal, Refuse};
+use crate::respond::{self, Format, Refuse};
 use crate::routes::RouteSpec;
 use crate::subject::Subject;
 
@@ -206,12 +206,7 @@ fn refuse(
     e: &PrivacyError,
     format: Format,
 ) -> pingora::Result<PrivacyFilter> {
-    let (body, content_type) = respond::render(&Refusal::of(e), format);
-    let mut fresh = ResponseHeader::build(e.status(), Some(4))?;
-    fresh.insert_header(http::header::CONTENT_TYPE, content_type)?;
-    fresh.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-    fresh.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-    *resp = fresh;
+    let body = respond::replace_answer(resp, e, format)?;
     Ok(PrivacyFilter::Refused { body: Some(body) })
 }
 

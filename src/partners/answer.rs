@@ -29,7 +29,7 @@ use pingora::http::ResponseHeader;
 
 use super::{PartnerError, PartnerKeep};
 use crate::filter::{Buffer, FilterError, HtmlStream, JsonList, JsonRecord, Keep, Limit};
-use crate::respond::{self, Format, Refusal, Refuse};
+use crate::respond::{self, Format, Refuse};
 use crate::routes::AnswerFilters;
 
 /// A partner user's records: what [`crate::filter`] keeps.
@@ -179,12 +179,7 @@ fn refusal(
     e: &FilterError,
     format: Format,
 ) -> pingora::Result<AnswerFilter> {
-    let (body, content_type) = respond::render(&Refusal::of(e), format);
-    let mut fresh = ResponseHeader::build(e.status(), Some(4))?;
-    fresh.insert_header(http::header::CONTENT_TYPE, content_type)?;
-    fresh.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-    fresh.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-    *resp = fresh;
+    let body = respond::replace_answer(resp, e, format)?;
     Ok(AnswerFilter::Refused {
         body: Some(body),
         code: e.code(),
