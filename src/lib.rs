@@ -89,6 +89,7 @@ pub mod metrics;
 pub mod ops;
 pub mod partners;
 pub mod peer;
+pub mod permissions;
 pub mod proxy;
 pub mod proxy_protocol;
 pub mod reload;

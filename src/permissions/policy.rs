@@ -1,0 +1,589 @@
+//! The compiled policy and the decision over it.
+//!
+//! A checked [`PolicySpec`] is compiled into indexed data: resources by
+//! number, attributes by number within their resource, operators parsed,
+//! case-blind values folded once, and each resource's rules listed per
+//! action (a WRITE rule is listed under READ too, since WRITE implies
+//! READ). The user side of every rule (its criteria) is evaluated once per
+//! user into [`UserFacts`]; a decision then only runs the advice of the
+//! rules that already apply to the user, and stops at the first grant.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use smallvec::SmallVec;
+
+use super::ops::{fold, Operator, Value};
+use super::spec::{Action, PolicySpec, SpecError, BUILT_IN_USER_FIELDS, USER_GROUP};
+use crate::users::{Role, User};
+
+/// A policy ready to decide with. Every node compiles the same spec to the
+/// same policy; `epoch` tells apart the policies a node has had, so cached
+/// decisions and user facts of an older one are never used.
+#[derive(Debug)]
+pub struct Policy {
+    pub epoch: u64,
+    spec: Arc<PolicySpec>,
+    resources: Vec<Resource>,
+    by_name: HashMap<String, usize>,
+    /// User fields: the built-ins (id, email, name), then the chosen user
+    /// attributes.
+    user_fields: Vec<String>,
+    groups: Vec<Group>,
+}
+
+#[derive(Debug)]
+pub struct Resource {
+    pub name: String,
+    pub attributes: Vec<Attribute>,
+    pub key: usize,
+    relations: Vec<Relation>,
+    pub everyone: bool,
+    rules: Vec<Rule>,
+    /// Rule numbers granting READ (READ and WRITE rules), then WRITE.
+    by_action: [Vec<u32>; 2],
+    /// Whether deciding on a record needs no attribute but its key, so a
+    /// related record is judged by the key alone, without a lookup.
+    key_only: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Attribute {
+    pub name: String,
+    pub field: String,
+    pub html: Option<String>,
+}
+
+#[derive(Debug)]
+struct Relation {
+    resource: usize,
+    via: usize,
+}
+
+#[derive(Debug)]
+struct Rule {
+    name: String,
+    criteria: Vec<Criterion>,
+    advice: Vec<Advice>,
+}
+
+#[derive(Debug)]
+struct Criterion {
+    field: UserField,
+    op: Operator,
+    values: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum UserField {
+    /// Index into [`Policy::user_fields`].
+    Field(usize),
+    /// Sharing-group membership; values are group names.
+    Group,
+}
+
+#[derive(Debug)]
+struct Advice {
+    attr: usize,
+    op: Operator,
+    /// Literal values, folded when case-blind.
+    literals: Vec<String>,
+    /// `${user.X}` values, as user-field indices.
+    user: Vec<usize>,
+    case_sensitive: bool,
+}
+
+#[derive(Debug)]
+struct Group {
+    name: String,
+    criteria: Vec<Criterion>,
+    members: Vec<String>,
+}
+
+/// What the user side of the policy says about one user: computed once per
+/// user and policy epoch, then shared by every decision.
+#[derive(Debug, Clone)]
+pub struct UserFacts {
+    pub user_id: String,
+    pub epoch: u64,
+    pub super_admin: bool,
+    /// Values of the user fields, as [`Policy::user_fields`] orders them.
+    values: Vec<Option<String>>,
+    /// Names of the sharing groups the user is in.
+    pub groups: Vec<String>,
+    /// Per resource, per action: the rules whose criteria the user meets.
+    applicable: Vec<[Vec<u32>; 2]>,
+}
+
+/// Who or what granted access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Grant {
+    SuperAdmin,
+    /// The resource's "Everyone gets READ/WRITE" switch.
+    Everyone {
+        resource: usize,
+    },
+    Rule {
+        resource: usize,
+        rule: u32,
+    },
+}
+
+/// A decision on one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Decision {
+    Allowed(Grant),
+    Denied,
+    /// No rule grants it on what is known, and a related record that might
+    /// could not be looked up: refused, with this reason (fail closed).
+    Unavailable {
+        resource: usize,
+    },
+}
+
+impl Decision {
+    pub fn allowed(&self) -> bool {
+        matches!(self, Decision::Allowed(_))
+    }
+}
+
+/// A related record fetched for inheritance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Related {
+    /// Its attribute values, in the related resource's order.
+    Found(Vec<Option<String>>),
+    /// No such record upstream: grants nothing.
+    Missing,
+    /// The lookup failed.
+    Unavailable,
+}
+
+/// Where related records come from: the request's prefetched lookups, or a
+/// cache while filtering a list.
+pub trait Lookups {
+    fn related(&self, resource: usize, key: &str) -> Related;
+}
+
+/// No lookups: what cannot be judged by the key is unavailable.
+pub struct NoLookups;
+
+impl Lookups for NoLookups {
+    fn related(&self, _resource: usize, _key: &str) -> Related {
+        Related::Unavailable
+    }
+}
+
+/// Relations are checked for loops, but a depth bound keeps a decision's
+/// cost bounded whatever a policy holds.
+const MAX_DEPTH: usize = 8;
+
+impl Policy {
+    /// Compile `spec`, checking it first.
+    pub fn compile(spec: PolicySpec, epoch: u64) -> Result<Policy, SpecError> {
+        spec.check()?;
+        let mut user_fields: Vec<String> =
+            BUILT_IN_USER_FIELDS.iter().map(|s| s.to_string()).collect();
+        user_fields.extend(spec.user_attributes.iter().cloned());
+        let field_index = |name: &str| user_fields.iter().position(|f| f == name);
+        let criterion = |c: &super::spec::CriterionSpec| -> Criterion {
+            let op = Operator::parse(&c.operator).unwrap_or(Operator::Eq);
+            let field = if c.attribute == USER_GROUP {
+                UserField::Group
+            } else {
+                UserField::Field(field_index(&c.attribute).unwrap_or(0))
+            };
+            Criterion {
+                field,
+                op,
+                values: c.values.clone(),
+            }
+        };
+        let by_name: HashMap<String, usize> = spec
+            .resources
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.name.clone(), i))
+            .collect();
+        let mut resources = Vec::with_capacity(spec.resources.len());
+        for r in &spec.resources {
+            let attributes: Vec<Attribute> = r
+                .attributes
+                .iter()
+                .map(|a| Attribute {
+                    name: a.name.clone(),
+                    field: a.field.clone(),
+                    html: a.html.clone(),
+                })
+                .collect();
+            let attr = |name: &str| attributes.iter().position(|a| a.name == name).unwrap_or(0);
+            let key = r.key_name().map_or(0, attr);
+            let relations: Vec<Relation> = r
+                .relations
+                .iter()
+                .map(|rel| Relation {
+                    resource: by_name[rel.resource.as_str()],
+                    via: attr(&rel.via),
+                })
+                .collect();
+            let mut rules = Vec::with_capacity(r.rules.len());
+            let mut by_action: [Vec<u32>; 2] = [Vec::new(), Vec::new()];
+            for (i, rule) in r.rules.iter().enumerate() {
+                let advice = rule
+                    .advice
+                    .iter()
+                    .map(|a| {
+                        let mut literals = Vec::new();
+                        let mut user = Vec::new();
+                        for v in &a.values {
+                            match Value::parse(v) {
+                                Value::User(name) => user.push(field_index(&name).unwrap_or(0)),
+                                Value::Literal(l) if a.case_sensitive => literals.push(l),
+                                Value::Literal(l) => literals.push(fold(&l)),
+                                Value::Bad(_) => {}
+                            }
+                        }
+                        Advice {
+                            attr: attr(&a.attribute),
+                            op: Operator::parse(&a.operator).unwrap_or(Operator::Eq),
+                            literals,
+                            user,
+                            case_sensitive: a.case_sensitive,
+                        }
+                    })
+                    .collect();
+                rules.push(Rule {
+                    name: rule.name.clone(),
+                    criteria: rule.criteria.iter().map(criterion).collect(),
+                    advice,
+                });
+                by_action[0].push(i as u32);
+                if rule.action == Action::Write {
+                    by_action[1].push(i as u32);
+                }
+            }
+            let key_only = rules
+                .iter()
+                .flat_map(|r| r.advice.iter().map(|a| a.attr))
+                .chain(relations.iter().map(|r| r.via))
+                .all(|a| a == key);
+            resources.push(Resource {
+                name: r.name.clone(),
+                attributes,
+                key,
+                relations,
+                everyone: r.everyone(),
+                rules,
+                by_action,
+                key_only,
+            });
+        }
+        let groups = spec
+            .groups
+            .iter()
+            .map(|g| Group {
+                name: g.name.clone(),
+                criteria: g.criteria.iter().map(criterion).collect(),
+                members: g.members.clone(),
+            })
+            .collect();
+        Ok(Policy {
+            epoch,
+            spec: Arc::new(spec),
+            resources,
+            by_name,
+            user_fields,
+            groups,
+        })
+    }
+
+    pub fn spec(&self) -> &Arc<PolicySpec> {
+        &self.spec
+    }
+
+    pub fn resource(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
+    pub fn resources(&self) -> &[Resource] {
+        &self.resources
+    }
+
+    /// Whether the resource restricts anyone: not on Everyone. A resource
+    /// that does not may skip filtering altogether.
+    pub fn restricts(&self, resource: usize) -> bool {
+        self.resources.get(resource).is_some_and(|r| !r.everyone)
+    }
+
+    /// Names of the groups whose criteria or members take in `user`.
+    pub fn groups_of(&self, user: &User) -> Vec<String> {
+        let values = self.user_values(user);
+        self.groups
+            .iter()
+            .filter(|g| self.in_group(g, user, &values))
+            .map(|g| g.name.clone())
+            .collect()
+    }
+
+    /// Whether `user` is in group `name` through its criteria (as opposed
+    /// to by hand).
+    pub fn matches_group_criteria(&self, name: &str, user: &User) -> bool {
+        let values = self.user_values(user);
+        self.groups
+            .iter()
+            .find(|g| g.name == name)
+            .is_some_and(|g| {
+                !g.criteria.is_empty() && g.criteria.iter().all(|c| self.holds(c, &values, &[]))
+            })
+    }
+
+    fn in_group(&self, g: &Group, user: &User, values: &[Option<String>]) -> bool {
+        g.members.iter().any(|m| *m == user.id)
+            || (!g.criteria.is_empty() && g.criteria.iter().all(|c| self.holds(c, values, &[])))
+    }
+
+    fn user_values(&self, user: &User) -> Vec<Option<String>> {
+        self.user_fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| match i {
+                0 => Some(user.id.clone()),
+                1 => Some(user.email.clone()),
+                2 => Some(user.name.clone()),
+                _ => user.attributes.get(f).cloned(),
+            })
+            .collect()
+    }
+
+    fn holds(&self, c: &Criterion, values: &[Option<String>], groups: &[String]) -> bool {
+        match c.field {
+            UserField::Field(i) => {
+                c.op.test(values.get(i).and_then(|v| v.as_deref()), &c.values, true)
+            }
+            UserField::Group => {
+                let member = groups.iter().any(|g| c.values.contains(g));
+                match c.op {
+                    Operator::NotIn => !member,
+                    _ => member,
+                }
+            }
+        }
+    }
+
+    /// The user side of the policy for `user`: evaluated once, used by
+    /// every decision on their requests.
+    pub fn facts(&self, user: &User) -> UserFacts {
+        let values = self.user_values(user);
+        let groups: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|g| self.in_group(g, user, &values))
+            .map(|g| g.name.clone())
+            .collect();
+        let applicable = self
+            .resources
+            .iter()
+            .map(|r| {
+                let meets = |i: &&u32| {
+                    r.rules[**i as usize]
+                        .criteria
+                        .iter()
+                        .all(|c| self.holds(c, &values, &groups))
+                };
+                [
+                    r.by_action[0].iter().filter(meets).copied().collect(),
+                    r.by_action[1].iter().filter(meets).copied().collect(),
+                ]
+            })
+            .collect();
+        UserFacts {
+            user_id: user.id.clone(),
+            epoch: self.epoch,
+            super_admin: user.roles.contains(&Role::SuperAdmin),
+            values,
+            groups,
+            applicable,
+        }
+    }
+
+    /// May the user (`facts`) take `action` on `record`, a record of
+    /// `resource` given as its attribute values in the resource's order?
+    /// Super admins always may; then the resource's Everyone switch, its
+    /// rules, and the rules of its related records, first grant wins.
+    pub fn decide(
+        &self,
+        facts: &UserFacts,
+        resource: usize,
+        action: Action,
+        record: &[Option<&str>],
+        lookups: &dyn Lookups,
+    ) -> Decision {
+        if facts.super_admin {
+            return Decision::Allowed(Grant::SuperAdmin);
+        }
+        self.decide_at(facts, resource, action, record, lookups, 0)
+    }
+
+    fn decide_at(
+        &self,
+        facts: &UserFacts,
+        resource: usize,
+        action: Action,
+        record: &[Option<&str>],
+        lookups: &dyn Lookups,
+        depth: usize,
+    ) -> Decision {
+        let Some(r) = self.resources.get(resource) else {
+            return Decision::Denied;
+        };
+        if r.everyone {
+            return Decision::Allowed(Grant::Everyone { resource });
+        }
+        let applicable = facts
+            .applicable
+            .get(resource)
+            .map_or(&[][..], |a| &a[action as usize][..]);
+        for &i in applicable {
+            let rule = &r.rules[i as usize];
+            if rule.advice.iter().all(|a| self.advise(a, facts, record)) {
+                return Decision::Allowed(Grant::Rule { resource, rule: i });
+            }
+        }
+        if depth >= MAX_DEPTH {
+            return Decision::Denied;
+        }
+        let mut unavailable = None;
+        for rel in &r.relations {
+            let Some(key) = record
+                .get(rel.via)
+                .copied()
+                .flatten()
+                .filter(|k| !k.is_empty())
+            else {
+                continue;
+            };
+            let Some(other) = self.resources.get(rel.resource) else {
+                continue;
+            };
+            let decided = if other.key_only || other.everyone {
+                let mut synthetic: SmallVec<[Option<&str>; 8]> =
+                    SmallVec::from_elem(None, other.attributes.len());
+                if let Some(slot) = synthetic.get_mut(other.key) {
+                    *slot = Some(key);
+                }
+                self.decide_at(facts, rel.resource, action, &synthetic, lookups, depth + 1)
+            } else {
+                match lookups.related(rel.resource, key) {
+                    Related::Found(values) => {
+                        let values: SmallVec<[Option<&str>; 8]> =
+                            values.iter().map(|v| v.as_deref()).collect();
+                        self.decide_at(facts, rel.resource, action, &values, lookups, depth + 1)
+                    }
+                    Related::Missing => Decision::Denied,
+                    Related::Unavailable => Decision::Unavailable {
+                        resource: rel.resource,
+                    },
+                }
+            };
+            match decided {
+                Decision::Allowed(g) => return Decision::Allowed(g),
+                Decision::Unavailable { resource } => unavailable = Some(resource),
+                Decision::Denied => {}
+            }
+        }
+        match unavailable {
+            Some(resource) => Decision::Unavailable { resource },
+            None => Decision::Denied,
+        }
+    }
+
+    fn advise(&self, a: &Advice, facts: &UserFacts, record: &[Option<&str>]) -> bool {
+        let have = record.get(a.attr).copied().flatten();
+        if a.user.is_empty() {
+            return a.op.test(have, &a.literals, a.case_sensitive);
+        }
+        // `${user.X}`: the user's own value joins the literals; a user
+        // without it matches nothing through it.
+        let mut values: SmallVec<[String; 4]> = a.literals.iter().cloned().collect();
+        for &f in &a.user {
+            if let Some(v) = facts.values.get(f).and_then(|v| v.as_deref()) {
+                values.push(if a.case_sensitive {
+                    v.to_string()
+                } else {
+                    fold(v)
+                });
+            }
+        }
+        if values.is_empty() && !matches!(a.op, Operator::IsEmpty | Operator::IsNotEmpty) {
+            return false;
+        }
+        a.op.test(have, &values, a.case_sensitive)
+    }
+
+    /// Whether a decision on a record of `resource` never needs more than
+    /// its key (true for a resource on Everyone).
+    pub fn key_only(&self, resource: usize) -> bool {
+        self.resources
+            .get(resource)
+            .is_some_and(|r| r.key_only || r.everyone)
+    }
+
+    /// A grant in words, for the explain endpoint and logs.
+    pub fn describe(&self, grant: Grant) -> GrantView {
+        match grant {
+            Grant::SuperAdmin => GrantView {
+                by: "super_admin",
+                resource: None,
+                rule: None,
+                groups: Vec::new(),
+            },
+            Grant::Everyone { resource } => GrantView {
+                by: "everyone",
+                resource: self.resources.get(resource).map(|r| r.name.clone()),
+                rule: None,
+                groups: Vec::new(),
+            },
+            Grant::Rule { resource, rule } => {
+                let r = &self.resources[resource];
+                let rule = &r.rules[rule as usize];
+                let groups = rule
+                    .criteria
+                    .iter()
+                    .filter(|c| matches!(c.field, UserField::Group))
+                    .flat_map(|c| c.values.iter().cloned())
+                    .collect();
+                GrantView {
+                    by: "rule",
+                    resource: Some(r.name.clone()),
+                    rule: Some(rule.name.clone()),
+                    groups,
+                }
+            }
+        }
+    }
+
+    pub fn resource_name(&self, i: usize) -> &str {
+        self.resources.get(i).map_or("", |r| r.name.as_str())
+    }
+
+    /// Number of rules in the policy, for metrics and logs.
+    pub fn rule_count(&self) -> usize {
+        self.resources.iter().map(|r| r.rules.len()).sum()
+    }
+}
+
+/// A grant as the explain endpoint shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GrantView {
+    /// `super_admin`, `everyone` or `rule`.
+    pub by: &'static str,
+    pub resource: Option<String>,
+    pub rule: Option<String>,
+    /// Sharing groups the rule's criteria name.
+    pub groups: Vec<String>,
+}
+
+impl Resource {
+    pub fn attribute(&self, name: &str) -> Option<usize> {
+        self.attributes.iter().position(|a| a.name == name)
+    }
+}
