@@ -337,7 +337,7 @@ impl Policy {
     }
 
     fn in_group(&self, g: &Group, user: &User, values: &[Option<String>]) -> bool {
-        g.members.iter().any(|m| *m == user.id)
+        g.members.contains(&user.id)
             || (!g.criteria.is_empty() && g.criteria.iter().all(|c| self.holds(c, values, &[])))
     }
 

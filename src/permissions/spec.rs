@@ -328,14 +328,14 @@ impl PolicySpec {
         Ok(())
     }
 
-    fn check_criterion<S: AsRef<str>>(
+    fn check_criterion<S>(
         &self,
         f: &str,
         c: &CriterionSpec,
         groups: &HashSet<S>,
     ) -> Result<(), SpecError>
     where
-        S: std::hash::Hash + Eq + std::borrow::Borrow<str>,
+        S: AsRef<str> + std::hash::Hash + Eq + std::borrow::Borrow<str>,
     {
         let op = Operator::parse(&c.operator).map_err(|e| err(format!("{f}.operator"), e))?;
         if c.attribute == USER_GROUP {
