@@ -13,6 +13,7 @@
 
 pub mod page;
 mod partners;
+mod permissions;
 pub mod policy;
 
 use std::sync::Arc;
@@ -50,6 +51,8 @@ pub enum AdminError {
     Body(#[from] BodyError),
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("a user with id {0} already exists")]
     Exists(String),
     #[error("no admin endpoint {0}")]
@@ -71,7 +74,7 @@ impl Refuse for AdminError {
             AdminError::NoUser(_) | AdminError::NoSession(_) | AdminError::NotFound(_) => 404,
             AdminError::Body(e) => e.status(),
             AdminError::Invalid(_) => 400,
-            AdminError::Exists(_) => 409,
+            AdminError::Exists(_) | AdminError::Conflict(_) => 409,
             AdminError::Store(_) => 503,
             AdminError::Partner(e) => e.status(),
             AdminError::Welcome(e) => e.status(),
@@ -87,7 +90,7 @@ impl Refuse for AdminError {
             }
             AdminError::Body(e) => e.code(),
             AdminError::Invalid(_) => "bad_request",
-            AdminError::Exists(_) => "conflict",
+            AdminError::Exists(_) | AdminError::Conflict(_) => "conflict",
             AdminError::Store(_) => "session_store_unavailable",
             AdminError::Partner(e) => e.code(),
             AdminError::Welcome(e) => e.code(),
@@ -102,6 +105,10 @@ pub struct AdminApi {
     pub partners: Arc<crate::partners::Registry>,
     /// Sends welcome emails (`POST users/{id}/welcome`).
     pub welcome: Arc<crate::welcome::Welcomes>,
+    /// The data-permission policy, edited under `permissions/`.
+    pub permissions: Arc<crate::permissions::Permissions>,
+    /// Where data-permission changes are audited.
+    pub audit: Arc<crate::audit::Audit>,
 }
 
 /// A new user: the user fields plus an optional plain `password`.
@@ -285,6 +292,53 @@ impl AdminApi {
             ("GET", ["tenants", id, "paired"]) => partners::paired(self, id),
             ("PUT", ["tenants", id]) => {
                 partners::put_tenant(self, actor, id, &body::read(s).await?).await
+            }
+            ("GET", ["permissions"]) => permissions::get(self),
+            ("GET", ["permissions", "explain"]) => {
+                let query = s.req_header().uri.query().map(str::to_string);
+                permissions::explain(self, call, query.as_deref()).await
+            }
+            ("PUT", ["permissions", "resources", name]) => {
+                let raw = body::read(s).await?;
+                permissions::put_resource(self, actor, name, &raw).await
+            }
+            ("PUT", ["permissions", "resources", name, "everyone"]) => {
+                let raw = body::read(s).await?;
+                permissions::put_everyone(self, actor, name, &raw).await
+            }
+            ("PUT", ["permissions", "resources", name, "rules", rule]) => {
+                let raw = body::read(s).await?;
+                permissions::put_rule(self, actor, name, rule, &raw).await
+            }
+            ("DELETE", ["permissions", "resources", name, "rules", rule]) => {
+                permissions::delete_rule(self, actor, name, rule).await
+            }
+            ("DELETE", ["permissions", "resources", name, "attributes", attribute]) => {
+                permissions::delete_attribute(self, actor, name, attribute).await
+            }
+            ("POST", ["permissions", "user-attributes"]) => {
+                let raw = body::read(s).await?;
+                permissions::add_user_attribute(self, actor, &raw).await
+            }
+            ("DELETE", ["permissions", "user-attributes", name]) => Err(AdminError::Conflict(
+                format!("user attribute `{name}` cannot be deleted once added"),
+            )),
+            ("POST", ["permissions", "refresh-user-data"]) => {
+                permissions::refresh(self, actor, "user data").await
+            }
+            ("POST", ["permissions", "groups", "refresh"]) => {
+                permissions::refresh(self, actor, "sharing groups").await
+            }
+            ("PUT", ["permissions", "groups", name]) => {
+                let raw = body::read(s).await?;
+                permissions::put_group(self, actor, name, &raw).await
+            }
+            ("DELETE", ["permissions", "groups", name]) => {
+                permissions::delete_group(self, actor, name).await
+            }
+            ("GET", ["permissions", "groups", name, "members"]) => permissions::members(self, name),
+            ("DELETE", ["permissions", "groups", name, "members", user]) => {
+                permissions::remove_member(self, actor, name, user).await
             }
             _ => Err(AdminError::NotFound(format!("{method} {path}"))),
         }

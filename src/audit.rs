@@ -106,6 +106,9 @@ pub enum AuditEvent {
     Refusal,
     /// A request made while impersonating.
     Request,
+    /// An admin changed the data-permission policy: `impersonator` is the
+    /// acting admin, `reason` what changed.
+    PermissionChange,
 }
 
 /// One step of an impersonation, as written to the sink (one JSON object,

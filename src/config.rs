@@ -6,6 +6,7 @@
 //! whole (the gateway never starts on half a configuration).
 
 pub mod impersonation;
+pub mod permissions;
 mod lines;
 mod mail;
 pub mod partners;
@@ -46,6 +47,7 @@ pub struct Config {
     pub mail: Option<Mail>,
     /// Partners, licences, bundles, tenants and resource lookups.
     pub partners: partners::Settings,
+    pub permissions: permissions::Settings,
     /// Users from the file (inline and `users_file`), in file order.
     pub users: Vec<User>,
     /// SHA-256 of the file's bytes (hex, first 16 chars): names the live

@@ -64,6 +64,16 @@ impl<F: Fn(&str, &str) -> bool + Send + Sync> Keep for F {
     }
 }
 
+/// The per-record decision over its values: data permissions judge a
+/// record by its attributes (`Name`, `Business Unit`), not by its id.
+/// `values[i]` is the value at the i-th configured reference, decoded: a
+/// JSON string's text (empty included), a number as written, `true` or
+/// `false`, an HTML attribute's decoded value; `None` where the item has
+/// none (absent, null, an object or an array).
+pub trait KeepValues: Send + Sync {
+    fn keep_values(&self, values: &[Option<&str>]) -> bool;
+}
+
 /// A filtered body and how many items (or, for [`JsonRedact`], fields) were
 /// taken out of it, for logs and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -95,6 +95,8 @@ pub struct Endpoints {
     pub audit: Arc<Audit>,
     /// Impersonation metrics.
     pub impersonation: impersonation::metrics::Metrics,
+    /// The data-permission policy in force and its caches.
+    pub permissions: Arc<crate::permissions::Permissions>,
 }
 
 impl Endpoints {

@@ -16,10 +16,17 @@
 //! upstream, the pipeline's stage 8 and the answer filters, the admin API
 //! and explain endpoint, and metrics.
 
-pub mod ops;
+pub mod answer;
+pub mod metrics;
 pub mod policy;
-pub mod spec;
+mod registry;
+pub mod request;
 
+pub use crate::config::permissions as spec;
+pub use crate::config::permissions::ops;
+
+pub use registry::{DecisionKey, Permissions, POLICY, USER_DATA};
+pub use request::{Access, Viewer};
 pub use policy::{Decision, Grant, GrantView, Lookups, NoLookups, Policy, Related, UserFacts};
 pub use spec::{
     Action, AdviceSpec, AttributeSpec, CriterionSpec, GroupSpec, LookupSpec, PolicySpec,
@@ -45,4 +52,34 @@ pub fn decide(
     lookups: &dyn Lookups,
 ) -> Decision {
     policy.decide(facts, record.resource, action, record.values, lookups)
+}
+
+/// Why stage 8 or an answer filter refused. Messages name the resource and
+/// the action, never a rule: rules are for admins (see the explain
+/// endpoint).
+#[derive(Debug, thiserror::Error)]
+pub enum PermissionError {
+    #[error("no rule grants {} on this {resource}", action.as_str().to_uppercase())]
+    Denied { resource: String, action: Action },
+    #[error("the {resource} record this request depends on could not be looked up to decide on it; try again shortly")]
+    LookupFailed { resource: String },
+    #[error(transparent)]
+    Filter(crate::filter::FilterError),
+}
+
+impl crate::respond::Refuse for PermissionError {
+    fn status(&self) -> u16 {
+        match self {
+            PermissionError::Denied { .. } => 403,
+            PermissionError::LookupFailed { .. } => 503,
+            PermissionError::Filter(e) => e.status(),
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            PermissionError::Denied { .. } => "permission_denied",
+            PermissionError::LookupFailed { .. } => "permission_lookup_failed",
+            PermissionError::Filter(e) => e.code(),
+        }
+    }
 }

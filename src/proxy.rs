@@ -26,6 +26,7 @@ use crate::gateway::{Endpoints, Flow};
 use crate::identity;
 use crate::impersonation::{self, privacy};
 use crate::live::{Live, SharedLive};
+use crate::permissions;
 use crate::metrics::{status_class, Metrics};
 use crate::partners::answer::{self, AnswerFilter};
 use crate::partners::{self, Access};
@@ -75,6 +76,11 @@ pub struct Ctx {
     /// The privacy filter the answer's body runs through after the
     /// partner filter.
     private: Option<privacy::PrivacyFilter>,
+    /// Whom the data-permission rules filter this request's answer for
+    /// (stage 8); `None` when they restrict nothing here.
+    viewer: Option<permissions::Viewer>,
+    /// The data-permission filter the answer's body runs through last.
+    permitted: Option<permissions::answer::PermissionFilter>,
     /// Injects the tab script (and the impersonation banner) into a page.
     tab: Option<tab::Injector>,
     /// Why the answer could not be filtered, for `fail_to_proxy` to say.
@@ -183,6 +189,8 @@ impl ProxyHttp for GatewayProxy {
             answer: None,
             privacy: privacy::Rules::default(),
             private: None,
+            viewer: None,
+            permitted: None,
             tab: None,
             answer_failed: None,
             upstream_sent: None,
@@ -358,7 +366,30 @@ impl ProxyHttp for GatewayProxy {
             Err(e) => return self.refuse(session, ctx, &e).await,
         }
 
-        // 8. (permissions) the data-permission decision.
+        // 8. Data permissions: a record the request names is decided now,
+        // lists and pages are filtered on the way back. Skipped whole
+        // while the policy restricts nothing.
+        if proxied && !self.endpoints.permissions.is_open() {
+            let route = match ctx.class {
+                Class::Route(i) => Some(i),
+                _ => None,
+            };
+            // Its future holds lookups: boxed, as stage 5's.
+            let decided = Box::pin(permissions::request::check(
+                &self.endpoints.permissions,
+                &live,
+                route,
+                ctx.subject.as_ref(),
+                session.req_header(),
+                self.clock.unix_now(),
+            ))
+            .await;
+            match decided {
+                Ok(permissions::Access::Open) => {}
+                Ok(permissions::Access::Restricted(viewer)) => ctx.viewer = Some(viewer),
+                Err(e) => return self.refuse(session, ctx, &e).await,
+            }
+        }
         Ok(false)
     }
 
@@ -382,7 +413,8 @@ impl ProxyHttp for GatewayProxy {
         }
         // An answer the partner rules filter must come plain and whole: a
         // byte range could start inside a record the filter would remove.
-        if ctx.answer_filters().is_some() || ctx.privacy.hide_list {
+        let permission_filtered = ctx.viewer.is_some() && ctx.reading;
+        if ctx.answer_filters().is_some() || ctx.privacy.hide_list || permission_filtered {
             upstream_request.remove_header(&http::header::ACCEPT_ENCODING);
             upstream_request.remove_header(&http::header::RANGE);
             upstream_request.remove_header(&http::header::IF_RANGE);
@@ -420,6 +452,36 @@ impl ProxyHttp for GatewayProxy {
             self.metrics
                 .upstream_response_duration
                 .observe(sent.elapsed().as_secs_f64());
+        }
+        // The data-permission rules filter lists and pages. Decided here,
+        // where a changed length still makes the answer chunked.
+        if let (Some(viewer), true) = (&ctx.viewer, ctx.reading) {
+            let route = match ctx.class {
+                Class::Route(i) => ctx
+                    .live
+                    .routes
+                    .routes()
+                    .get(i)
+                    .map(|r| (i, r.resource.as_deref(), &r.answer)),
+                _ => None,
+            };
+            let limit = crate::filter::Limit(ctx.live.config.partners.answer_max_bytes);
+            let format = respond::Format::of(session.req_header());
+            ctx.permitted = permissions::answer::start(
+                viewer,
+                route,
+                &self.endpoints.permissions.filters,
+                upstream_response,
+                limit,
+                format,
+            )?;
+            if ctx.permitted.as_ref().is_some_and(|p| p.refused()) {
+                self.metrics
+                    .requests_refused
+                    .with_label_values(&["filter_malformed"])
+                    .inc();
+                return Ok(());
+            }
         }
         // Pages of signed-in users get the tab script, and the banner while
         // impersonating. Decided here: pingora picks the body's framing
@@ -542,10 +604,16 @@ impl ProxyHttp for GatewayProxy {
                 failed = Some(Box::new(e));
             }
         }
+        if let (None, Some(filter)) = (&failed, ctx.permitted.as_mut()) {
+            if let Err(e) = filter.chunk(body, end_of_stream) {
+                failed = Some(Box::new(e));
+            }
+        }
         if let Some(e) = failed {
             *body = None;
             ctx.answer = None;
             ctx.private = None;
+            ctx.permitted = None;
             self.metrics
                 .requests_refused
                 .with_label_values(&[e.code()])

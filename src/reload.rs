@@ -37,6 +37,8 @@ pub struct Reloader {
     pub users: Arc<crate::user_sync::UserSync>,
     /// Rebuilt from the new file's partners and bundles.
     pub partners: Arc<crate::partners::Registry>,
+    /// Rebuilt from the new file's data-permission policy.
+    pub permissions: Arc<crate::permissions::Permissions>,
 }
 
 impl Reloader {
@@ -70,10 +72,12 @@ impl Reloader {
         let hash = new.hash.clone();
         let users = new.users.clone();
         let partners = Arc::new(new.partners.clone());
+        let permissions = Arc::new(new.permissions.clone());
         let live = Live::build(new).map_err(ReloadError::Compile)?;
         self.live.store(Arc::new(live));
         self.users.set_base(users);
         self.partners.set_base(partners);
+        self.permissions.set_base(permissions);
         Ok(hash)
     }
 }

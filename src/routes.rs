@@ -121,12 +121,15 @@ impl AnswerFilters {
                 .collect()
         };
         let json_list = match &a.json_list {
+            // No refs: the list is there for the data-permission rules only.
+            Some((_, refs, _)) if refs.is_empty() => None,
             Some((pointer, refs, counts)) => {
                 Some(Arc::new(JsonList::new(pointer, fields(refs), counts)?))
             }
             None => None,
         };
         let json_record = match &a.json_record {
+            Some((_, refs)) if refs.is_empty() => None,
             Some((pointer, refs)) => Some(Arc::new(JsonRecord::new(pointer, fields(refs))?)),
             None => None,
         };

@@ -198,6 +198,14 @@ impl Gateway {
             directory: directory.clone(),
             gauge: impersonation.active.clone(),
         });
+        let permission_metrics = crate::permissions::metrics::Metrics::new(&metrics)
+            .map_err(|e| StartError::Metrics(e.to_string()))?;
+        let permissions = crate::permissions::Permissions::new(
+            store.clone(),
+            Arc::new(config.permissions.clone()),
+            permission_metrics,
+        );
+        let audit = Arc::new(audit);
         let endpoints = Arc::new(Endpoints {
             auth: auth.clone(),
             admin: AdminApi {
@@ -205,10 +213,13 @@ impl Gateway {
                 directory: directory.clone(),
                 partners: partners.clone(),
                 welcome: welcome.clone(),
+                permissions: permissions.clone(),
+                audit: audit.clone(),
             },
+            permissions: permissions.clone(),
             partners: partners.clone(),
             welcome,
-            audit: Arc::new(audit.clone()),
+            audit: audit.clone(),
             impersonation,
         });
         let limits = ConnectionLimits {
@@ -219,7 +230,12 @@ impl Gateway {
             "session events",
             EventListener {
                 store: store.clone(),
-                sinks: vec![sessions.clone(), users.clone(), partners.clone()],
+                sinks: vec![
+                    sessions.clone(),
+                    users.clone(),
+                    partners.clone(),
+                    permissions.clone(),
+                ],
             },
         ));
 
@@ -316,6 +332,7 @@ impl Gateway {
             env: opts.env.clone(),
             users: users.clone(),
             partners,
+            permissions,
         });
         if let (Some(r), true) = (&reloader, opts.reload_on_sighup) {
             server.add_service(background_service(
@@ -338,7 +355,7 @@ impl Gateway {
             drain,
             grace,
             shutdown_timeout,
-            before_exit: vec![Arc::new(audit)],
+            before_exit: vec![audit.clone()],
         })
     }
 

@@ -54,6 +54,10 @@ pub struct RawConfig {
     /// Partner organisations, their assigned records, permission bundles.
     #[serde(default, deserialize_with = "empty_is_default")]
     pub partners: RawPartners,
+    /// Data permissions: resources, sharing rules, user attributes and
+    /// sharing groups.
+    #[serde(default, deserialize_with = "empty_is_default")]
+    pub permissions: super::permissions::RawPermissions,
     /// Client tenants of the app, where partner users may "Login as me".
     #[serde(default, deserialize_with = "empty_is_default")]
     pub tenants: RawTenants,
@@ -565,6 +569,8 @@ pub(super) fn expected_at(pattern: &str) -> Option<&'static str> {
         "impersonation.also_targets" => "a sequence of user classes: `users`, `paired`",
         "impersonation.privacy" => "a mapping such as `hide_contacts_and_leads: true`",
         "impersonation.privacy.hidden_fields" => "a sequence of JSON pointers, such as `[/email, /phone]`",
+        "permissions" => "a mapping with `resources`, `user_attributes` and/or `groups`",
+        "permissions.resources" => "a sequence of resources, each a mapping with a `name`",
         "impersonation.audit" => "a mapping with `stream_max_len`, `file` and/or `buffer`",
         "mail" => "a mapping with `from` and one of `smtp` or `outbox`",
         "mail.smtp" => "a mapping with `host`",

@@ -13,6 +13,7 @@ use super::*;
 use crate::routes::{Action, AnswerAt, AnswerRecords, AnswerRef, RecordRef, RecordSource};
 
 mod impersonation;
+mod permissions;
 mod mail;
 
 /// The smallest signing key accepted: HMAC-SHA256 wants at least 32 bytes.
@@ -182,6 +183,7 @@ impl Checker<'_> {
         let mail = self.mail(&raw, base, env);
         let located = self.users(&raw, base);
         let partners = self.partners(&raw, &located);
+        let permissions = self.permissions(&raw);
         let mut users: Vec<User> = located.into_iter().map(|(_, u)| u).collect();
         // A partner user without a layout of their own gets the default.
         for u in users.iter_mut().filter(|u| u.partner.is_some()) {
@@ -211,6 +213,7 @@ impl Checker<'_> {
             impersonation,
             mail,
             partners,
+            permissions,
             users,
             hash,
         })
@@ -458,7 +461,10 @@ impl Checker<'_> {
     fn answer_records(&mut self, i: usize, r: &RawRoute) -> AnswerRecords {
         let mut answer = AnswerRecords::default();
         let refs = |this: &mut Self, at: &str, raw: &[RawRef], html: bool| {
-            if raw.is_empty() {
+            // A JSON shape without refs is read by the data-permission
+            // rules only (which judge items by their attributes); an HTML
+            // one has no other use.
+            if raw.is_empty() && html {
                 this.issue(at, "name at least one ref");
             }
             let mut out = Vec::new();

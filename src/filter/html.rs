@@ -22,7 +22,7 @@ use lol_html::html_content::ContentType;
 use lol_html::send;
 use lol_html::{MemorySettings, OutputSink, Selector};
 
-use super::{FilterError, Keep, Limit};
+use super::{FilterError, Keep, KeepValues, Limit};
 
 /// Where an element names a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +130,16 @@ impl HtmlRules {
     /// parsed form. (lol_html still builds its matching program per
     /// rewriter from them; that is its design, and cheap next to a page.)
     pub fn stream(&self, keep: Arc<dyn Keep>) -> HtmlStream {
+        self.stream_judged(Judge::Ids(keep))
+    }
+
+    /// As [`HtmlRules::stream`], judging each element by its references'
+    /// values together (see [`KeepValues`]).
+    pub fn stream_values(&self, keep: Arc<dyn KeepValues>) -> HtmlStream {
+        self.stream_judged(Judge::Values(keep))
+    }
+
+    fn stream_judged(&self, keep: Judge) -> HtmlStream {
         let out = Arc::new(Mutex::new(BytesMut::new()));
         let removed = Arc::new(AtomicUsize::new(0));
         let mut settings = send::Settings::new_send().with_memory_settings(
@@ -138,12 +148,12 @@ impl HtmlRules {
         for rule in &self.rules {
             let handler = {
                 let rule = Arc::clone(rule);
-                let keep = Arc::clone(&keep);
+                let keep = keep.clone();
                 let removed = Arc::clone(&removed);
                 let hide = Arc::clone(&self.hide);
                 move |el: &mut send::Element<'_, '_>| {
                     // Another rule may have hidden it already.
-                    if el.removed() || shown(&rule, el, keep.as_ref()) {
+                    if el.removed() || shown(&rule, el, &keep) {
                         return Ok(());
                     }
                     match hide.as_ref() {
@@ -169,19 +179,40 @@ impl HtmlRules {
     }
 }
 
-/// Whether a matched element names a record `keep` accepts.
-fn shown(rule: &Compiled, el: &send::Element<'_, '_>, keep: &dyn Keep) -> bool {
-    rule.refs.iter().any(|(resource, source)| {
-        let id = match source {
-            Source::Attribute(name) => el
-                .get_attribute(name)
-                .map(|v| decode_entities(&v).into_owned()),
-            Source::Href(pattern) => el
-                .get_attribute("href")
-                .and_then(|h| pattern.id(&decode_entities(&h))),
-        };
-        id.is_some_and(|id| !id.is_empty() && keep.keep(resource, &id))
-    })
+/// How elements are judged: by the records their references name, or by
+/// their references' values together.
+#[derive(Clone)]
+enum Judge {
+    Ids(Arc<dyn Keep>),
+    Values(Arc<dyn KeepValues>),
+}
+
+/// The value of one reference of a matched element.
+fn value(el: &send::Element<'_, '_>, source: &Source) -> Option<String> {
+    match source {
+        Source::Attribute(name) => el
+            .get_attribute(name)
+            .map(|v| decode_entities(&v).into_owned()),
+        Source::Href(pattern) => el
+            .get_attribute("href")
+            .and_then(|h| pattern.id(&decode_entities(&h))),
+    }
+}
+
+/// Whether a matched element names a record `keep` accepts, or (judged by
+/// values) has values it accepts.
+fn shown(rule: &Compiled, el: &send::Element<'_, '_>, keep: &Judge) -> bool {
+    match keep {
+        Judge::Ids(keep) => rule.refs.iter().any(|(resource, source)| {
+            value(el, source).is_some_and(|id| !id.is_empty() && keep.keep(resource, &id))
+        }),
+        Judge::Values(keep) => {
+            let values: Vec<Option<String>> =
+                rule.refs.iter().map(|(_, source)| value(el, source)).collect();
+            let values: Vec<Option<&str>> = values.iter().map(|v| v.as_deref()).collect();
+            keep.keep_values(&values)
+        }
+    }
 }
 
 impl HrefPattern {

@@ -19,7 +19,7 @@ use serde_json::value::RawValue;
 
 use super::pointer::{Failure, Found, Key, Pointer, Trie};
 use super::scan;
-use super::{FilterError, Filtered, Keep};
+use super::{FilterError, Filtered, Keep, KeepValues};
 
 /// Where items name records: resource names and the pointers, within an
 /// item, to their ids.
@@ -61,12 +61,47 @@ impl Refs {
     /// Whether an item whose references hold `found` (by index, as the
     /// [`scan`] walk of `self.trie` fills it) names a record `keep`
     /// accepts.
-    fn keeps(&self, found: &[Option<&str>], keep: &dyn Keep) -> bool {
-        self.resources.iter().zip(found).any(|(resource, value)| {
-            value
-                .and_then(id_of)
-                .is_some_and(|id| keep.keep(resource, &id))
-        })
+    fn keeps(&self, found: &[Option<&str>], judge: Judge<'_>) -> bool {
+        match judge {
+            Judge::Ids(keep) => self.resources.iter().zip(found).any(|(resource, value)| {
+                value
+                    .and_then(id_of)
+                    .is_some_and(|id| keep.keep(resource, &id))
+            }),
+            Judge::Values(keep) => {
+                let decoded: smallvec::SmallVec<[Option<Cow<'_, str>>; 8]> =
+                    found.iter().map(|v| v.and_then(value_of)).collect();
+                let values: smallvec::SmallVec<[Option<&str>; 8]> =
+                    decoded.iter().map(|v| v.as_deref()).collect();
+                keep.keep_values(&values)
+            }
+        }
+    }
+}
+
+/// How items are judged: by the records their references name, or by
+/// their references' values together.
+#[derive(Clone, Copy)]
+enum Judge<'a> {
+    Ids(&'a dyn Keep),
+    Values(&'a dyn KeepValues),
+}
+
+/// A field's value as a rule reads it: a string's text (empty included),
+/// a number as written, `true` or `false`. Null, objects and arrays have
+/// none.
+fn value_of(text: &str) -> Option<Cow<'_, str>> {
+    match text.as_bytes().first()? {
+        b'"' => {
+            let inner = text.get(1..text.len().saturating_sub(1))?;
+            if inner.contains('\\') {
+                serde_json::from_str::<String>(text).ok().map(Cow::Owned)
+            } else {
+                Some(Cow::Borrowed(inner))
+            }
+        }
+        b'-' | b'0'..=b'9' | b't' | b'f' => Some(Cow::Borrowed(text)),
+        _ => None,
     }
 }
 
@@ -233,6 +268,16 @@ impl JsonList {
     /// one that is not a non-negative integer makes the body malformed, as
     /// does a list pointer that names nothing or no array.
     pub fn apply(&self, body: &[u8], keep: &dyn Keep) -> Result<Filtered, FilterError> {
+        self.apply_judged(body, Judge::Ids(keep))
+    }
+
+    /// As [`JsonList::apply`], judging each item by its references' values
+    /// together (see [`KeepValues`]) rather than by the records they name.
+    pub fn apply_values(&self, body: &[u8], keep: &dyn KeepValues) -> Result<Filtered, FilterError> {
+        self.apply_judged(body, Judge::Values(keep))
+    }
+
+    fn apply_judged(&self, body: &[u8], keep: Judge<'_>) -> Result<Filtered, FilterError> {
         let text = text(body)?;
         // One serde_json pass checks the whole body and finds the list and
         // the counts; the items are then read structurally (see `scan`).
@@ -339,6 +384,16 @@ impl JsonRecord {
     /// nothing makes the body malformed: the caller cannot show an answer
     /// it cannot judge.
     pub fn check(&self, body: &[u8], keep: &dyn Keep) -> Result<bool, FilterError> {
+        self.check_judged(body, Judge::Ids(keep))
+    }
+
+    /// As [`JsonRecord::check`], judging the record by its references'
+    /// values together (see [`KeepValues`]).
+    pub fn check_values(&self, body: &[u8], keep: &dyn KeepValues) -> Result<bool, FilterError> {
+        self.check_judged(body, Judge::Values(keep))
+    }
+
+    fn check_judged(&self, body: &[u8], keep: Judge<'_>) -> Result<bool, FilterError> {
         let text = text(body)?;
         let mut found = Found::new(1);
         self.walk

@@ -37,6 +37,7 @@ async fn the_pipelines_future_stays_small() {
     let metrics = Metrics::new();
     let store: Arc<dyn crate::store::Store> = Arc::new(MemoryStore::new());
     let partners = Registry::new(store.clone(), Arc::new(config.partners.clone()));
+    let store_for_permissions = store.clone();
     let sessions = SessionManager::new(
         store,
         config.sessions.clone(),
@@ -56,6 +57,18 @@ async fn the_pipelines_future_stays_small() {
         metrics: metrics.clone(),
     });
     let impersonation = impersonation::metrics::Metrics::new(&metrics).expect("metrics");
+    let permissions = permissions::Permissions::new(
+        store_for_permissions,
+        Arc::new(config.permissions.clone()),
+        permissions::metrics::Metrics::new(&metrics).expect("metrics"),
+    );
+    let audit = Arc::new(
+        crate::audit::Audit::new(
+            crate::audit::Sink::File(std::env::temp_dir().join("guise-proxy-test-audit.jsonl")),
+            1,
+        )
+        .0,
+    );
     let proxy = GatewayProxy {
         live: Live::build(config).expect("live").shared(),
         metrics,
@@ -66,19 +79,14 @@ async fn the_pipelines_future_stays_small() {
                 directory,
                 partners: partners.clone(),
                 welcome: welcome.clone(),
+                permissions: permissions.clone(),
+                audit: audit.clone(),
             },
             partners,
             welcome,
-            audit: Arc::new(
-                crate::audit::Audit::new(
-                    crate::audit::Sink::File(
-                        std::env::temp_dir().join("guise-proxy-test-audit.jsonl"),
-                    ),
-                    1,
-                )
-                .0,
-            ),
+            audit,
             impersonation,
+            permissions,
         }),
         clock: Arc::new(SystemClock),
         drain: Drain::new(),

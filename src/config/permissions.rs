@@ -1,13 +1,17 @@
-//! The policy as written: in the YAML file's `permissions` section and in
+//! The data-permission policy as written (see [`crate::permissions`]): in the YAML file's `permissions` section and in
 //! the admin API's JSON. Plain data that serde reads; [`PolicySpec::check`]
 //! says what is wrong with it, naming the field, before anything is
-//! compiled (see [`super::policy`]).
+//! compiled (see `crate::permissions::policy`). It lives with the
+//! configuration because the YAML file holds it; the admin API reads the
+//! same types from JSON.
 
 use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::ops::{Operator, Value};
+pub mod ops;
+
+use ops::{Operator, Value};
 
 /// The most permission attributes a resource may have (as in the seed).
 pub const MAX_ATTRIBUTES: usize = 20;
@@ -598,4 +602,65 @@ fn cycle<'a>(
         path.pop();
     }
     Ok(())
+}
+
+/// The `permissions` section as read from YAML: the policy, inline, and
+/// how long what depends on it is kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPermissions {
+    #[serde(default)]
+    pub user_attributes: Vec<String>,
+    #[serde(default)]
+    pub resources: Vec<ResourceSpec>,
+    #[serde(default)]
+    pub groups: Vec<GroupSpec>,
+    /// Users' facts (attributes, group membership) are recomputed at
+    /// least this often, besides every change and "Refresh User Data".
+    #[serde(default = "default_refresh_minutes")]
+    pub refresh_minutes: f64,
+    /// How long a record looked up from the upstream, and a decision made
+    /// with it, is reused.
+    #[serde(default = "default_lookup_seconds")]
+    pub lookup_seconds: f64,
+}
+
+impl Default for RawPermissions {
+    fn default() -> Self {
+        RawPermissions {
+            user_attributes: Vec::new(),
+            resources: Vec::new(),
+            groups: Vec::new(),
+            refresh_minutes: default_refresh_minutes(),
+            lookup_seconds: default_lookup_seconds(),
+        }
+    }
+}
+
+fn default_refresh_minutes() -> f64 {
+    60.0
+}
+
+fn default_lookup_seconds() -> f64 {
+    5.0
+}
+
+/// The checked `permissions` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// The policy the file holds: the base that admin changes kept in the
+    /// store replace.
+    pub policy: PolicySpec,
+    pub refresh: std::time::Duration,
+    pub lookup_ttl: std::time::Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            policy: PolicySpec::default(),
+            refresh: std::time::Duration::from_secs(3600),
+            lookup_ttl: std::time::Duration::from_secs(5),
+        }
+    }
 }

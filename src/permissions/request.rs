@@ -1,0 +1,430 @@
+//! Stage 8 of the pipeline: the data-permission decision for one request,
+//! and the lookups it may need.
+//!
+//! The route names the resource and the action (GET and HEAD read, other
+//! methods write, unless the route says). A record the request names in
+//! its path or query is decided on before the request goes upstream: by
+//! its key alone when the resource's rules need nothing else, otherwise on
+//! the record fetched from the upstream under guise's own signed service
+//! identity (a lookup). A read whose answer is one JSON record is instead
+//! judged on that answer (see [`super::answer`]), which saves the lookup.
+//! Lists and pages are filtered on the way back.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use pingora::http::RequestHeader;
+
+use super::policy::{Decision, Lookups, Policy, Related, UserFacts};
+use super::registry::{DecisionKey, Permissions};
+use super::PermissionError;
+use crate::config::permissions::{Action, LookupSpec};
+use crate::identity::IdentityHeaders;
+use crate::live::Live;
+use crate::routes::{Action as RouteAction, RecordSource, RouteSpec, RouteTable};
+use crate::subject::Subject;
+use crate::users::User;
+
+/// What a key escapes to sit in one path segment: everything but the
+/// unreserved characters (RFC 3986), so `rel-2` stays `rel-2` and `a/b`
+/// cannot reach another path.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The largest record a lookup reads.
+const LOOKUP_LIMIT: usize = 1024 * 1024;
+
+/// The user id a lookup is signed with; upstreams that check identity
+/// headers should let it read every record.
+pub const SERVICE_USER: &str = "guise-permissions";
+
+/// Who a request's data permissions are decided for, kept in the request
+/// context for the answer filters.
+#[derive(Clone)]
+pub struct Viewer {
+    pub permissions: Arc<Permissions>,
+    pub policy: Arc<Policy>,
+    pub facts: Arc<UserFacts>,
+}
+
+impl Viewer {
+    /// Lookups from the cache only: a list filter cannot wait for one.
+    pub fn cached_lookups(&self) -> CachedLookups<'_> {
+        CachedLookups { viewer: self }
+    }
+}
+
+pub struct CachedLookups<'a> {
+    viewer: &'a Viewer,
+}
+
+impl Lookups for CachedLookups<'_> {
+    fn related(&self, resource: usize, key: &str) -> Related {
+        self.viewer
+            .permissions
+            .cached_lookup(self.viewer.policy.epoch, resource, key)
+            .unwrap_or(Related::Unavailable)
+    }
+}
+
+/// What stage 8 decided.
+pub enum Access {
+    /// The policy restricts nothing this user sees (no restricted
+    /// resource, or a super admin).
+    Open,
+    /// Answers are filtered for this viewer.
+    Restricted(Viewer),
+}
+
+/// The action a request takes on its route's resource.
+pub fn action_of(route: &RouteSpec, method: &http::Method) -> Action {
+    match route.action {
+        Some(RouteAction::Read) => Action::Read,
+        Some(RouteAction::Write) => Action::Write,
+        None if method == http::Method::GET || method == http::Method::HEAD => Action::Read,
+        None => Action::Write,
+    }
+}
+
+/// The user rules see for a request without a session: no attributes, no
+/// groups, so only Everyone and rules without criteria reach them.
+fn anonymous() -> User {
+    User::new("", "", "")
+}
+
+/// Stage 8: decide what `subject` may do with the record the request names
+/// and how its answer is filtered.
+pub async fn check(
+    permissions: &Arc<Permissions>,
+    live: &Live,
+    route: Option<usize>,
+    subject: Option<&Subject>,
+    req: &RequestHeader,
+    unix_now: u64,
+) -> Result<Access, PermissionError> {
+    let policy = permissions.policy();
+    if policy.resources().iter().all(|r| r.everyone) {
+        return Ok(Access::Open);
+    }
+    let anon;
+    let user = match subject {
+        Some(s) => &*s.effective,
+        None => {
+            anon = anonymous();
+            &anon
+        }
+    };
+    let facts = permissions.facts(&policy, user);
+    if facts.super_admin {
+        return Ok(Access::Open);
+    }
+    let viewer = Viewer {
+        permissions: permissions.clone(),
+        policy,
+        facts,
+    };
+    let Some((index, route)) = route.and_then(|i| Some((i, live.routes.routes().get(i)?))) else {
+        return Ok(Access::Restricted(viewer));
+    };
+    let Some(resource) = route.resource.as_deref().and_then(|r| viewer.policy.resource(r)) else {
+        return Ok(Access::Restricted(viewer));
+    };
+    let action = action_of(route, &req.method);
+    let named: Vec<String> = route
+        .records
+        .iter()
+        .filter(|r| viewer.policy.resource(&r.resource) == Some(resource))
+        .flat_map(|r| named_keys(&live.routes, index, &r.from, req))
+        .collect();
+    let judged_on_answer =
+        action == Action::Read && route.answer.json_record.is_some() && !viewer.policy.key_only(resource);
+    let mut decision = Decision::Allowed(super::Grant::SuperAdmin);
+    if named.is_empty() || judged_on_answer {
+        if action == Action::Read {
+            // A list, a page or a record judged on the answer: filtered on
+            // the way back.
+            return Ok(Access::Restricted(viewer));
+        }
+        // A write naming no record (a create): only what grants writes on
+        // every record of the resource allows it.
+        let values = vec![None; viewer.policy.resources()[resource].attributes.len()];
+        decision = viewer
+            .policy
+            .decide(&viewer.facts, resource, action, &values, &super::NoLookups);
+    } else {
+        // Every record named must be allowed: the app may read any of a
+        // repeated query parameter's values.
+        for key in &named {
+            decision = decide_named(&viewer, live, resource, action, key, unix_now).await;
+            if !decision.allowed() {
+                break;
+            }
+        }
+    }
+    viewer.permissions.metrics.count(&decision);
+    match decision {
+        Decision::Allowed(_) => Ok(Access::Restricted(viewer)),
+        Decision::Denied => Err(PermissionError::Denied {
+            resource: viewer.policy.resource_name(resource).to_string(),
+            action,
+        }),
+        Decision::Unavailable { resource } => Err(PermissionError::LookupFailed {
+            resource: viewer.policy.resource_name(resource).to_string(),
+        }),
+    }
+}
+
+/// The keys the request names for `from`: a path parameter, or every
+/// value of a query parameter, decoded; empty ones name nothing.
+fn named_keys(table: &RouteTable, index: usize, from: &RecordSource, req: &RequestHeader) -> Vec<String> {
+    let keys = match from {
+        RecordSource::Param(name) => table.param(index, req.uri.path(), name).into_iter().collect(),
+        RecordSource::Query(name) => url::form_urlencoded::parse(req.uri.query().unwrap_or("").as_bytes())
+            .filter(|(k, _)| k == name.as_str())
+            .map(|(_, v)| v.into_owned())
+            .collect::<Vec<_>>(),
+    };
+    keys.into_iter().filter(|k| !k.is_empty()).collect()
+}
+
+/// Decide on the record `key` of `resource`, looking up what the rules
+/// need; the decision is cached under the policy epoch.
+pub async fn decide_named(
+    viewer: &Viewer,
+    live: &Live,
+    resource: usize,
+    action: Action,
+    key: &str,
+    unix_now: u64,
+) -> Decision {
+    let cache_key = DecisionKey {
+        epoch: viewer.policy.epoch,
+        user: Arc::from(viewer.facts.user_id.as_str()),
+        resource: resource as u32,
+        action,
+        record: key.into(),
+    };
+    if let Some(d) = viewer.permissions.cached_decision(&cache_key) {
+        return d;
+    }
+    let d = decide_with_lookups(viewer, live, resource, action, key, unix_now).await;
+    viewer.permissions.keep_decision(cache_key, d);
+    d
+}
+
+/// As [`decide_named`], without the decision cache: for the explain
+/// endpoint, which must show what the rules say now.
+pub async fn decide_fresh(
+    viewer: &Viewer,
+    live: &Live,
+    resource: usize,
+    action: Action,
+    key: &str,
+    unix_now: u64,
+) -> Decision {
+    decide_with_lookups(viewer, live, resource, action, key, unix_now).await
+}
+
+async fn decide_with_lookups(
+    viewer: &Viewer,
+    live: &Live,
+    resource: usize,
+    action: Action,
+    key: &str,
+    unix_now: u64,
+) -> Decision {
+    let policy = &viewer.policy;
+    let r = &policy.resources()[resource];
+    let own: Vec<Option<String>> = if policy.key_only(resource) {
+        let mut v = vec![None; r.attributes.len()];
+        if let Some(slot) = v.get_mut(r.key) {
+            *slot = Some(key.to_string());
+        }
+        v
+    } else {
+        match lookup(viewer, live, resource, key, unix_now).await {
+            Related::Found(values) => values,
+            Related::Missing => return Decision::Denied,
+            Related::Unavailable => return Decision::Unavailable { resource },
+        }
+    };
+    let values: Vec<Option<&str>> = own.iter().map(|v| v.as_deref()).collect();
+    // Decide, fetch what the decision missed, and decide again, until
+    // nothing more is missing (bounded by the relations' depth).
+    let mut fetched: HashMap<(usize, String), Related> = HashMap::new();
+    for _ in 0..8 {
+        let recording = Recording {
+            fetched: &fetched,
+            missed: RefCell::new(Vec::new()),
+        };
+        let d = policy.decide(&viewer.facts, resource, action, &values, &recording);
+        let missed = recording.missed.into_inner();
+        if d.allowed() || missed.is_empty() {
+            return d;
+        }
+        for (res, k) in missed {
+            let got = lookup(viewer, live, res, &k, unix_now).await;
+            fetched.insert((res, k), got);
+        }
+    }
+    policy.decide(&viewer.facts, resource, action, &values, &Fixed(&fetched))
+}
+
+/// Lookups answered from what was fetched, recording what was not.
+struct Recording<'a> {
+    fetched: &'a HashMap<(usize, String), Related>,
+    missed: RefCell<Vec<(usize, String)>>,
+}
+
+impl Lookups for Recording<'_> {
+    fn related(&self, resource: usize, key: &str) -> Related {
+        match self.fetched.get(&(resource, key.to_string())) {
+            Some(r) => r.clone(),
+            None => {
+                self.missed.borrow_mut().push((resource, key.to_string()));
+                Related::Unavailable
+            }
+        }
+    }
+}
+
+struct Fixed<'a>(&'a HashMap<(usize, String), Related>);
+
+impl Lookups for Fixed<'_> {
+    fn related(&self, resource: usize, key: &str) -> Related {
+        self.0
+            .get(&(resource, key.to_string()))
+            .cloned()
+            .unwrap_or(Related::Unavailable)
+    }
+}
+
+/// The record `key` of `resource`, from the lookup cache or the upstream.
+async fn lookup(viewer: &Viewer, live: &Live, resource: usize, key: &str, unix_now: u64) -> Related {
+    let policy = &viewer.policy;
+    let name = policy.resource_name(resource);
+    let spec = policy
+        .spec()
+        .resources
+        .iter()
+        .find(|r| r.name == name)
+        .and_then(|r| r.lookup.clone());
+    let Some(spec) = spec else {
+        tracing::warn!(resource = name, "a rule needs a record of this resource and it has no `lookup`");
+        return Related::Unavailable;
+    };
+    let attributes: Vec<String> = policy.resources()[resource]
+        .attributes
+        .iter()
+        .map(|a| a.field.clone())
+        .collect();
+    let permissions = &viewer.permissions;
+    permissions
+        .lookup(policy.epoch, resource, key, || async {
+            let started = std::time::Instant::now();
+            let got = fetch(permissions, live, &spec, &attributes, key, unix_now).await;
+            permissions
+                .metrics
+                .lookup_duration
+                .observe(started.elapsed().as_secs_f64());
+            let result = match &got {
+                Related::Found(_) => "found",
+                Related::Missing => "missing",
+                Related::Unavailable => "failed",
+            };
+            permissions.metrics.lookups.with_label_values(&[result]).inc();
+            got
+        })
+        .await
+}
+
+/// Fetch one record from the upstream and read its attributes.
+async fn fetch(
+    permissions: &Permissions,
+    live: &Live,
+    spec: &LookupSpec,
+    fields: &[String],
+    key: &str,
+    unix_now: u64,
+) -> Related {
+    let encoded = percent_encoding::utf8_percent_encode(key, SEGMENT).to_string();
+    let path = spec.path.replace("{id}", &encoded);
+    match exchange(permissions, live, &path, unix_now).await {
+        Ok((404, _)) | Ok((410, _)) => Related::Missing,
+        Ok((status, body)) if (200..300).contains(&status) => {
+            let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&body) else {
+                tracing::warn!(path, "a lookup's answer is not JSON");
+                return Related::Unavailable;
+            };
+            let record = if spec.pointer.is_empty() {
+                Some(&doc)
+            } else {
+                doc.pointer(&spec.pointer)
+            };
+            let Some(record) = record.filter(|r| r.is_object()) else {
+                tracing::warn!(path, pointer = spec.pointer, "a lookup's answer holds no record there");
+                return Related::Unavailable;
+            };
+            Related::Found(
+                fields
+                    .iter()
+                    .map(|f| match record.pointer(f) {
+                        Some(serde_json::Value::String(s)) => Some(s.clone()),
+                        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+                        Some(serde_json::Value::Bool(b)) => Some(b.to_string()),
+                        _ => None,
+                    })
+                    .collect(),
+            )
+        }
+        Ok((status, _)) => {
+            tracing::warn!(path, status, "a lookup was refused by the upstream");
+            Related::Unavailable
+        }
+        Err(e) => {
+            tracing::warn!(path, error = %e, "a lookup failed");
+            Related::Unavailable
+        }
+    }
+}
+
+/// GET `path` from the upstream as guise's service identity.
+async fn exchange(
+    permissions: &Permissions,
+    live: &Live,
+    path: &str,
+    unix_now: u64,
+) -> pingora::Result<(u16, bytes::Bytes)> {
+    let mut req = RequestHeader::build("GET", path.as_bytes(), None)?;
+    req.insert_header(http::header::HOST, live.config.upstream.authority.as_str())?;
+    req.insert_header(http::header::ACCEPT, "application/json")?;
+    let identity = IdentityHeaders::for_user(SERVICE_USER, "", &["service"], "lookup")
+        .map_err(|e| pingora::Error::explain(pingora::ErrorType::InternalError, e.to_string()))?;
+    live.signer
+        .sign_request(&mut req, &identity, unix_now)
+        .map_err(|e| pingora::Error::explain(pingora::ErrorType::InternalError, e.to_string()))?;
+    let peer = live.peer.clone();
+    let connector = &permissions.connector;
+    let (mut http, _) = connector.get_http_session(&peer).await?;
+    http.write_request_header(Box::new(req)).await?;
+    http.finish_request_body().await?;
+    http.read_response_header().await?;
+    let status = http.response_header().map_or(502, |h| h.status.as_u16());
+    let mut body = BytesMut::new();
+    while let Some(chunk) = http.read_response_body().await? {
+        if body.len() + chunk.len() > LOOKUP_LIMIT {
+            return Err(pingora::Error::explain(
+                pingora::ErrorType::InvalidHTTPHeader,
+                "a looked-up record is too large",
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    connector.release_http_session(http, &peer, None).await;
+    Ok((status, body.freeze()))
+}
