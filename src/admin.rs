@@ -209,7 +209,18 @@ impl AdminApi {
             .strip_prefix(GATEWAY_PREFIX)
             .and_then(|p| p.strip_prefix("admin"))
             .unwrap_or("");
-        let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
+        // Segments are decoded: names may hold spaces (`Business Unit
+        // Permission 1`), sent as `%20`.
+        let decoded: Vec<String> = rest
+            .split('/')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                percent_encoding::percent_decode_str(p)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+            .collect();
+        let parts: Vec<&str> = decoded.iter().map(String::as_str).collect();
         match (method.as_str(), parts.as_slice()) {
             ("GET", ["users"]) => {
                 let users = self.directory.all();

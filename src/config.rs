@@ -6,10 +6,10 @@
 //! whole (the gateway never starts on half a configuration).
 
 pub mod impersonation;
-pub mod permissions;
 mod lines;
 mod mail;
 pub mod partners;
+pub mod permissions;
 pub mod raw;
 mod validate;
 mod yaml;

@@ -25,9 +25,9 @@ pub mod request;
 pub use crate::config::permissions as spec;
 pub use crate::config::permissions::ops;
 
+pub use policy::{Decision, Grant, GrantView, Lookups, NoLookups, Policy, Related, UserFacts};
 pub use registry::{DecisionKey, Permissions, POLICY, USER_DATA};
 pub use request::{Access, Viewer};
-pub use policy::{Decision, Grant, GrantView, Lookups, NoLookups, Policy, Related, UserFacts};
 pub use spec::{
     Action, AdviceSpec, AttributeSpec, CriterionSpec, GroupSpec, LookupSpec, PolicySpec,
     RelationSpec, ResourceSpec, RuleSpec, SpecError,

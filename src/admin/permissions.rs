@@ -69,7 +69,8 @@ async fn save(
     spec: PolicySpec,
     what: String,
 ) -> Result<(), AdminError> {
-    spec.check().map_err(|e| AdminError::Invalid(e.to_string()))?;
+    spec.check()
+        .map_err(|e| AdminError::Invalid(e.to_string()))?;
     api.permissions
         .save(&spec)
         .await
@@ -94,7 +95,10 @@ async fn save(
     Ok(())
 }
 
-fn resource_mut<'a>(spec: &'a mut PolicySpec, name: &str) -> Result<&'a mut ResourceSpec, AdminError> {
+fn resource_mut<'a>(
+    spec: &'a mut PolicySpec,
+    name: &str,
+) -> Result<&'a mut ResourceSpec, AdminError> {
     spec.resources
         .iter_mut()
         .find(|r| r.name == name)
@@ -108,12 +112,18 @@ pub async fn put_resource(
     name: &str,
     raw: &[u8],
 ) -> Result<(u16, Value), AdminError> {
-    let mut r: ResourceSpec = body::parse_json(raw, "a resource (name, attributes, relations, rules, everyone, lookup, html)")?;
+    let mut r: ResourceSpec = body::parse_json(
+        raw,
+        "a resource (name, attributes, relations, rules, everyone, lookup, html)",
+    )?;
     if r.name.is_empty() {
         r.name = name.to_string();
     }
     if r.name != name {
-        return Err(AdminError::Invalid(format!("name: `{}` is not the path's `{name}`", r.name)));
+        return Err(AdminError::Invalid(format!(
+            "name: `{}` is not the path's `{name}`",
+            r.name
+        )));
     }
     let mut spec = api.permissions.spec();
     if let Some(old) = spec.resources.iter().find(|o| o.name == name) {
@@ -174,7 +184,10 @@ pub async fn put_everyone(
     }
     r.everyone = Some(e.everyone);
     let what = if e.everyone {
-        format!("Everyone gets READ/WRITE on {name} turned on; rules deleted: [{}]", deleted.join(", "))
+        format!(
+            "Everyone gets READ/WRITE on {name} turned on; rules deleted: [{}]",
+            deleted.join(", ")
+        )
     } else {
         format!("Everyone gets READ/WRITE on {name} turned off")
     };
@@ -195,12 +208,16 @@ pub async fn put_rule(
     rule_name: &str,
     raw: &[u8],
 ) -> Result<(u16, Value), AdminError> {
-    let mut rule: RuleSpec = body::parse_json(raw, "a sharing rule (name, action, criteria, advice)")?;
+    let mut rule: RuleSpec =
+        body::parse_json(raw, "a sharing rule (name, action, criteria, advice)")?;
     if rule.name.is_empty() {
         rule.name = rule_name.to_string();
     }
     if rule.name != rule_name {
-        return Err(AdminError::Invalid(format!("name: `{}` is not the path's `{rule_name}`", rule.name)));
+        return Err(AdminError::Invalid(format!(
+            "name: `{}` is not the path's `{rule_name}`",
+            rule.name
+        )));
     }
     let mut spec = api.permissions.spec();
     let r = resource_mut(&mut spec, name)?;
@@ -219,8 +236,17 @@ pub async fn put_rule(
             true
         }
     };
-    save(api, actor, spec, format!("rule `{rule_name}` on {name} saved")).await?;
-    Ok((if created { 201 } else { 200 }, json!({ "resource": name, "rule": rule })))
+    save(
+        api,
+        actor,
+        spec,
+        format!("rule `{rule_name}` on {name} saved"),
+    )
+    .await?;
+    Ok((
+        if created { 201 } else { 200 },
+        json!({ "resource": name, "rule": rule }),
+    ))
 }
 
 /// `DELETE resources/{name}/rules/{rule}`.
@@ -239,7 +265,13 @@ pub async fn delete_rule(
     }
     // Deleting the last rule keeps the switch off: nobody has access.
     r.everyone = Some(false);
-    save(api, actor, spec, format!("rule `{rule_name}` on {name} deleted")).await?;
+    save(
+        api,
+        actor,
+        spec,
+        format!("rule `{rule_name}` on {name} deleted"),
+    )
+    .await?;
     Ok((200, json!({ "resource": name, "deleted": rule_name })))
 }
 
@@ -255,11 +287,18 @@ pub async fn delete_attribute(
         .resources
         .iter()
         .filter(|r| r.name == name)
-        .flat_map(|r| r.relations.iter().filter(|rel| rel.via == attribute).map(|rel| rel.resource.clone()))
+        .flat_map(|r| {
+            r.relations
+                .iter()
+                .filter(|rel| rel.via == attribute)
+                .map(|rel| rel.resource.clone())
+        })
         .collect();
     let r = resource_mut(&mut spec, name)?;
     if r.attribute(attribute).is_none() {
-        return Err(AdminError::NotFound(format!("attribute {attribute} of {name}")));
+        return Err(AdminError::NotFound(format!(
+            "attribute {attribute} of {name}"
+        )));
     }
     let used = r.rules_using(attribute);
     if !used.is_empty() {
@@ -278,7 +317,13 @@ pub async fn delete_attribute(
     if r.key.as_deref() == Some(attribute) {
         r.key = None;
     }
-    save(api, actor, spec, format!("attribute `{attribute}` of {name} deleted")).await?;
+    save(
+        api,
+        actor,
+        spec,
+        format!("attribute `{attribute}` of {name} deleted"),
+    )
+    .await?;
     Ok((200, json!({ "resource": name, "deleted": attribute })))
 }
 
@@ -301,7 +346,13 @@ pub async fn add_user_attribute(
     }
     spec.user_attributes.push(a.name.clone());
     let list = spec.user_attributes.clone();
-    save(api, actor, spec, format!("user attribute `{}` added", a.name)).await?;
+    save(
+        api,
+        actor,
+        spec,
+        format!("user attribute `{}` added", a.name),
+    )
+    .await?;
     Ok((201, json!({ "user_attributes": list })))
 }
 
@@ -317,7 +368,10 @@ pub async fn put_group(
         g.name = name.to_string();
     }
     if g.name != name {
-        return Err(AdminError::Invalid(format!("name: `{}` is not the path's `{name}`", g.name)));
+        return Err(AdminError::Invalid(format!(
+            "name: `{}` is not the path's `{name}`",
+            g.name
+        )));
     }
     let mut spec = api.permissions.spec();
     let created = match spec.groups.iter_mut().find(|x| x.name == name) {
@@ -343,7 +397,8 @@ fn rules_naming_group(spec: &PolicySpec, name: &str) -> Vec<String> {
                 .iter()
                 .filter(|rule| {
                     rule.criteria.iter().any(|c| {
-                        c.attribute == crate::permissions::spec::USER_GROUP && c.values.iter().any(|v| v == name)
+                        c.attribute == crate::permissions::spec::USER_GROUP
+                            && c.values.iter().any(|v| v == name)
                     })
                 })
                 .map(move |rule| format!("{}/{}", r.name, rule.name))
@@ -422,9 +477,17 @@ pub async fn remove_member(
     let before = g.members.len();
     g.members.retain(|m| m != user_id);
     if g.members.len() == before {
-        return Err(AdminError::NotFound(format!("{user_id} in sharing group {name}")));
+        return Err(AdminError::NotFound(format!(
+            "{user_id} in sharing group {name}"
+        )));
     }
-    save(api, actor, spec, format!("{user_id} removed from sharing group {name}")).await?;
+    save(
+        api,
+        actor,
+        spec,
+        format!("{user_id} removed from sharing group {name}"),
+    )
+    .await?;
     Ok((200, json!({ "group": name, "removed": user_id })))
 }
 
@@ -439,26 +502,34 @@ pub async fn refresh(api: &AdminApi, actor: &User, what: &str) -> Result<(u16, V
 }
 
 /// `GET explain?user=&resource=&action=&record=`.
-pub async fn explain(api: &AdminApi, call: Call<'_>, query: Option<&str>) -> Result<(u16, Value), AdminError> {
+pub async fn explain(
+    api: &AdminApi,
+    call: Call<'_>,
+    query: Option<&str>,
+) -> Result<(u16, Value), AdminError> {
     let q: std::collections::HashMap<String, String> =
-        url::form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect();
+        url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
     let need = |k: &str| {
-        q.get(k)
-            .filter(|v| !v.is_empty())
-            .cloned()
-            .ok_or_else(|| AdminError::Invalid(format!("{k}: missing (explain?user=&resource=&action=&record=)")))
+        q.get(k).filter(|v| !v.is_empty()).cloned().ok_or_else(|| {
+            AdminError::Invalid(format!(
+                "{k}: missing (explain?user=&resource=&action=&record=)"
+            ))
+        })
     };
     let user = api.user(&need("user")?)?;
     let resource_name = need("resource")?;
     let action = match q.get("action").map(String::as_str) {
         None | Some("") => Action::Read,
-        Some(a) => Action::parse(a).ok_or_else(|| AdminError::Invalid(format!("action: `{a}` is not read or write")))?,
+        Some(a) => Action::parse(a)
+            .ok_or_else(|| AdminError::Invalid(format!("action: `{a}` is not read or write")))?,
     };
     let record = q.get("record").cloned().unwrap_or_default();
     let policy = api.permissions.policy();
-    let resource = policy
-        .resource(&resource_name)
-        .ok_or_else(|| AdminError::Invalid(format!("resource: `{resource_name}` is not a resource")))?;
+    let resource = policy.resource(&resource_name).ok_or_else(|| {
+        AdminError::Invalid(format!("resource: `{resource_name}` is not a resource"))
+    })?;
     // Explained from the user's record as it is now, not the cached facts.
     let facts = std::sync::Arc::new(policy.facts(&user));
     let viewer = Viewer {
@@ -469,11 +540,17 @@ pub async fn explain(api: &AdminApi, call: Call<'_>, query: Option<&str>) -> Res
     let decision = if facts.super_admin {
         Decision::Allowed(crate::permissions::Grant::SuperAdmin)
     } else if record.is_empty() {
-        let values = vec![None; policy.resources()[resource].attributes.len()];
-        policy.decide(&facts, resource, action, &values, &crate::permissions::NoLookups)
+        policy.decide_any_record(&facts, resource, action)
     } else {
-        request::decide_fresh(&viewer, call.live, resource, action, &record, unix_now_ms() / 1000)
-            .await
+        request::decide_fresh(
+            &viewer,
+            call.live,
+            resource,
+            action,
+            &record,
+            unix_now_ms() / 1000,
+        )
+        .await
     };
     let (result, grant) = match decision {
         Decision::Allowed(g) => ("allowed", Some(policy.describe(g))),

@@ -42,6 +42,7 @@ pub struct PolicySpec {
 #[serde(deny_unknown_fields)]
 pub struct ResourceSpec {
     /// The resource name routes use (`relationship_type`).
+    #[serde(default)]
     pub name: String,
     /// Permission attributes: what advice may test (at most 20).
     #[serde(default)]
@@ -161,6 +162,7 @@ impl Action {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
+    #[serde(default)]
     pub name: String,
     pub action: Action,
     /// On the user, all must hold. None: every user.
@@ -207,6 +209,7 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupSpec {
+    #[serde(default)]
     pub name: String,
     #[serde(default)]
     pub criteria: Vec<CriterionSpec>,

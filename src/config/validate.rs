@@ -13,8 +13,8 @@ use super::*;
 use crate::routes::{Action, AnswerAt, AnswerRecords, AnswerRef, RecordRef, RecordSource};
 
 mod impersonation;
-mod permissions;
 mod mail;
+mod permissions;
 
 /// The smallest signing key accepted: HMAC-SHA256 wants at least 32 bytes.
 const MIN_KEY_LEN: usize = 32;

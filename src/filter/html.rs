@@ -207,8 +207,11 @@ fn shown(rule: &Compiled, el: &send::Element<'_, '_>, keep: &Judge) -> bool {
             value(el, source).is_some_and(|id| !id.is_empty() && keep.keep(resource, &id))
         }),
         Judge::Values(keep) => {
-            let values: Vec<Option<String>> =
-                rule.refs.iter().map(|(_, source)| value(el, source)).collect();
+            let values: Vec<Option<String>> = rule
+                .refs
+                .iter()
+                .map(|(_, source)| value(el, source))
+                .collect();
             let values: Vec<Option<&str>> = values.iter().map(|v| v.as_deref()).collect();
             keep.keep_values(&values)
         }

@@ -273,7 +273,11 @@ impl JsonList {
 
     /// As [`JsonList::apply`], judging each item by its references' values
     /// together (see [`KeepValues`]) rather than by the records they name.
-    pub fn apply_values(&self, body: &[u8], keep: &dyn KeepValues) -> Result<Filtered, FilterError> {
+    pub fn apply_values(
+        &self,
+        body: &[u8],
+        keep: &dyn KeepValues,
+    ) -> Result<Filtered, FilterError> {
         self.apply_judged(body, Judge::Values(keep))
     }
 

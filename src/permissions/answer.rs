@@ -128,7 +128,10 @@ impl PageFilters {
                 .attributes
                 .iter()
                 .map(|a| {
-                    let name = a.html.clone().unwrap_or_else(|| "data-guise-absent".to_string());
+                    let name = a
+                        .html
+                        .clone()
+                        .unwrap_or_else(|| "data-guise-absent".to_string());
                     (a.name.clone(), IdFrom::Attribute(name))
                 })
                 .collect();
@@ -141,7 +144,9 @@ impl PageFilters {
                 .collect();
             match HtmlRules::new(html, Hide::Remove, Limit(HTML_MEMORY)) {
                 Ok(h) => rules.push((i, h)),
-                Err(e) => tracing::error!(resource = r.name, error = %e, "the resource's HTML selectors cannot be used"),
+                Err(e) => {
+                    tracing::error!(resource = r.name, error = %e, "the resource's HTML selectors cannot be used")
+                }
             }
         }
         PageFilters { rules }
@@ -278,7 +283,10 @@ pub fn start(
                 })))
             })
             .collect();
-        return Ok(Some(PermissionFilter::Html(Box::new(Mutex::new(streams)), viewer.clone())));
+        return Ok(Some(PermissionFilter::Html(
+            Box::new(Mutex::new(streams)),
+            viewer.clone(),
+        )));
     }
     Ok(None)
 }
@@ -329,7 +337,11 @@ impl PermissionFilter {
                 *body = Some(match &filters.list {
                     Some(l) => {
                         let filtered = l.apply_values(&whole, &judge)?;
-                        viewer.permissions.metrics.filtered.inc_by(filtered.removed as u64);
+                        viewer
+                            .permissions
+                            .metrics
+                            .filtered
+                            .inc_by(filtered.removed as u64);
                         filtered.body
                     }
                     None => whole,
@@ -343,12 +355,24 @@ impl PermissionFilter {
                     let Some(s) = slot.as_mut() else {
                         return Err(FilterError::Failed.into());
                     };
-                    let mut out = if chunk.is_empty() { Bytes::new() } else { s.write(&chunk)? };
+                    let mut out = if chunk.is_empty() {
+                        Bytes::new()
+                    } else {
+                        s.write(&chunk)?
+                    };
                     if end {
                         if let Some(s) = slot.take() {
-                            viewer.permissions.metrics.filtered.inc_by(s.removed() as u64);
+                            viewer
+                                .permissions
+                                .metrics
+                                .filtered
+                                .inc_by(s.removed() as u64);
                             let rest = s.end()?;
-                            out = if out.is_empty() { rest } else { [out, rest].concat().into() };
+                            out = if out.is_empty() {
+                                rest
+                            } else {
+                                [out, rest].concat().into()
+                            };
                         }
                     }
                     chunk = out;

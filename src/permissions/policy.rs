@@ -423,6 +423,37 @@ impl Policy {
         self.decide_at(facts, resource, action, record, lookups, 0)
     }
 
+    /// A decision without a record (a write that names none, such as a
+    /// create): granted only by what grants `action` on every record of
+    /// the resource, the Everyone switch or a rule without advice. Advice
+    /// cannot be tested on a record nobody named, so it never passes.
+    pub fn decide_any_record(
+        &self,
+        facts: &UserFacts,
+        resource: usize,
+        action: Action,
+    ) -> Decision {
+        if facts.super_admin {
+            return Decision::Allowed(Grant::SuperAdmin);
+        }
+        let Some(r) = self.resources.get(resource) else {
+            return Decision::Denied;
+        };
+        if r.everyone {
+            return Decision::Allowed(Grant::Everyone { resource });
+        }
+        let applicable = facts
+            .applicable
+            .get(resource)
+            .map_or(&[][..], |a| &a[action as usize][..]);
+        applicable
+            .iter()
+            .find(|&&i| r.rules[i as usize].advice.is_empty())
+            .map_or(Decision::Denied, |&i| {
+                Decision::Allowed(Grant::Rule { resource, rule: i })
+            })
+    }
+
     fn decide_at(
         &self,
         facts: &UserFacts,

@@ -128,11 +128,21 @@ impl Permissions {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-            .unwrap_or_else(|| self.base.lock().unwrap_or_else(|e| e.into_inner()).policy.clone());
+            .unwrap_or_else(|| {
+                self.base
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .policy
+                    .clone()
+            });
         let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
         match Policy::compile(spec, epoch) {
             Ok(p) => {
-                tracing::info!(epoch, rules = p.rule_count(), "data-permission policy in force");
+                tracing::info!(
+                    epoch,
+                    rules = p.rule_count(),
+                    "data-permission policy in force"
+                );
                 self.current.store(Arc::new(p));
                 // Keyed by epoch, old entries can no longer be hit; dropping
                 // them frees the memory at once.
@@ -202,18 +212,27 @@ impl Permissions {
     fn drop_user_data(&self) {
         self.facts.invalidate_all();
         self.decisions.invalidate_all();
-        self.metrics.refreshes.with_label_values(&["user_data"]).inc();
+        self.metrics
+            .refreshes
+            .with_label_values(&["user_data"])
+            .inc();
     }
 
     /// `user`'s side of the rules under `policy`, computed once and cached.
     pub fn facts(&self, policy: &Policy, user: &User) -> Arc<UserFacts> {
         if let Some(f) = self.facts.get(&user.id) {
             if f.epoch == policy.epoch {
-                self.metrics.cache.with_label_values(&["facts", "hit"]).inc();
+                self.metrics
+                    .cache
+                    .with_label_values(&["facts", "hit"])
+                    .inc();
                 return f;
             }
         }
-        self.metrics.cache.with_label_values(&["facts", "miss"]).inc();
+        self.metrics
+            .cache
+            .with_label_values(&["facts", "miss"])
+            .inc();
         let f = Arc::new(policy.facts(user));
         self.facts.insert(user.id.clone(), f.clone());
         f
@@ -224,7 +243,10 @@ impl Permissions {
     pub fn cached_decision(&self, key: &DecisionKey) -> Option<Decision> {
         let d = self.decisions.get(key);
         let outcome = if d.is_some() { "hit" } else { "miss" };
-        self.metrics.cache.with_label_values(&["decisions", outcome]).inc();
+        self.metrics
+            .cache
+            .with_label_values(&["decisions", outcome])
+            .inc();
         d
     }
 
@@ -254,10 +276,16 @@ impl Permissions {
     {
         let k = (epoch, resource as u32, key.to_string());
         if let Some(r) = self.lookups.get(&k).await {
-            self.metrics.cache.with_label_values(&["lookups", "hit"]).inc();
+            self.metrics
+                .cache
+                .with_label_values(&["lookups", "hit"])
+                .inc();
             return r;
         }
-        self.metrics.cache.with_label_values(&["lookups", "miss"]).inc();
+        self.metrics
+            .cache
+            .with_label_values(&["lookups", "miss"])
+            .inc();
         let got = self
             .lookups
             .try_get_with(k, async {

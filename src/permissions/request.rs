@@ -28,11 +28,10 @@ use crate::subject::Subject;
 use crate::users::User;
 
 /// What a key escapes to sit in one path segment: everything but the
-/// unreserved characters (RFC 3986), so `rel-2` stays `rel-2` and `a/b`
+/// unreserved characters (RFC 3986), so `rel-2` stays `rel-2` and `a/b` or `..`
 /// cannot reach another path.
 const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'-')
-    .remove(b'.')
     .remove(b'_')
     .remove(b'~');
 
@@ -131,18 +130,38 @@ pub async fn check(
     let Some((index, route)) = route.and_then(|i| Some((i, live.routes.routes().get(i)?))) else {
         return Ok(Access::Restricted(viewer));
     };
-    let Some(resource) = route.resource.as_deref().and_then(|r| viewer.policy.resource(r)) else {
+    let Some(resource) = route
+        .resource
+        .as_deref()
+        .and_then(|r| viewer.policy.resource(r))
+    else {
         return Ok(Access::Restricted(viewer));
     };
     let action = action_of(route, &req.method);
+    // Records of other protected resources the request names (a list of
+    // one relationship's CTAs) must be readable themselves.
+    for r in &route.records {
+        let Some(other) = viewer.policy.resource(&r.resource) else {
+            continue;
+        };
+        if other == resource || !viewer.policy.restricts(other) {
+            continue;
+        }
+        for key in named_keys(&live.routes, index, &r.from, req) {
+            let d = decide_named(&viewer, live, other, Action::Read, &key, unix_now).await;
+            viewer.permissions.metrics.count(&d);
+            refuse(&viewer, d, other, Action::Read)?;
+        }
+    }
     let named: Vec<String> = route
         .records
         .iter()
         .filter(|r| viewer.policy.resource(&r.resource) == Some(resource))
         .flat_map(|r| named_keys(&live.routes, index, &r.from, req))
         .collect();
-    let judged_on_answer =
-        action == Action::Read && route.answer.json_record.is_some() && !viewer.policy.key_only(resource);
+    let judged_on_answer = action == Action::Read
+        && route.answer.json_record.is_some()
+        && !viewer.policy.key_only(resource);
     let mut decision = Decision::Allowed(super::Grant::SuperAdmin);
     if named.is_empty() || judged_on_answer {
         if action == Action::Read {
@@ -150,12 +169,12 @@ pub async fn check(
             // the way back.
             return Ok(Access::Restricted(viewer));
         }
-        // A write naming no record (a create): only what grants writes on
+        // A write naming no record (a create, or a route whose `records`
+        // do not say where its record is): only what grants writes on
         // every record of the resource allows it.
-        let values = vec![None; viewer.policy.resources()[resource].attributes.len()];
         decision = viewer
             .policy
-            .decide(&viewer.facts, resource, action, &values, &super::NoLookups);
+            .decide_any_record(&viewer.facts, resource, action);
     } else {
         // Every record named must be allowed: the app may read any of a
         // repeated query parameter's values.
@@ -167,8 +186,21 @@ pub async fn check(
         }
     }
     viewer.permissions.metrics.count(&decision);
-    match decision {
-        Decision::Allowed(_) => Ok(Access::Restricted(viewer)),
+    refuse(&viewer, decision, resource, action)?;
+    Ok(Access::Restricted(viewer))
+}
+
+/// A decision other than a grant as the refusal it is. A denial names the
+/// record's resource; a failed lookup the resource that could not be
+/// fetched.
+fn refuse(
+    viewer: &Viewer,
+    d: Decision,
+    resource: usize,
+    action: Action,
+) -> Result<(), PermissionError> {
+    match d {
+        Decision::Allowed(_) => Ok(()),
         Decision::Denied => Err(PermissionError::Denied {
             resource: viewer.policy.resource_name(resource).to_string(),
             action,
@@ -181,13 +213,23 @@ pub async fn check(
 
 /// The keys the request names for `from`: a path parameter, or every
 /// value of a query parameter, decoded; empty ones name nothing.
-fn named_keys(table: &RouteTable, index: usize, from: &RecordSource, req: &RequestHeader) -> Vec<String> {
+fn named_keys(
+    table: &RouteTable,
+    index: usize,
+    from: &RecordSource,
+    req: &RequestHeader,
+) -> Vec<String> {
     let keys = match from {
-        RecordSource::Param(name) => table.param(index, req.uri.path(), name).into_iter().collect(),
-        RecordSource::Query(name) => url::form_urlencoded::parse(req.uri.query().unwrap_or("").as_bytes())
-            .filter(|(k, _)| k == name.as_str())
-            .map(|(_, v)| v.into_owned())
-            .collect::<Vec<_>>(),
+        RecordSource::Param(name) => table
+            .param(index, req.uri.path(), name)
+            .into_iter()
+            .collect(),
+        RecordSource::Query(name) => {
+            url::form_urlencoded::parse(req.uri.query().unwrap_or("").as_bytes())
+                .filter(|(k, _)| k == name.as_str())
+                .map(|(_, v)| v.into_owned())
+                .collect::<Vec<_>>()
+        }
     };
     keys.into_iter().filter(|k| !k.is_empty()).collect()
 }
@@ -305,7 +347,13 @@ impl Lookups for Fixed<'_> {
 }
 
 /// The record `key` of `resource`, from the lookup cache or the upstream.
-async fn lookup(viewer: &Viewer, live: &Live, resource: usize, key: &str, unix_now: u64) -> Related {
+async fn lookup(
+    viewer: &Viewer,
+    live: &Live,
+    resource: usize,
+    key: &str,
+    unix_now: u64,
+) -> Related {
     let policy = &viewer.policy;
     let name = policy.resource_name(resource);
     let spec = policy
@@ -315,7 +363,10 @@ async fn lookup(viewer: &Viewer, live: &Live, resource: usize, key: &str, unix_n
         .find(|r| r.name == name)
         .and_then(|r| r.lookup.clone());
     let Some(spec) = spec else {
-        tracing::warn!(resource = name, "a rule needs a record of this resource and it has no `lookup`");
+        tracing::warn!(
+            resource = name,
+            "a rule needs a record of this resource and it has no `lookup`"
+        );
         return Related::Unavailable;
     };
     let attributes: Vec<String> = policy.resources()[resource]
@@ -337,7 +388,11 @@ async fn lookup(viewer: &Viewer, live: &Live, resource: usize, key: &str, unix_n
                 Related::Missing => "missing",
                 Related::Unavailable => "failed",
             };
-            permissions.metrics.lookups.with_label_values(&[result]).inc();
+            permissions
+                .metrics
+                .lookups
+                .with_label_values(&[result])
+                .inc();
             got
         })
         .await
@@ -367,7 +422,11 @@ async fn fetch(
                 doc.pointer(&spec.pointer)
             };
             let Some(record) = record.filter(|r| r.is_object()) else {
-                tracing::warn!(path, pointer = spec.pointer, "a lookup's answer holds no record there");
+                tracing::warn!(
+                    path,
+                    pointer = spec.pointer,
+                    "a lookup's answer holds no record there"
+                );
                 return Related::Unavailable;
             };
             Related::Found(

@@ -35,8 +35,18 @@ impl Checker<'_> {
         }
         Settings {
             policy,
-            refresh: Duration::from_secs_f64(if minutes.is_finite() { minutes.clamp(1.0 / 60.0, 1440.0) } else { 60.0 } * 60.0),
-            lookup_ttl: Duration::from_secs_f64(if seconds.is_finite() { seconds.clamp(0.0, 3600.0) } else { 5.0 }),
+            refresh: Duration::from_secs_f64(
+                if minutes.is_finite() {
+                    minutes.clamp(1.0 / 60.0, 1440.0)
+                } else {
+                    60.0
+                } * 60.0,
+            ),
+            lookup_ttl: Duration::from_secs_f64(if seconds.is_finite() {
+                seconds.clamp(0.0, 3600.0)
+            } else {
+                5.0
+            }),
         }
     }
 }
