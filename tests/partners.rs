@@ -206,7 +206,11 @@ async fn partner_rules_hold(f: &Fixture) {
         .json()
         .await
         .unwrap();
-    assert_eq!(ids(&v), ["rel-7", "rel-8", "rel-9"]);
+    // Acme's relationships are rel-7, rel-8 and rel-9; the demo's data
+    // permissions then narrow them: Anna is in BU1, which sees Product A
+    // (rel-7, rel-9) and not Spark (rel-8).
+    assert_eq!(ids(&v), ["rel-7", "rel-9"]);
+    assert_eq!(status(&c, f, &anna, "/api/relationships/rel-8").await, 403);
     for page in [
         "/companies",
         "/scorecard",
@@ -242,12 +246,12 @@ async fn partner_rules_hold(f: &Fixture) {
     // A single record read from the answer: Acme's CTA is shown; Globex's
     // is refused (or, had its status line gone out already, cut off):
     // never shown.
-    let v: Value = get(&c, &base, &anna, "/api/ctas/cta-9")
+    let v: Value = get(&c, &base, &anna, "/api/ctas/cta-8")
         .await
         .json()
         .await
         .unwrap();
-    assert_eq!(v["data"]["company_id"], "co-107");
+    assert_eq!(v["data"]["company_id"], "co-106");
     let r = get(&c, &base, &anna, "/api/ctas/cta-11").await;
     match r.status().as_u16() {
         403 => {

@@ -697,3 +697,45 @@ async fn changes_take_effect_on_every_node_at_once() {
     )
     .await;
 }
+
+/// The admin page's explain form asks the same question as the endpoint
+/// and words the answer.
+#[tokio::test]
+async fn the_admin_page_explains_a_decision() {
+    let f = Fixture::start_with(&demo_yaml(MEMORY, "")).await;
+    let c = client();
+    let ada = login(&c, &f.url(""), "admin@demo.test", DEMO_PW).await;
+    let page = |q: &'static str| {
+        c.get(f.url(&format!("/_guise/admin?{q}")))
+            .header("cookie", &ada.cookie)
+            .header("accept", "text/html")
+            .send()
+    };
+    let html = page(
+        "explain_user=u-bu1&explain_resource=relationship&explain_action=read&explain_record=rel-1",
+    )
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(html.contains("data-explain=\"allowed\""), "{html}");
+    assert!(
+        html.contains("Business Unit Permission 1") && html.contains("UseGroupforBU1"),
+        "{html}"
+    );
+    let html = page("explain_user=u-bu1&explain_resource=relationship&explain_record=rel-2")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("data-explain=\"denied\"") && html.contains("no rule grants it"));
+    let html = page("explain_user=nobody&explain_resource=relationship")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("no user nobody"), "{html}");
+}

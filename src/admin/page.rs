@@ -181,6 +181,25 @@ impl AdminPage<'_> {
             .await
             .map_err(|e| e.to_string());
         let users = self.admin.directory.all();
+        let explain = match ExplainForm::parse(query) {
+            Some(form) => {
+                let q = form.query();
+                let answer = super::permissions::explain(self.admin, call, Some(&q))
+                    .await
+                    .map(|(_, v)| v)
+                    .map_err(|e| e.to_string());
+                Some((form, answer))
+            }
+            None => None,
+        };
+        let permission_resources = self
+            .admin
+            .permissions
+            .policy()
+            .resources()
+            .iter()
+            .map(|r| r.name.clone())
+            .collect();
         let facts = Facts {
             viewer,
             csrf_token: &subject.session.record.csrf_token,
@@ -194,6 +213,8 @@ impl AdminPage<'_> {
             in_progress: in_progress.as_deref().map_err(String::as_str),
             audit: audit.as_ref().map_err(String::as_str),
             flash: Flash::parse(query),
+            permission_resources,
+            explain,
         };
         let mut html = render(&Model::build(&facts));
         // The page was rendered as the admin: like the app's pages, it must
@@ -421,6 +442,95 @@ struct Facts<'a> {
     /// The newest audit entries, or why they could not be read.
     audit: Result<&'a AuditPage, &'a str>,
     flash: Option<Flash>,
+    /// The data-permission resources, for the explain form.
+    permission_resources: Vec<String>,
+    /// The explain form as asked, and its answer (the explain endpoint's
+    /// JSON) or why there is none.
+    explain: Option<(ExplainForm, Result<serde_json::Value, String>)>,
+}
+
+/// The explain form's fields, as the admin filled them in.
+#[derive(Debug, Clone, Default, Serialize)]
+struct ExplainForm {
+    user: String,
+    resource: String,
+    action: String,
+    record: String,
+}
+
+impl ExplainForm {
+    /// The form's fields from the page's query (`explain_user=…`), if the
+    /// form was sent.
+    fn parse(query: &str) -> Option<ExplainForm> {
+        let mut f = ExplainForm::default();
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            match k.as_ref() {
+                "explain_user" => f.user = v.into_owned(),
+                "explain_resource" => f.resource = v.into_owned(),
+                "explain_action" => f.action = v.into_owned(),
+                "explain_record" => f.record = v.into_owned(),
+                _ => {}
+            }
+        }
+        (!f.user.is_empty() || !f.resource.is_empty()).then_some(f)
+    }
+
+    /// The same question as the explain endpoint's query.
+    fn query(&self) -> String {
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("user", &self.user)
+            .append_pair("resource", &self.resource)
+            .append_pair("action", &self.action)
+            .append_pair("record", &self.record)
+            .finish()
+    }
+}
+
+/// The explain answer as the page words it.
+#[derive(Debug, Serialize)]
+struct ExplainView {
+    allowed: bool,
+    text: String,
+}
+
+impl ExplainView {
+    fn of(v: &serde_json::Value) -> ExplainView {
+        let allowed = v["allowed"].as_bool().unwrap_or(false);
+        let g = &v["granted_by"];
+        let text = if allowed {
+            match g["by"].as_str() {
+                Some("super_admin") => {
+                    "Allowed: super admins have access to everything.".to_string()
+                }
+                Some("everyone") => format!(
+                    "Allowed: Everyone gets READ/WRITE on {}.",
+                    g["resource"].as_str().unwrap_or("")
+                ),
+                _ => {
+                    let groups: Vec<&str> = g["groups"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+                        .unwrap_or_default();
+                    let through = if groups.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" through sharing group {}", groups.join(", "))
+                    };
+                    format!(
+                        "Allowed by rule \u{201c}{}\u{201d} on {}{through}.",
+                        g["rule"].as_str().unwrap_or(""),
+                        g["resource"].as_str().unwrap_or("")
+                    )
+                }
+            }
+        } else {
+            format!(
+                "Not allowed: {}.",
+                v["reason"].as_str().unwrap_or("no rule grants it")
+            )
+        };
+        ExplainView { allowed, text }
+    }
 }
 
 /// A button: shown enabled, or disabled with the reason (`off`) as its
@@ -462,6 +572,10 @@ struct Model {
     impersonations: Vec<ImpersonationRow>,
     audit_error: Option<String>,
     audit: Vec<AuditRow>,
+    permission_resources: Vec<String>,
+    explain_form: ExplainForm,
+    explain: Option<ExplainView>,
+    explain_error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -728,6 +842,21 @@ impl Model {
             impersonations,
             audit_error: f.audit.err().map(str::to_string),
             audit,
+            permission_resources: f.permission_resources.clone(),
+            explain_form: f
+                .explain
+                .as_ref()
+                .map(|(form, _)| form.clone())
+                .unwrap_or_default(),
+            explain: f
+                .explain
+                .as_ref()
+                .and_then(|(_, a)| a.as_ref().ok())
+                .map(ExplainView::of),
+            explain_error: f
+                .explain
+                .as_ref()
+                .and_then(|(_, a)| a.as_ref().err().cloned()),
         }
     }
 }
