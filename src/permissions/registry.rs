@@ -75,7 +75,7 @@ impl Permissions {
             tracing::error!(error = %e, "the configured data-permission policy does not compile");
             Policy::compile(PolicySpec::default(), 1).expect("the empty policy compiles")
         });
-        let p = Arc::new(Permissions {
+        Arc::new(Permissions {
             current: ArcSwap::from_pointee(policy),
             epoch: AtomicU64::new(1),
             facts: Cache::builder()
@@ -96,8 +96,7 @@ impl Permissions {
             connector: pingora::connectors::http::Connector::new(None),
             filters: Default::default(),
             metrics,
-        });
-        p
+        })
     }
 
     /// The policy in force; a request keeps it to its end.

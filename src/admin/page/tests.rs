@@ -103,6 +103,8 @@ impl World {
             in_progress: Ok(&self.in_progress),
             audit: Ok(&self.audit),
             flash: Flash::parse(query),
+            permission_resources: Vec::new(),
+            explain: None,
         }))
     }
 }
@@ -235,6 +237,8 @@ fn reason_and_terms_are_asked_for_when_configured_until_the_terms_are_accepted()
         in_progress: Ok(&[]),
         audit: Ok(&AuditPage::default()),
         flash: None,
+        permission_resources: Vec::new(),
+        explain: None,
     }));
     assert!(!html.contains("accept_terms") && !html.contains("data-terms"));
     assert!(html.contains("name=\"reason\" required"));
@@ -303,6 +307,8 @@ fn impersonations_in_progress_and_the_audit_are_listed_with_end_buttons() {
         in_progress: Err("redis is down"),
         audit: Err("the audit is down"),
         flash: None,
+        permission_resources: Vec::new(),
+        explain: None,
     }));
     assert!(html.contains("redis is down") && html.contains("the audit is down"));
 }
