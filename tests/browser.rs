@@ -559,3 +559,37 @@ async fn an_admin_logs_in_as_a_partner_user_from_the_admin_page() {
     browser.close().await.expect("browser closes");
     driver.session.lock().unwrap().take();
 }
+
+/// Account 100's C360 page in a real browser: BU1 sees the Product A
+/// relationship and its CTA, not Spark's; the page still renders whole.
+#[tokio::test]
+async fn a_bu1_user_sees_only_product_a_on_account_100() {
+    let f = Fixture::start_with(&demo_yaml("sessions:\n  store: memory\n", "")).await;
+    let driver = Driver::start().await;
+    let browser = driver.browser().await;
+
+    browser.goto(&f.url("/companies/co-100")).await.unwrap();
+    sign_in(&browser, "bu1@demo.test", "demo").await;
+    wait_for_location(&browser, "/companies/co-100").await;
+    text_of(&browser, "tr[data-resource=relationship]").await;
+    let rows = browser
+        .find_all(Locator::Css("tr[data-resource=relationship]"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "one relationship row");
+    let page = browser.source().await.unwrap();
+    assert!(page.contains("Account 100 - Product A"), "{page}");
+    assert!(!page.contains("Account 100 - Spark"), "Spark shown to BU1");
+    assert!(
+        !page.contains("Spark onboarding kickoff"),
+        "a Spark CTA shown to BU1"
+    );
+    assert!(
+        page.contains("Account 100 executive business review"),
+        "the company-level CTA"
+    );
+    screenshot(&browser, "permissions-bu1-account-100.png").await;
+
+    browser.close().await.expect("browser closes");
+    driver.session.lock().unwrap().take();
+}

@@ -219,14 +219,21 @@ pub fn start(
     let encoding = header(http::header::CONTENT_ENCODING);
     let length: Option<usize> = header(http::header::CONTENT_LENGTH).parse().ok();
     let compressed = !encoding.is_empty() && encoding != "identity";
-    if content_type.contains("json") {
-        let Some((index, resource, answer)) = route else {
-            return Ok(None);
-        };
-        let filters = cache.route(&viewer.policy, index, resource, answer);
-        if filters.list.is_none() && filters.record.is_none() {
-            return Ok(None);
-        }
+    let filters =
+        route.map(|(index, resource, answer)| cache.route(&viewer.policy, index, resource, answer));
+    let json_shape = filters
+        .as_ref()
+        .filter(|f| f.list.is_some() || f.record.is_some());
+    if let (Some(_), false) = (json_shape, content_type.contains("json")) {
+        // The route's records come as JSON; an answer of another type
+        // cannot be judged, and is not passed on unjudged.
+        let e = FilterError::malformed(format!(
+            "the answer is `{content_type}`, not the JSON this route's records are read from"
+        ));
+        let body = respond::replace_answer(resp, &e, format)?;
+        return Ok(Some(PermissionFilter::Refused { body: Some(body) }));
+    }
+    if let Some(filters) = json_shape.cloned() {
         let refused = if compressed {
             Some(FilterError::malformed(format!(
                 "the answer is compressed (`{encoding}`) although the gateway asked for it plain"
@@ -389,5 +396,140 @@ impl PermissionFilter {
 impl From<FilterError> for PermissionError {
     fn from(e: FilterError) -> Self {
         PermissionError::Filter(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::permissions::{AttributeSpec, PolicySpec, ResourceSpec, RuleSpec};
+    use crate::permissions::{metrics::Metrics, Permissions};
+    use crate::routes::AnswerRecords;
+    use crate::store::memory::MemoryStore;
+    use crate::users::User;
+
+    /// A viewer in BU1 under a policy where BU1 reads `Product A` only.
+    fn viewer() -> Viewer {
+        let spec = PolicySpec {
+            user_attributes: vec!["Business Unit".into()],
+            resources: vec![ResourceSpec {
+                name: "relationship_type".into(),
+                attributes: vec![AttributeSpec {
+                    name: "Name".into(),
+                    field: "/name".into(),
+                    html: Some("data-name".into()),
+                }],
+                everyone: Some(false),
+                rules: vec![serde_json::from_value::<RuleSpec>(serde_json::json!({
+                    "name": "bu1", "action": "read",
+                    "criteria": [{"attribute": "Business Unit", "operator": "=", "value": "BU1"}],
+                    "advice": [{"attribute": "Name", "operator": "=", "value": "Product A"}]
+                }))
+                .unwrap()],
+                html: vec!["li[data-resource=type]".into()],
+                ..ResourceSpec::default()
+            }],
+            groups: Vec::new(),
+        };
+        let settings = crate::config::permissions::Settings {
+            policy: spec,
+            ..Default::default()
+        };
+        let metrics = Metrics::new(&crate::metrics::Metrics::new()).unwrap();
+        let permissions =
+            Permissions::new(Arc::new(MemoryStore::new()), Arc::new(settings), metrics);
+        let policy = permissions.policy();
+        let mut user = User::new("u-1", "One", "one@test");
+        user.attributes.insert("Business Unit".into(), "BU1".into());
+        let facts = permissions.facts(&policy, &user);
+        Viewer {
+            permissions,
+            policy,
+            facts,
+        }
+    }
+
+    fn answer() -> AnswerRecords {
+        AnswerRecords {
+            json_list: Some(("/data".into(), Vec::new(), vec!["/total".into()])),
+            ..AnswerRecords::default()
+        }
+    }
+
+    fn header(content_type: &str) -> ResponseHeader {
+        let mut h = ResponseHeader::build(200, None).unwrap();
+        h.insert_header("content-type", content_type).unwrap();
+        h
+    }
+
+    fn run(filter: &mut PermissionFilter, body: &str) -> Result<Option<Bytes>, PermissionError> {
+        let mut b = Some(Bytes::copy_from_slice(body.as_bytes()));
+        filter.chunk(&mut b, true)?;
+        Ok(b)
+    }
+
+    #[test]
+    fn a_list_keeps_the_readable_records_and_corrects_its_count() {
+        let v = viewer();
+        let cache = FilterCache::default();
+        let answer = answer();
+        let mut resp = header("application/json");
+        let mut f = start(
+            &v,
+            Some((0, Some("relationship_type"), &answer)),
+            &cache,
+            &mut resp,
+            Limit(1 << 20),
+            Format::Json,
+        )
+        .unwrap()
+        .expect("a filter");
+        let out = run(
+            &mut f,
+            r#"{"data":[{"name":"Product A"},{"name":"Spark"},{"other":1}],"total":3}"#,
+        )
+        .unwrap();
+        assert_eq!(out.unwrap(), r#"{"data":[{"name":"Product A"}],"total":1}"#);
+    }
+
+    #[test]
+    fn an_answer_of_another_type_on_a_json_route_is_refused() {
+        let v = viewer();
+        let cache = FilterCache::default();
+        let answer = answer();
+        let mut resp = header("text/plain");
+        let f = start(
+            &v,
+            Some((0, Some("relationship_type"), &answer)),
+            &cache,
+            &mut resp,
+            Limit(1 << 20),
+            Format::Json,
+        )
+        .unwrap()
+        .expect("a refusal");
+        assert!(f.refused());
+        assert_eq!(resp.status.as_u16(), 502);
+    }
+
+    #[test]
+    fn pages_lose_the_elements_of_unreadable_records() {
+        let v = viewer();
+        let cache = FilterCache::default();
+        let mut resp = header("text/html; charset=utf-8");
+        let mut f = start(&v, None, &cache, &mut resp, Limit(1 << 20), Format::Html)
+            .unwrap()
+            .expect("a page filter");
+        let out = run(
+            &mut f,
+            r#"<ul><li data-resource="type" data-name="Product A">A</li><li data-resource="type" data-name="Spark">S</li><li data-resource="type">?</li></ul>"#,
+        )
+        .unwrap();
+        assert_eq!(
+            out.unwrap(),
+            r#"<ul><li data-resource="type" data-name="Product A">A</li></ul>"#
+        );
     }
 }
