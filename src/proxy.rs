@@ -160,6 +160,59 @@ impl GatewayProxy {
         respond::refuse_with(s, &ctx.live.replies, e, &ctx.app.set_cookies).await?;
         Ok(true)
     }
+
+    /// Pick the partner and privacy filters of an answer from its header
+    /// (which they may rewrite into a refusal). Runs in
+    /// `upstream_response_filter`: pingora chooses the body's framing
+    /// after that hook and before `response_filter`, so a length removed
+    /// any later leaves the answer close-delimited and the client's
+    /// connection unusable for its next request.
+    fn start_answer_filters(
+        &self,
+        session: &Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let (Some(filters), Access::Partner(keep)) = (ctx.answer_filters(), &ctx.access) {
+            let limit = crate::filter::Limit(ctx.live.config.partners.answer_max_bytes);
+            let format = respond::Format::of(session.req_header());
+            let resource = ctx.route().and_then(|r| r.resource.clone());
+            ctx.answer = answer::start(
+                filters,
+                keep,
+                upstream_response,
+                limit,
+                format,
+                resource.as_deref(),
+            )?;
+            if let Some(AnswerFilter::Refused { code, .. }) = &ctx.answer {
+                self.metrics
+                    .requests_refused
+                    .with_label_values(&[code])
+                    .inc();
+            }
+        }
+        if let (false, Some(route)) = (ctx.privacy.is_empty(), ctx.route()) {
+            let limit = crate::filter::Limit(ctx.live.config.partners.answer_max_bytes);
+            let format = respond::Format::of(session.req_header());
+            let privacy = &ctx.live.config.impersonation.privacy;
+            ctx.private = privacy::start(
+                &ctx.privacy,
+                privacy,
+                route,
+                upstream_response,
+                limit,
+                format,
+            )?;
+            if ctx.private.as_ref().is_some_and(|p| p.refused()) {
+                self.metrics
+                    .requests_refused
+                    .with_label_values(&["hidden_while_impersonating"])
+                    .inc();
+            }
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -421,10 +474,14 @@ impl ProxyHttp for GatewayProxy {
                 .upstream_response_duration
                 .observe(sent.elapsed().as_secs_f64());
         }
+        self.start_answer_filters(session, upstream_response, ctx)?;
+        // A refusal written in place of the app's answer gets no snippet.
+        let replaced = matches!(ctx.answer, Some(AnswerFilter::Refused { .. }))
+            || ctx.private.as_ref().is_some_and(|p| p.refused());
         // Pages of signed-in users get the tab script, and the banner while
         // impersonating. Decided here: pingora picks the body's framing
         // after this hook, so the length removed here makes it chunked.
-        if let Some(subject) = &ctx.subject {
+        if let (Some(subject), false) = (&ctx.subject, replaced) {
             if !ctx.app.end_on_success
                 && tab::wants_injection(session.req_header(), upstream_response)
             {
@@ -470,50 +527,6 @@ impl ProxyHttp for GatewayProxy {
                     }
                 }
             }
-        }
-        if let (Some(filters), Access::Partner(keep)) = (ctx.answer_filters(), &ctx.access) {
-            let limit = crate::filter::Limit(ctx.live.config.partners.answer_max_bytes);
-            let format = respond::Format::of(session.req_header());
-            let resource = ctx.route().and_then(|r| r.resource.clone());
-            ctx.answer = answer::start(
-                filters,
-                keep,
-                upstream_response,
-                limit,
-                format,
-                resource.as_deref(),
-            )?;
-            if let Some(AnswerFilter::Refused { code, .. }) = &ctx.answer {
-                self.metrics
-                    .requests_refused
-                    .with_label_values(&[code])
-                    .inc();
-            }
-        }
-        if let (false, Some(route)) = (ctx.privacy.is_empty(), ctx.route()) {
-            let limit = crate::filter::Limit(ctx.live.config.partners.answer_max_bytes);
-            let format = respond::Format::of(session.req_header());
-            let privacy = &ctx.live.config.impersonation.privacy;
-            ctx.private = privacy::start(
-                &ctx.privacy,
-                privacy,
-                route,
-                upstream_response,
-                limit,
-                format,
-            )?;
-            if ctx.private.as_ref().is_some_and(|p| p.refused()) {
-                self.metrics
-                    .requests_refused
-                    .with_label_values(&["hidden_while_impersonating"])
-                    .inc();
-            }
-        }
-        // A refusal written in place of the app's answer gets no snippet.
-        let replaced = matches!(ctx.answer, Some(AnswerFilter::Refused { .. }))
-            || ctx.private.as_ref().is_some_and(|p| p.refused());
-        if replaced {
-            ctx.tab = None;
         }
         for (k, v) in &ctx.app.set_cookies {
             upstream_response.append_header(k.clone(), v.as_str())?;
