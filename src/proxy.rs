@@ -26,7 +26,7 @@ use crate::gateway::{Endpoints, Flow};
 use crate::identity;
 use crate::impersonation::{self, privacy};
 use crate::live::{Live, SharedLive};
-use crate::metrics::{status_class, Metrics};
+use crate::metrics::Metrics;
 use crate::partners::answer::{self, AnswerFilter};
 use crate::partners::{self, Access};
 use crate::peer::Peer;
@@ -622,39 +622,38 @@ impl ProxyHttp for GatewayProxy {
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
-        let route = ctx.route_label();
-        let method = session.req_header().method.as_str();
-        let method = match method {
-            "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => method,
-            // Arbitrary methods would make label values unbounded.
-            _ => "other",
+        let slot = match ctx.class {
+            Class::Route(i) => i,
+            _ => {
+                let routes = ctx.live.routes.routes().len();
+                routes
+                    + crate::metrics::UNROUTED_LABELS
+                        .iter()
+                        .position(|l| *l == ctx.label)
+                        .unwrap_or(usize::MAX - routes)
+            }
         };
-        self.metrics
-            .requests
-            .with_label_values(&[route, method, status_class(status)])
-            .inc();
-        self.metrics
-            .request_duration
-            .with_label_values(&[route])
-            .observe(ctx.started.elapsed().as_secs_f64());
+        ctx.live.request_metrics.observe(
+            &self.metrics,
+            slot,
+            ctx.route_label(),
+            session.req_header().method.as_str(),
+            status,
+            ctx.started.elapsed().as_secs_f64(),
+        );
         if let Some(subject) = ctx.subject.as_ref().filter(|s| s.is_impersonating()) {
-            self.endpoints
-                .impersonation
-                .requests
-                .with_label_values(&[status_class(status)])
-                .inc();
-            let rec = crate::audit::AuditRecord {
+            self.endpoints.impersonation.count_request(status);
+            let req = session.req_header();
+            let rec = crate::audit::RequestRecord {
                 time_ms: crate::audit::unix_ms(),
-                event: crate::audit::AuditEvent::Request,
-                impersonator: subject.actor.id.clone(),
-                user: Some(subject.effective.id.clone()),
-                method: session.req_header().method.to_string(),
-                path: session.req_header().uri.path().to_string(),
-                status: Some(status),
-                reason: None,
-                session: Some(subject.session.record.reference.clone()),
+                impersonator: &subject.actor.id,
+                user: &subject.effective.id,
+                method: req.method.as_str(),
+                path: req.uri.path(),
+                status,
+                session: &subject.session.record.reference,
             };
-            if let Err(e) = self.endpoints.audit.record(rec) {
+            if let Err(e) = self.endpoints.audit.record_request(&rec) {
                 // Checked at the request's start; the buffer filled since.
                 tracing::error!(error = %e, "an impersonated request could not be audited");
             }
