@@ -347,9 +347,11 @@ impl Signer {
         let name = self.name(names::SIGNATURE)?;
         let signature = self.signature_over(method, path, &prepared.lines, unix_now);
         // Visible ASCII by construction (`t=`, digits, `,v1=`, hex).
-        let value = HeaderValue::from_str(&signature).map_err(|e| IdentityError::Rejected {
-            header: name.as_str().to_string(),
-            reason: e.to_string(),
+        let value = HeaderValue::from_maybe_shared(Bytes::from(signature)).map_err(|e| {
+            IdentityError::Rejected {
+                header: name.as_str().to_string(),
+                reason: e.to_string(),
+            }
         })?;
         let wire = self.wire_name(&name);
         Ok((name, wire, value))
