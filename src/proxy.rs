@@ -69,14 +69,17 @@ pub struct Ctx {
     /// is the record written, which stage 7 already checked).
     reading: bool,
     /// The filter the answer's body runs through, picked at its header.
-    answer: Option<AnswerFilter>,
+    /// (Boxed, as `private` and `tab`: most requests have none, and the
+    /// context is moved with the request's future, so its size is copied
+    /// on every request.)
+    answer: Option<Box<AnswerFilter>>,
     /// What the privacy rules do to an impersonator's request (stage 7b).
     privacy: privacy::Rules,
     /// The privacy filter the answer's body runs through after the
     /// partner filter.
-    private: Option<privacy::PrivacyFilter>,
+    private: Option<Box<privacy::PrivacyFilter>>,
     /// Injects the tab script (and the impersonation banner) into a page.
-    tab: Option<tab::Injector>,
+    tab: Option<Box<tab::Injector>>,
     /// Why the answer could not be filtered, for `fail_to_proxy` to say.
     answer_failed: Option<Box<dyn Refuse>>,
     upstream_sent: Option<Instant>,
@@ -184,8 +187,9 @@ impl GatewayProxy {
                 limit,
                 format,
                 resource.as_deref(),
-            )?;
-            if let Some(AnswerFilter::Refused { code, .. }) = &ctx.answer {
+            )?
+            .map(Box::new);
+            if let Some(AnswerFilter::Refused { code, .. }) = ctx.answer.as_deref() {
                 self.metrics
                     .requests_refused
                     .with_label_values(&[code])
@@ -203,7 +207,8 @@ impl GatewayProxy {
                 upstream_response,
                 limit,
                 format,
-            )?;
+            )?
+            .map(Box::new);
             if ctx.private.as_ref().is_some_and(|p| p.refused()) {
                 self.metrics
                     .requests_refused
@@ -476,7 +481,7 @@ impl ProxyHttp for GatewayProxy {
         }
         self.start_answer_filters(session, upstream_response, ctx)?;
         // A refusal written in place of the app's answer gets no snippet.
-        let replaced = matches!(ctx.answer, Some(AnswerFilter::Refused { .. }))
+        let replaced = matches!(ctx.answer.as_deref(), Some(AnswerFilter::Refused { .. }))
             || ctx.private.as_ref().is_some_and(|p| p.refused());
         // Pages of signed-in users get the tab script, and the banner while
         // impersonating. Decided here: pingora picks the body's framing
@@ -487,7 +492,7 @@ impl ProxyHttp for GatewayProxy {
             {
                 tab::prepare_response(upstream_response);
                 let snippet = tab_snippet(&self.endpoints, subject);
-                ctx.tab = Some(tab::Injector::new(snippet));
+                ctx.tab = Some(Box::new(tab::Injector::new(snippet)));
             }
         }
         Ok(())
