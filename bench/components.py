@@ -56,29 +56,28 @@ GROUPS = [
 ]
 
 STAGES = [
-    ("whole connection task (pingora ServerApp::process_new)", r"<T as pingora_core::apps::ServerApp>::process_new::\{\{closure\}\} \["),
-    ("Box::new of the process_new_http future (memcpy)", r"boxed\.rs:<T as pingora_core::apps::ServerApp>::process_new::\{\{closure\}\}$"),
-    ("read + parse the client request (Session::read_request)", r"pingora_core::protocols::http::server::Session::read_request"),
-    ("proxy_to_upstream (upstream request, response, hooks)", r"pingora-proxy-[0-9.]+/src/lib\.rs:pingora_proxy::HttpProxy<SV,C>::proxy_to_upstream::\{\{closure\}\} \["),
-    ("upstream pool: get_http_session", r"connectors/http/mod\.rs:pingora_core::connectors::http::Connector<C>::get_http_session::\{\{closure\}\} \["),
-    ("upstream pool: release_http_session", r"connectors/http/mod\.rs:pingora_core::connectors::http::Connector<C>::release_http_session::\{\{closure\}\} \["),
-    ("read + parse the upstream response header", r"pingora_core::protocols::http::v1::client::HttpSession::read_resp_header_parts::\{\{closure\}\} \["),
-    ("write the response (write_response_tasks)", r"pingora_proxy::Session::write_response_tasks::\{\{closure\}\} \["),
-    ("pingora sanitize_h1_upstream_request", r"proxy_common::sanitize_h1_upstream_request \["),
-    ("pingora HttpProxy::finish", r"pingora_proxy::HttpProxy<SV,C>::finish::\{\{closure\}\} \["),
-    ("guise request_filter (stages 1-7)", r"proxy\.rs:<guise::proxy::GatewayProxy as pingora_proxy::proxy_trait::ProxyHttp>::request_filter::\{\{closure\}\} \["),
-    ("  session lookup (token hash, cache)", r"session\.rs:guise::session::SessionManager::resolve::\{\{closure\}\} \["),
-    ("  cookie parsing (read_token)", r"cookie\.rs:guise::session::cookie::read_token \["),
-    ("  target check", r"target\.rs:guise::target::check \["),
-    ("guise upstream_request_filter", r"proxy\.rs:<guise::proxy::GatewayProxy as pingora_proxy::proxy_trait::ProxyHttp>::upstream_request_filter::\{\{closure\}\} \["),
-    ("  identity headers + HMAC signature (sign_onto)", r"subject\.rs:guise::subject::Subject::sign_onto \["),
-    ("  X-Forwarded-* (forwarded::set_headers)", r"forwarded\.rs:guise::forwarded::set_headers \["),
-    ("  gateway cookie strip", r"cookie\.rs:guise::session::cookie::strip \["),
-    ("guise upstream_response_filter", r"proxy\.rs:<guise::proxy::GatewayProxy as pingora_proxy::proxy_trait::ProxyHttp>::upstream_response_filter::\{\{closure\}\} \["),
-    ("guise response_filter", r"proxy\.rs:<guise::proxy::GatewayProxy as pingora_proxy::proxy_trait::ProxyHttp>::response_filter(::\{\{closure\}\})? \["),
-    ("guise logging (metrics, audit record)", r"proxy\.rs:<guise::proxy::GatewayProxy as pingora_proxy::proxy_trait::ProxyHttp>::logging::\{\{closure\}\} \["),
-    ("  audit record (impersonating)", r"audit\.rs:guise::audit::Audit::record(_request)? \["),
-    ("audit writer task", r"audit\.rs:<guise::audit::AuditWriter as pingora_core::services::background::BackgroundService>::start::\{\{closure\}\} \["),
+    ("whole connection task (pingora ServerApp::process_new)", r"^<T as pingora_core::apps::ServerApp>::process_new::\{\{closure\}\}$"),
+    ("read + parse the client request (Session::read_request)", r"^pingora_core::protocols::http::server::Session::read_request::\{\{closure\}\}$"),
+    ("proxy_to_upstream (upstream request, response, hooks)", r"^pingora_proxy::HttpProxy<SV,C>::proxy_to_upstream::\{\{closure\}\}$"),
+    ("upstream pool: get_http_session", r"^pingora_core::connectors::http::Connector<C>::get_http_session::\{\{closure\}\}$"),
+    ("upstream pool: release_http_session", r"^pingora_core::connectors::http::Connector<C>::release_http_session::\{\{closure\}\}$"),
+    ("read + parse the upstream response header", r"^pingora_core::protocols::http::v1::client::HttpSession::read_resp_header_parts::\{\{closure\}\}$"),
+    ("write the response (write_response_tasks)", r"^pingora_proxy::Session::write_response_tasks::\{\{closure\}\}$"),
+    ("pingora sanitize_h1_upstream_request", r"^pingora_proxy::proxy_common::sanitize_h1_upstream_request$"),
+    ("pingora HttpProxy::finish", r"^pingora_proxy::HttpProxy<SV,C>::finish::\{\{closure\}\}$"),
+    ("guise request_filter (stages 1-7)", r"^<guise::proxy::GatewayProxy as pingora_proxy::proxy_trait::ProxyHttp>::request_filter::\{\{closure\}\}$"),
+    ("  session lookup (token hash, cache)", r"^guise::session::SessionManager::resolve::\{\{closure\}\}$"),
+    ("  cookie parsing (read_token)", r"^guise::session::cookie::read_token$"),
+    ("  target check", r"^guise::target::check$"),
+    ("guise upstream_request_filter", r"^<guise::proxy::GatewayProxy as pingora_proxy::proxy_trait::ProxyHttp>::upstream_request_filter::\{\{closure\}\}$"),
+    ("  identity headers + HMAC signature (sign_onto)", r"^guise::subject::Subject::sign_onto$"),
+    ("  X-Forwarded-* (forwarded::set_headers)", r"^guise::forwarded::set_headers$"),
+    ("  gateway cookie strip", r"^guise::session::cookie::strip$"),
+    ("guise upstream_response_filter", r"^<guise::proxy::GatewayProxy as pingora_proxy::proxy_trait::ProxyHttp>::upstream_response_filter::\{\{closure\}\}$"),
+    ("guise response_filter", r"^<guise::proxy::GatewayProxy as pingora_proxy::proxy_trait::ProxyHttp>::response_filter(::\{\{closure\}\})?$"),
+    ("guise logging (metrics, audit record)", r"^<guise::proxy::GatewayProxy as pingora_proxy::proxy_trait::ProxyHttp>::logging::\{\{closure\}\}$"),
+    ("  audit record (impersonating)", r"^guise::audit::Audit::record(_request)?$"),
+    ("audit writer task", r"^<guise::audit::AuditWriter as pingora_core::services::background::BackgroundService>::start::\{\{closure\}\}$"),
 ]
 
 
@@ -127,12 +126,44 @@ def main():
         if groups[g]:
             print(f"  {groups[g] / n:>9,.0f}  {100 * groups[g] / total:5.1f}%  {g}")
     print(f"  {other / n:>9,.0f}  {100 * other / total:5.1f}%  the rest (pingora-core/-proxy, tokio's scheduler, guise, kernel entry: not split here)")
-    _, irows = annotate(dump, True)
+    # A function's inclusive cost is the cost of the calls into it, summed
+    # over its callers (from --tree=caller). The inclusive column of
+    # callgrind_annotate is not used: it lists one entry per source file
+    # inlined into a function, and counts frames active at the dump whole.
+    calls = call_costs(dump)
     print("\ninclusive cost of stages (per request; they overlap)")
     for label, pat in STAGES:
-        best = max((c for c, name in irows if re.search(pat, name)), default=0)
+        best = max((c for fn, c in calls.items() if re.search(pat, fn)), default=0)
         if best:
             print(f"  {best / n:>9,.0f}  {label}")
+
+
+def fn_name(entry):
+    fn = entry.split(":", 1)[1] if ":" in entry and not entry.startswith("???") else entry
+    fn = re.sub(r" \[[^\]]*\]$", "", fn)
+    return re.sub(r" \(\d[\d,]*x\)$", "", fn).strip()
+
+
+def call_costs(dump):
+    out = subprocess.run(
+        ["callgrind_annotate", "--auto=no", "--threshold=100", "--inclusive=yes", "--tree=caller", dump],
+        capture_output=True, text=True, check=True).stdout
+    costs = {}
+    pending = []
+    for line in out.splitlines():
+        m = re.match(r"\s*([\d,]+) \(\s*[\d.]+%\)\s+([<*])\s+(.*)$", line)
+        if not m:
+            pending = []
+            continue
+        cost, kind, entry = int(m.group(1).replace(",", "")), m.group(2), m.group(3)
+        if kind == "<":
+            pending.append((cost, fn_name(entry)))
+            continue
+        target = fn_name(entry)
+        total = sum(c for c, caller in pending if caller != target)
+        costs[target] = costs.get(target, 0) + total
+        pending = []
+    return costs
 
 
 if __name__ == "__main__":
