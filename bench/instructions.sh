@@ -10,10 +10,22 @@
 #   --no-install  do not apt-get install missing tools
 #   --keep DIR    copy the callgrind dumps to DIR, for callgrind_annotate
 #
+#   --targets     comma-separated subset of the targets below (default all)
+#
 # Targets, one after another, each behind the same static nginx upstream:
+#   nginx         nginx plain reverse proxy (bench/nginx-proxy.conf.tmpl, as
+#                 in bench/run.sh), one process: `daemon off; master_process
+#                 off;` so the process under valgrind is the one serving
+#   nginx-auth    nginx + auth_request (bench/nginx-auth.conf.tmpl) to a
+#                 static nginx answering 204; only the proxying nginx is
+#                 counted, not the auth server (guise does its check in
+#                 process, so its figure includes it)
 #   bare-pingora  examples/bare_pingora.rs
 #   guise-anon    guise, public route, no cookie (bench/guise-bench.yaml)
 #   guise-login   guise, logged in, memory store (bench/guise-bench-login.yaml)
+#   guise-imp     guise, the bench admin viewing the app as the bench user
+#                 (impersonation), the same configuration as guise-login;
+#                 its audit writer runs in the same process and is counted
 #
 # Each target runs under `valgrind --tool=callgrind`; after a warm-up the
 # counters are zeroed, wrk drives one connection for --seconds, and the
@@ -32,12 +44,14 @@ SECONDS_PER_TARGET=8
 DO_BUILD=1
 DO_INSTALL=1
 KEEP=""
+ONLY=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --seconds)    SECONDS_PER_TARGET=$2; shift 2 ;;
         --no-build)   DO_BUILD=0; shift ;;
         --no-install) DO_INSTALL=0; shift ;;
         --keep)       KEEP=$2; shift 2 ;;
+        --targets)    ONLY=$2; shift 2 ;;
         -h|--help)    awk 'NR == 1 {next} /^#/ {sub(/^# ?/, ""); print; next} {exit}' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
@@ -99,12 +113,14 @@ fi
 read -r -a PORTS <<<"$(python3 - <<'EOF'
 import socket
 socks = []
-for _ in range(6):
+for _ in range(11):
     s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
 )"
 P_UP=${PORTS[0]} P_BARE=${PORTS[1]} P_ANON=${PORTS[2]} P_ANON_OPS=${PORTS[3]} P_LOGIN=${PORTS[4]} P_LOGIN_OPS=${PORTS[5]}
+P_NGINX=${PORTS[6]} P_NGINX_AUTH=${PORTS[7]} P_AUTH=${PORTS[8]} P_IMP=${PORTS[9]} P_IMP_OPS=${PORTS[10]}
+want() { [[ -z $ONLY || ",$ONLY," == *",$1,"* ]]; }
 BENCH_PATH=/api/companies/co-101
 
 # wait_ok URL [CURL ARGS...]: poll until 200, with a deadline (valgrind
@@ -126,6 +142,27 @@ nginx -p "$TMP" -c "$TMP/upstream.conf" -g 'daemon off;' >"$TMP/upstream.log" 2>
 PIDS+=($!)
 wait_ok "http://127.0.0.1:$P_UP$BENCH_PATH"
 
+# nginx_conf TEMPLATE NAME PORT: a copy of a bench/run.sh nginx template.
+nginx_conf() {
+    sed -e "s|@USER_LINE@|$USER_LINE|" -e "s|@TMP@|$TMP|g" -e "s|@NAME@|$2|g" \
+        -e "s|@LISTEN_PORT@|$3|" -e "s|@UPSTREAM_PORT@|$P_UP|" -e "s|@AUTH_PORT@|$P_AUTH|" \
+        "$BENCH/$1" >"$TMP/$2.conf"
+    if grep -q '@[A-Z_]*@' "$TMP/$2.conf"; then die "unfilled placeholder in $TMP/$2.conf"; fi
+}
+nginx_conf nginx-proxy.conf.tmpl nginx "$P_NGINX"
+nginx_conf nginx-auth.conf.tmpl nginx-auth "$P_NGINX_AUTH"
+if want nginx-auth; then
+    nginx_conf nginx-static.conf.tmpl authsrv "$P_AUTH"
+    nginx -p "$TMP" -c "$TMP/authsrv.conf" -g 'daemon off;' >"$TMP/authsrv.log" 2>&1 &
+    PIDS+=($!)
+    deadline=$((SECONDS + 30))
+    until [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P_AUTH/auth-check" || true) == 204 ]]; do
+        [[ $SECONDS -lt $deadline ]] || die "auth server did not answer 204"
+        sleep 0.1
+    done
+fi
+NGINX_ONE_PROCESS='daemon off; master_process off;'
+
 GUISE_SIGNING_KEY=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
 export GUISE_SIGNING_KEY
 guise_yaml() { # guise_yaml SRC PORT OPS OUT
@@ -134,6 +171,12 @@ guise_yaml() { # guise_yaml SRC PORT OPS OUT
 }
 guise_yaml guise-bench.yaml "$P_ANON" "$P_ANON_OPS" "$TMP/anon.yaml"
 guise_yaml guise-bench-login.yaml "$P_LOGIN" "$P_LOGIN_OPS" "$TMP/login.yaml"
+guise_yaml guise-bench-login.yaml "$P_IMP" "$P_IMP_OPS" "$TMP/imp.yaml"
+
+# session_cookie HDR_FILE -> "guise_session=..." from a Set-Cookie
+session_cookie() {
+    tr -d '\r' <"$1" | awk 'tolower($1) == "set-cookie:" && $2 ~ /^guise_session=/ {sub(/;.*/, "", $2); print $2; exit}'
+}
 
 # measure NAME PORT [COOKIE] CMD... -> "NAME requests instructions sha256"
 measure() {
@@ -142,20 +185,34 @@ measure() {
     local pid=$!
     PIDS+=("$pid")
     local -a hdr=()
-    if [[ $cookie == login ]]; then
+    if [[ $cookie == login || $cookie == imp ]]; then
+        local user=bench@bench.test
+        [[ $cookie == imp ]] && user=bench-admin@bench.test
         local deadline=$((SECONDS + 120)) code=""
         until [[ $code == 200 ]]; do
             code=$(curl -s -o "$TMP/login.json" -D "$TMP/login.hdr" -w '%{http_code}' --max-time 10 \
                 -H 'Content-Type: application/json' \
-                --data '{"username":"bench@bench.test","password":"bench-pass"}' \
+                --data "{\"username\":\"$user\",\"password\":\"bench-pass\"}" \
                 "http://127.0.0.1:$port/_guise/login" || true)
             kill -0 "$pid" 2>/dev/null || die "$name exited"
             [[ $SECONDS -lt $deadline ]] || die "$name: login answered ${code:-nothing}"
             [[ $code == 200 ]] || sleep 0.5
         done
         local c
-        c=$(tr -d '\r' <"$TMP/login.hdr" | awk 'tolower($1) == "set-cookie:" && $2 ~ /^guise_session=/ {sub(/;.*/, "", $2); print $2; exit}')
+        c=$(session_cookie "$TMP/login.hdr")
         [[ -n $c ]] || die "$name: no session cookie"
+        if [[ $cookie == imp ]]; then
+            # The admin starts viewing the app as the bench user, as
+            # bench/run.sh's guise-imp does; the new cookie is the one measured.
+            local csrf
+            csrf=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["csrf_token"])' "$TMP/login.json")
+            code=$(curl -s -o "$TMP/imp.json" -D "$TMP/imp.hdr" -w '%{http_code}' --max-time 10 \
+                -H 'Content-Type: application/json' -H "Cookie: $c" -H "X-CSRF-Token: $csrf" \
+                --data '{"user":"u-bench"}' "http://127.0.0.1:$port/_guise/impersonate" || true)
+            [[ $code == 200 ]] || die "$name: POST /_guise/impersonate answered ${code:-nothing}: $(head -c 300 "$TMP/imp.json")"
+            c=$(session_cookie "$TMP/imp.hdr")
+            [[ -n $c ]] || die "$name: the impersonation set no session cookie"
+        fi
         hdr=(-H "Cookie: $c")
         wait_ok "http://127.0.0.1:$port$BENCH_PATH" "${hdr[@]}"
         [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port$BENCH_PATH") != 200 ]] \
@@ -195,18 +252,36 @@ measure() {
     echo "$name $reqs $total $sha" >>"$TMP/results"
 }
 
-measure bare-pingora "$P_BARE" "" "$RELEASE/examples/bare_pingora" "127.0.0.1:$P_BARE" "127.0.0.1:$P_UP"
-measure guise-anon "$P_ANON" "" "$RELEASE/guise" run --config "$TMP/anon.yaml"
-measure guise-login "$P_LOGIN" login "$RELEASE/guise" run --config "$TMP/login.yaml"
+want nginx && measure nginx "$P_NGINX" "" nginx -p "$TMP" -c "$TMP/nginx.conf" -g "$NGINX_ONE_PROCESS"
+want nginx-auth && measure nginx-auth "$P_NGINX_AUTH" "" nginx -p "$TMP" -c "$TMP/nginx-auth.conf" -g "$NGINX_ONE_PROCESS"
+want bare-pingora && measure bare-pingora "$P_BARE" "" "$RELEASE/examples/bare_pingora" "127.0.0.1:$P_BARE" "127.0.0.1:$P_UP"
+want guise-anon && measure guise-anon "$P_ANON" "" "$RELEASE/guise" run --config "$TMP/anon.yaml"
+want guise-login && measure guise-login "$P_LOGIN" login "$RELEASE/guise" run --config "$TMP/login.yaml"
+want guise-imp && measure guise-imp "$P_IMP" imp "$RELEASE/guise" run --config "$TMP/imp.yaml"
+[[ -s $TMP/results ]] || die "no target measured (--targets $ONLY)"
 
 echo
 echo "instructions per request (callgrind; ${SECONDS_PER_TARGET}s of wrk -c1 per target)"
 awk '{ per = $3 / $2; sha = $4 / $2; r[$1] = per; s[$1] = sha
        printf "  %-13s %6d requests  %8.0f instr/req  (SHA-256: %6.0f)\n", $1, $2, per, sha }
+     function ratio(a, b, what) {
+       if ((a in r) && (b in r)) printf "  %-32s %.2f%s\n", a " / " b, r[a] / r[b], what
+     }
      END {
-       printf "\n  guise-anon / bare-pingora        %.2f\n", r["guise-anon"] / r["bare-pingora"]
-       extra = r["guise-login"] - r["guise-anon"]
-       printf "  guise-login extra per request    %.0f instr (%.1f%% of guise-anon)\n", extra, 100 * extra / r["guise-anon"]
-       ex = extra - s["guise-login"] + s["guise-anon"]
-       printf "    without SHA-256 compression    %.0f instr (%.1f%% of guise-anon)\n", ex, 100 * ex / r["guise-anon"]
+       print ""
+       ratio("guise-anon", "bare-pingora", "")
+       ratio("guise-login", "nginx-auth", "")
+       ratio("guise-login", "nginx", "")
+       ratio("bare-pingora", "nginx", "")
+       ratio("guise-imp", "guise-login", "  (issue 12 aims at <= 1.10)")
+       if (("guise-login" in r) && ("guise-anon" in r)) {
+         extra = r["guise-login"] - r["guise-anon"]
+         printf "  guise-login extra per request    %.0f instr (%.1f%% of guise-anon)\n", extra, 100 * extra / r["guise-anon"]
+         ex = extra - s["guise-login"] + s["guise-anon"]
+         printf "    without SHA-256 compression    %.0f instr (%.1f%% of guise-anon)\n", ex, 100 * ex / r["guise-anon"]
+       }
+       if (("guise-imp" in r) && ("guise-login" in r)) {
+         extra = r["guise-imp"] - r["guise-login"]
+         printf "  guise-imp extra per request      %.0f instr (%.1f%% of guise-login)\n", extra, 100 * extra / r["guise-login"]
+       }
      }' "$TMP/results"

@@ -39,6 +39,28 @@
 #                 audit record of every request and the second identity
 #                 header
 #
+# HTTPS (TLS 1.3, keep-alive; wrk over https, which does not check the
+# certificate: a throwaway self-signed P-256 one made by openssl per run):
+#   nginx-tls     nginx plain proxy terminating TLS (OpenSSL)
+#   nginx-auth-tls
+#                 nginx + auth_request terminating TLS
+#   guise-login-tls
+#                 guise logged in, over its https listener (rustls), the
+#                 same configuration as guise-login plus the listener
+# Both nginx TLS configs set keepalive_requests 100000 (nginx's default of
+# 1000 would add a handshake every 1000 requests; pingora has no limit).
+#
+# Whole machine (the proxy on both cores, `taskset -c 0,1` for everything,
+# wrk with 2 threads; no pinning separates the proxy from the load, so
+# these compare only with each other):
+#   nginx-2w      nginx plain proxy, 2 workers
+#   nginx-auth-2w nginx + auth_request, 2 workers
+#   guise-login-2t
+#                 guise logged in with `server.threads: 2`
+# Not in the default set (it is run per core): ask for them with
+# --targets, e.g. --targets nginx-tls,nginx-auth-tls,guise-login-tls or
+# --targets nginx-2w,nginx-auth-2w,guise-login-2t.
+#
 # Every proxy is pinned to core 0; upstream, auth server, redis and wrk to
 # core 1 (see notes/testing.md: only ratios measured side by side in one run
 # mean anything on these shared 2-core machines). Each guise target is its
@@ -180,7 +202,7 @@ for t in wrk nginx haproxy curl taskset python3; do command -v "$t" >/dev/null |
 read -r -a PORTS <<<"$(python3 - <<'EOF'
 import socket
 socks = []
-for _ in range(15):
+for _ in range(24):
     s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
@@ -200,6 +222,15 @@ P_LOGIN_REDIS_OPS=${PORTS[11]}
 P_REDIS=${PORTS[12]}
 P_IMP=${PORTS[13]}
 P_IMP_OPS=${PORTS[14]}
+P_NGINX_TLS=${PORTS[15]}
+P_NGINX_AUTH_TLS=${PORTS[16]}
+P_GUISE_TLS=${PORTS[17]}
+P_GUISE_TLS_HTTP=${PORTS[18]}
+P_GUISE_TLS_OPS=${PORTS[19]}
+P_NGINX_2W=${PORTS[20]}
+P_NGINX_AUTH_2W=${PORTS[21]}
+P_LOGIN_2T=${PORTS[22]}
+P_LOGIN_2T_OPS=${PORTS[23]}
 
 URL_BASE=http://127.0.0.1
 
@@ -212,11 +243,16 @@ URL_BASE=http://127.0.0.1
 #   may use variables a start function sets (write them as ${VAR:-}), as
 #   the guise-login targets do with the session cookie their start function
 #   gets by logging in.
-T_NAMES=(); T_SERVERS=(); T_URLS=(); T_ARGS=()
+# WRK_CORES (default 1) and WRK_THREADS (default 1) set before add_target
+# say where the target's wrk runs; OPT_IN=1 keeps a target out of the
+# default set (it runs only when --targets names it).
+T_NAMES=(); T_SERVERS=(); T_URLS=(); T_ARGS=(); T_WRK_CORES=(); T_WRK_THREADS=()
 add_target() {
     local name=$1 server=$2 url=$3; shift 3
     if [[ -n $ONLY && ",$ONLY," != *",$name,"* ]]; then return 0; fi
+    if [[ -z $ONLY && -n ${OPT_IN:-} ]]; then return 0; fi
     T_NAMES+=("$name"); T_SERVERS+=("$server"); T_URLS+=("$url")
+    T_WRK_CORES+=("${WRK_CORES:-1}"); T_WRK_THREADS+=("${WRK_THREADS:-1}")
     if [[ $# -gt 0 ]]; then T_ARGS+=("$(printf '%q ' "$@")"); else T_ARGS+=(""); fi
 }
 define_targets() {
@@ -232,6 +268,14 @@ define_targets() {
         -H "Cookie: ${LOGIN_REDIS_COOKIE:-}"
     add_target guise-imp    guise_imp  "$URL_BASE:$P_IMP$BENCH_PATH" \
         -H "Cookie: ${IMP_COOKIE:-}"
+    OPT_IN=1 add_target nginx-tls nginx_tls "https://127.0.0.1:$P_NGINX_TLS$BENCH_PATH"
+    OPT_IN=1 add_target nginx-auth-tls nginx_auth_tls "https://127.0.0.1:$P_NGINX_AUTH_TLS$BENCH_PATH"
+    OPT_IN=1 add_target guise-login-tls guise_login_tls "https://127.0.0.1:$P_GUISE_TLS$BENCH_PATH" \
+        -H "Cookie: ${LOGIN_TLS_COOKIE:-}"
+    OPT_IN=1 WRK_CORES=0,1 WRK_THREADS=2 add_target nginx-2w nginx_2w "$URL_BASE:$P_NGINX_2W$BENCH_PATH"
+    OPT_IN=1 WRK_CORES=0,1 WRK_THREADS=2 add_target nginx-auth-2w nginx_auth_2w "$URL_BASE:$P_NGINX_AUTH_2W$BENCH_PATH"
+    OPT_IN=1 WRK_CORES=0,1 WRK_THREADS=2 add_target guise-login-2t guise_login_2t "$URL_BASE:$P_LOGIN_2T$BENCH_PATH" \
+        -H "Cookie: ${LOGIN_2T_COOKIE:-}"
 }
 
 # ---------------------------------------------------------------- readiness
@@ -300,7 +344,10 @@ start_server_nginx() {
     start_nginx nginx 0 nginx-proxy.conf.tmpl "$P_NGINX"
     wait_http nginx "$URL_BASE:$P_NGINX$BENCH_PATH"
 }
-start_server_auth() {
+AUTH_STARTED=""
+start_server_auth() { # once, whichever nginx-auth target needs it first
+    [[ -z $AUTH_STARTED ]] || return 0
+    AUTH_STARTED=1
     start_nginx authsrv 1 nginx-static.conf.tmpl "$P_AUTH"
     wait_http authsrv "$URL_BASE:$P_AUTH/auth-check" 204
 }
@@ -334,7 +381,7 @@ start_guise() {
         -e "s|127\.0\.0\.1:19090|127.0.0.1:$ops|" \
         -e "s|127\.0\.0\.1:18081|127.0.0.1:$P_UPSTREAM|" \
         "$@" "$BENCH/$yaml" >"$TMP/$name.yaml"
-    STOPSIG=INT start "$name" 0 "$RELEASE/guise" run --config "$TMP/$name.yaml"
+    STOPSIG=INT start "$name" "${GUISE_CORES:-0}" "$RELEASE/guise" run --config "$TMP/$name.yaml"
     wait_http "$name" "$URL_BASE:$port$BENCH_PATH"
     local deadline=$((SECONDS + 15)) code=""
     while [[ $SECONDS -lt $deadline ]]; do
@@ -409,6 +456,86 @@ start_server_guise_imp() {
     start_guise guise-imp guise-bench-login.yaml "$P_IMP" "$P_IMP_OPS"
     IMP_COOKIE=$(impersonate guise-imp "$P_IMP")
 }
+# ---------------------------------------------------------------- https
+# A throwaway self-signed P-256 certificate for the TLS targets.
+make_cert() {
+    [[ -s $TMP/tls-cert.pem ]] && return 0
+    command -v openssl >/dev/null || die "openssl not found (apt-get install openssl)"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+        -keyout "$TMP/tls-key.pem" -out "$TMP/tls-cert.pem" >"$TMP/openssl.log" 2>&1 \
+        || die "openssl could not make a certificate: $(tail -3 "$TMP/openssl.log")"
+}
+# tls_nginx NAME TEMPLATE PORT: an nginx config of TEMPLATE terminating
+# TLS 1.3 on PORT, started pinned to core 0.
+tls_nginx() {
+    local name=$1 tmpl=$2 port=$3
+    make_cert
+    sed -e "s|listen 127.0.0.1:@LISTEN_PORT@;|listen 127.0.0.1:@LISTEN_PORT@ ssl;\n        ssl_certificate @TMP@/tls-cert.pem;\n        ssl_certificate_key @TMP@/tls-key.pem;\n        ssl_protocols TLSv1.3;\n        keepalive_requests 100000;|" \
+        "$BENCH/$tmpl" >"$TMP/$name.tmpl"
+    grep -q 'ssl_protocols TLSv1.3' "$TMP/$name.tmpl" || die "could not make $name's TLS config"
+    render "$TMP/$name.tmpl" "$TMP/$name.conf" "TMP=$TMP" "NAME=$name" "USER_LINE=$USER_LINE" \
+        "LISTEN_PORT=$port" "UPSTREAM_PORT=$P_UPSTREAM" "AUTH_PORT=$P_AUTH"
+    nginx -t -q -p "$TMP" -c "$TMP/$name.conf" -g 'daemon off;' >"$TMP/$name-check.log" 2>&1 \
+        || { cat "$TMP/$name-check.log" >&2; die "nginx config $name invalid"; }
+    start "$name" 0 nginx -p "$TMP" -c "$TMP/$name.conf" -g 'daemon off;'
+    local deadline=$((SECONDS + READY_DEADLINE))
+    until [[ $(curl -sk -o /dev/null -w '%{http_code}' --tlsv1.3 "https://127.0.0.1:$port$BENCH_PATH" || true) == 200 ]]; do
+        [[ $SECONDS -lt $deadline ]] || die "$name did not answer 200 over TLS 1.3"
+        sleep 0.1
+    done
+}
+start_server_nginx_tls() {
+    tls_nginx nginx-tls nginx-proxy.conf.tmpl "$P_NGINX_TLS"
+}
+start_server_nginx_auth_tls() {
+    start_server_auth
+    tls_nginx nginx-auth-tls nginx-auth.conf.tmpl "$P_NGINX_AUTH_TLS"
+}
+start_server_guise_login_tls() {
+    make_cert
+    start_guise guise-login-tls guise-bench-login.yaml "$P_GUISE_TLS_HTTP" "$P_GUISE_TLS_OPS" \
+        -e "s|^listeners:\$|listeners:\n  https: { address: \"127.0.0.1:$P_GUISE_TLS\", cert: \"$TMP/tls-cert.pem\", key: \"$TMP/tls-key.pem\", http2: false }|"
+    grep -q "^  https: " "$TMP/guise-login-tls.yaml" || die "could not add the https listener"
+    local code cookie
+    code=$(curl -sk -o "$TMP/guise-login-tls-login.json" -D "$TMP/guise-login-tls-login.hdr" -w '%{http_code}' \
+        -H 'Content-Type: application/json' \
+        --data "{\"username\":\"$BENCH_USER\",\"password\":\"$BENCH_PASSWORD\"}" \
+        "https://127.0.0.1:$P_GUISE_TLS/_guise/login" || true)
+    [[ $code == 200 ]] || die "guise-login-tls: login over https answered ${code:-nothing}"
+    # Over https the cookie has its own (prefixed) name.
+    cookie=$(tr -d '\r' <"$TMP/guise-login-tls-login.hdr" \
+        | awk 'tolower($1) == "set-cookie:" && $2 ~ /guise_session=/ {sub(/;.*/, "", $2); print $2; exit}')
+    [[ -n $cookie ]] || die "guise-login-tls: no session cookie over https"
+    code=$(curl -sk --tlsv1.3 -o /dev/null -w '%{http_code}' -H "Cookie: $cookie" "https://127.0.0.1:$P_GUISE_TLS$BENCH_PATH" || true)
+    [[ $code == 200 ]] || die "guise-login-tls: $BENCH_PATH with the cookie answers ${code:-nothing} over TLS 1.3"
+    LOGIN_TLS_COOKIE=$cookie
+}
+
+# ---------------------------------------------------------------- whole machine
+# The same servers on both cores (taskset -c 0,1), for the -2w/-2t targets.
+start_server_nginx_2w() {
+    render "$BENCH/nginx-proxy.conf.tmpl" "$TMP/nginx-2w.conf" "TMP=$TMP" "NAME=nginx-2w" "USER_LINE=$USER_LINE" \
+        "LISTEN_PORT=$P_NGINX_2W" "UPSTREAM_PORT=$P_UPSTREAM" "AUTH_PORT=$P_AUTH"
+    sed -i 's|^worker_processes 1;|worker_processes 2;|' "$TMP/nginx-2w.conf"
+    start nginx-2w 0,1 nginx -p "$TMP" -c "$TMP/nginx-2w.conf" -g 'daemon off;'
+    wait_http nginx-2w "$URL_BASE:$P_NGINX_2W$BENCH_PATH" 200
+}
+start_server_nginx_auth_2w() {
+    start_server_auth
+    render "$BENCH/nginx-auth.conf.tmpl" "$TMP/nginx-auth-2w.conf" "TMP=$TMP" "NAME=nginx-auth-2w" "USER_LINE=$USER_LINE" \
+        "LISTEN_PORT=$P_NGINX_AUTH_2W" "UPSTREAM_PORT=$P_UPSTREAM" "AUTH_PORT=$P_AUTH"
+    sed -i 's|^worker_processes 1;|worker_processes 2;|' "$TMP/nginx-auth-2w.conf"
+    start nginx-auth-2w 0,1 nginx -p "$TMP" -c "$TMP/nginx-auth-2w.conf" -g 'daemon off;'
+    wait_http nginx-auth-2w "$URL_BASE:$P_NGINX_AUTH_2W$BENCH_PATH" 200
+}
+start_server_guise_login_2t() {
+    GUISE_CORES=0,1 start_guise guise-login-2t guise-bench-login.yaml "$P_LOGIN_2T" "$P_LOGIN_2T_OPS" \
+        -e 's|^  threads: 1$|  threads: 2|'
+    grep -q '^  threads: 2$' "$TMP/guise-login-2t.yaml" || die "could not set server.threads: 2"
+    LOGIN_2T_COOKIE=$(login guise-login-2t "$P_LOGIN_2T")
+}
+
 start_server_redis() {
     command -v redis-server >/dev/null || die "redis-server not found (apt-get install redis-server)"
     command -v redis-cli >/dev/null || die "redis-cli not found (apt-get install redis-tools)"
@@ -434,7 +561,7 @@ run_wrk() {
     local i=$1 secs=$2
     local -a extra=()
     eval "extra=(${T_ARGS[$i]})"
-    taskset -c 1 wrk -t1 -c"$CONNS" -d"${secs}s" --latency "${extra[@]}" "${T_URLS[$i]}"
+    taskset -c "${T_WRK_CORES[$i]}" wrk -t"${T_WRK_THREADS[$i]}" -c"$CONNS" -d"${secs}s" --latency "${extra[@]}" "${T_URLS[$i]}"
 }
 # to_ms VALUE_WITH_UNIT (wrk prints us, ms, s, m)
 to_ms() {
@@ -489,7 +616,7 @@ done
 # Define the targets again now that every server is up: the upstream check
 # may have changed BENCH_PATH, and a start function may have set variables a
 # target uses (a session cookie, say).
-T_NAMES=(); T_SERVERS=(); T_URLS=(); T_ARGS=()
+T_NAMES=(); T_SERVERS=(); T_URLS=(); T_ARGS=(); T_WRK_CORES=(); T_WRK_THREADS=()
 define_targets
 
 declare -A STATUS=()
@@ -499,7 +626,7 @@ for i in "${!T_NAMES[@]}"; do
     for ((k = 0; k < ${#extra[@]}; k++)); do
         [[ ${extra[$k]} == -H ]] && hdrs+=(-H "${extra[$((k + 1))]}")
     done
-    STATUS[${T_NAMES[$i]}]=$(curl -s -o /dev/null -w '%{http_code}' "${hdrs[@]}" "${T_URLS[$i]}" || true)
+    STATUS[${T_NAMES[$i]}]=$(curl -sk -o /dev/null -w '%{http_code}' "${hdrs[@]}" "${T_URLS[$i]}" || true)
     log "target ${T_NAMES[$i]}: ${T_URLS[$i]} -> ${STATUS[${T_NAMES[$i]}]}"
     [[ ${STATUS[${T_NAMES[$i]}]} == 200 ]] || log "WARNING: ${T_NAMES[$i]} does not answer 200; its figures are not comparable"
 done
@@ -591,6 +718,10 @@ table() {
     ratio guise-imp guise-login ">=" 0.909 "an impersonated request costs at most 10% more"
     ratio guise-anon bare-pingora
     ratio guise-anon nginx
+    ratio guise-login-tls nginx-auth-tls ">=" 1.3 "issue 14, over TLS 1.3"
+    ratio guise-login-tls nginx-tls ">=" 0.7 "issue 14, over TLS 1.3"
+    ratio guise-login-2t nginx-auth-2w ">=" 1.3 "issue 14, whole machine"
+    ratio guise-login-2t nginx-2w ">=" 0.7 "issue 14, whole machine"
     if [[ -s $SESSIONS ]]; then
         echo
         echo "logged-in targets over the whole run (their /metrics):"

@@ -13,6 +13,7 @@ use pingora::upstreams::peer::HttpPeer;
 use crate::config::Config;
 use crate::identity::Signer;
 use crate::mail::{self, Mailer};
+use crate::metrics::{RequestHandles, UNROUTED_LABELS};
 use crate::respond::Replies;
 use crate::routes::RouteTable;
 
@@ -31,6 +32,9 @@ pub struct Live {
     pub replies: Replies,
     /// Delivers welcome emails; `None` without a `mail` section.
     pub mailer: Option<Arc<dyn Mailer>>,
+    /// Each route's per-request metric handles (then those of
+    /// [`UNROUTED_LABELS`]), resolved on first use.
+    pub request_metrics: RequestHandles,
 }
 
 impl Live {
@@ -60,8 +64,10 @@ impl Live {
             Some(m) => Some(mail::build(m).map_err(|e| e.to_string())?),
             None => None,
         };
+        let request_metrics = RequestHandles::new(routes.routes().len() + UNROUTED_LABELS.len());
         Ok(Live {
             mailer,
+            request_metrics,
             config: Arc::new(config),
             routes,
             peer,

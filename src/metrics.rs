@@ -4,6 +4,8 @@
 //! several gateways can run in one test process and every name is ours:
 //! `guise_` prefix, units in the name, `_total` on counters.
 
+use std::sync::OnceLock;
+
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -421,6 +423,104 @@ impl Default for Metrics {
     }
 }
 
+/// The route labels of requests without a route (see `crate::proxy`):
+/// each has a [`RequestHandles`] slot after the routes'.
+pub const UNROUTED_LABELS: [&str; 4] = ["unmatched", "rejected", "gateway", "gateway_events"];
+
+/// The methods `guise_http_requests_total` names; any other is `other`
+/// (arbitrary methods would make label values unbounded).
+const METHODS: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other",
+];
+
+/// The status classes [`status_class`] gives, in its order.
+const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
+
+/// The method's label, from [`METHODS`].
+pub fn method_label(method: &str) -> &'static str {
+    METHODS[method_index(method)]
+}
+
+fn method_index(method: &str) -> usize {
+    METHODS[..7]
+        .iter()
+        .position(|m| *m == method)
+        .unwrap_or(METHODS.len() - 1)
+}
+
+fn status_index(status: u16) -> usize {
+    match status {
+        100..=599 => usize::from(status / 100 - 1),
+        _ => STATUS_CLASSES.len() - 1,
+    }
+}
+
+/// The per-request metrics (`guise_http_requests_total`,
+/// `guise_http_request_duration_seconds`) of one route label, resolved once.
+///
+/// `with_label_values` hashes the label values and takes the vector's lock
+/// on every call; every request made two of them. A route's handles are
+/// looked up on its first request and kept here (in [`crate::live::Live`],
+/// one slot per route and per fixed label), so later requests only bump an
+/// atomic. Handles are made on first use, never up front: the exposition
+/// shows exactly the series that were counted, as before.
+pub struct RequestHandles {
+    slots: Box<[OnceLock<LabelHandles>]>,
+}
+
+struct LabelHandles {
+    duration: Histogram,
+    requests: [[OnceLock<IntCounter>; STATUS_CLASSES.len()]; METHODS.len()],
+}
+
+impl RequestHandles {
+    /// Room for `slots` labels (a route table's routes plus the fixed
+    /// labels of requests without a route).
+    pub fn new(slots: usize) -> RequestHandles {
+        RequestHandles {
+            slots: (0..slots).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    /// Count one answered request labelled `label` (kept in `slot`), with
+    /// `method`, answered `status` after `seconds`. A slot out of range
+    /// falls back to a plain lookup.
+    pub fn observe(
+        &self,
+        metrics: &Metrics,
+        slot: usize,
+        label: &str,
+        method: &str,
+        status: u16,
+        seconds: f64,
+    ) {
+        let (m, c) = (method_index(method), status_index(status));
+        let Some(cell) = self.slots.get(slot) else {
+            metrics
+                .requests
+                .with_label_values(&[label, METHODS[m], STATUS_CLASSES[c]])
+                .inc();
+            metrics
+                .request_duration
+                .with_label_values(&[label])
+                .observe(seconds);
+            return;
+        };
+        let handles = cell.get_or_init(|| LabelHandles {
+            duration: metrics.request_duration.with_label_values(&[label]),
+            requests: Default::default(),
+        });
+        handles.requests[m][c]
+            .get_or_init(|| {
+                metrics
+                    .requests
+                    .with_label_values(&[label, METHODS[m], STATUS_CLASSES[c]])
+            })
+            .inc();
+        handles.duration.observe(seconds);
+    }
+}
+
 /// `2xx`, `4xx`, ...; `0` (no response written) is reported as `none`.
 pub fn status_class(status: u16) -> &'static str {
     match status {
@@ -451,5 +551,37 @@ mod tests {
             }
         }
         assert!(text.contains("guise_build_info{version="));
+    }
+
+    #[test]
+    fn resolved_handles_count_the_same_series_as_lookups() {
+        let m = Metrics::new();
+        let h = RequestHandles::new(2);
+        for _ in 0..3 {
+            h.observe(&m, 0, "company", "GET", 200, 0.001);
+        }
+        h.observe(&m, 0, "company", "BREW", 0, 0.001);
+        h.observe(&m, 1, "unmatched", "POST", 404, 0.001);
+        // Out of range: looked up by name instead.
+        h.observe(&m, 7, "gateway", "HEAD", 503, 0.001);
+        let get = |l: [&str; 3]| m.requests.with_label_values(&l).get();
+        assert_eq!(get(["company", "GET", "2xx"]), 3);
+        assert_eq!(get(["company", "other", "none"]), 1);
+        assert_eq!(get(["unmatched", "POST", "4xx"]), 1);
+        assert_eq!(get(["gateway", "HEAD", "5xx"]), 1);
+        let n = m.request_duration.with_label_values(&["company"]);
+        assert_eq!(n.get_sample_count(), 4);
+        for (i, s) in [100, 200, 300, 400, 500, 599, 0, 600, 99]
+            .iter()
+            .enumerate()
+        {
+            assert_eq!(
+                STATUS_CLASSES[status_index(*s)],
+                status_class(*s),
+                "case {i}"
+            );
+        }
+        assert_eq!(method_label("PATCH"), "PATCH");
+        assert_eq!(method_label("get"), "other");
     }
 }

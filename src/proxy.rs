@@ -26,7 +26,7 @@ use crate::gateway::{Endpoints, Flow};
 use crate::identity;
 use crate::impersonation::{self, privacy};
 use crate::live::{Live, SharedLive};
-use crate::metrics::{status_class, Metrics};
+use crate::metrics::Metrics;
 use crate::partners::answer::{self, AnswerFilter};
 use crate::partners::{self, Access};
 use crate::peer::Peer;
@@ -70,19 +70,22 @@ pub struct Ctx {
     /// is the record written, which stage 7 already checked).
     reading: bool,
     /// The filter the answer's body runs through, picked at its header.
-    answer: Option<AnswerFilter>,
+    /// (Boxed, as `private` and `tab`: most requests have none, and the
+    /// context is moved with the request's future, so its size is copied
+    /// on every request.)
+    answer: Option<Box<AnswerFilter>>,
     /// What the privacy rules do to an impersonator's request (stage 7b).
     privacy: privacy::Rules,
     /// The privacy filter the answer's body runs through after the
     /// partner filter.
-    private: Option<privacy::PrivacyFilter>,
+    private: Option<Box<privacy::PrivacyFilter>>,
     /// Whom the data-permission rules filter this request's answer for
     /// (stage 8); `None` when they restrict nothing here.
     viewer: Option<permissions::Viewer>,
     /// The data-permission filter the answer's body runs through last.
-    permitted: Option<permissions::answer::PermissionFilter>,
+    permitted: Option<Box<permissions::answer::PermissionFilter>>,
     /// Injects the tab script (and the impersonation banner) into a page.
-    tab: Option<tab::Injector>,
+    tab: Option<Box<tab::Injector>>,
     /// Why the answer could not be filtered, for `fail_to_proxy` to say.
     answer_failed: Option<Box<dyn Refuse>>,
     upstream_sent: Option<Instant>,
@@ -165,6 +168,61 @@ impl GatewayProxy {
             .inc();
         respond::refuse_with(s, &ctx.live.replies, e, &ctx.app.set_cookies).await?;
         Ok(true)
+    }
+
+    /// Pick the partner and privacy filters of an answer from its header
+    /// (which they may rewrite into a refusal). Runs in
+    /// `upstream_response_filter`: pingora chooses the body's framing
+    /// after that hook and before `response_filter`, so a length removed
+    /// any later leaves the answer close-delimited and the client's
+    /// connection unusable for its next request.
+    fn start_answer_filters(
+        &self,
+        session: &Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let (Some(filters), Access::Partner(keep)) = (ctx.answer_filters(), &ctx.access) {
+            let limit = crate::filter::Limit(ctx.live.config.partners.answer_max_bytes);
+            let format = respond::Format::of(session.req_header());
+            let resource = ctx.route().and_then(|r| r.resource.clone());
+            ctx.answer = answer::start(
+                filters,
+                keep,
+                upstream_response,
+                limit,
+                format,
+                resource.as_deref(),
+            )?
+            .map(Box::new);
+            if let Some(AnswerFilter::Refused { code, .. }) = ctx.answer.as_deref() {
+                self.metrics
+                    .requests_refused
+                    .with_label_values(&[code])
+                    .inc();
+            }
+        }
+        if let (false, Some(route)) = (ctx.privacy.is_empty(), ctx.route()) {
+            let limit = crate::filter::Limit(ctx.live.config.partners.answer_max_bytes);
+            let format = respond::Format::of(session.req_header());
+            let privacy = &ctx.live.config.impersonation.privacy;
+            ctx.private = privacy::start(
+                &ctx.privacy,
+                privacy,
+                route,
+                upstream_response,
+                limit,
+                format,
+            )?
+            .map(Box::new);
+            if ctx.private.as_ref().is_some_and(|p| p.refused()) {
+                self.metrics
+                    .requests_refused
+                    .with_label_values(&["hidden_while_impersonating"])
+                    .inc();
+            }
+        }
+        Ok(())
     }
 }
 
@@ -453,9 +511,13 @@ impl ProxyHttp for GatewayProxy {
                 .upstream_response_duration
                 .observe(sent.elapsed().as_secs_f64());
         }
-        // The data-permission rules filter lists and pages. Decided here,
-        // where a changed length still makes the answer chunked.
-        if let (Some(viewer), true) = (&ctx.viewer, ctx.reading) {
+        self.start_answer_filters(session, upstream_response, ctx)?;
+        // A refusal written in place of the app's answer gets no snippet.
+        let mut replaced = matches!(ctx.answer.as_deref(), Some(AnswerFilter::Refused { .. }))
+            || ctx.private.as_ref().is_some_and(|p| p.refused());
+        // The data-permission rules filter lists and pages, after the
+        // partner and privacy filters (an answer they replaced is theirs).
+        if let (Some(viewer), true, false) = (&ctx.viewer, ctx.reading, replaced) {
             let route = match ctx.class {
                 Class::Route(i) => ctx
                     .live
@@ -474,25 +536,26 @@ impl ProxyHttp for GatewayProxy {
                 upstream_response,
                 limit,
                 format,
-            )?;
+            )?
+            .map(Box::new);
             if ctx.permitted.as_ref().is_some_and(|p| p.refused()) {
                 self.metrics
                     .requests_refused
                     .with_label_values(&["filter_malformed"])
                     .inc();
-                return Ok(());
+                replaced = true;
             }
         }
         // Pages of signed-in users get the tab script, and the banner while
         // impersonating. Decided here: pingora picks the body's framing
         // after this hook, so the length removed here makes it chunked.
-        if let Some(subject) = &ctx.subject {
+        if let (Some(subject), false) = (&ctx.subject, replaced) {
             if !ctx.app.end_on_success
                 && tab::wants_injection(session.req_header(), upstream_response)
             {
                 tab::prepare_response(upstream_response);
                 let snippet = tab_snippet(&self.endpoints, subject);
-                ctx.tab = Some(tab::Injector::new(snippet));
+                ctx.tab = Some(Box::new(tab::Injector::new(snippet)));
             }
         }
         Ok(())
@@ -532,50 +595,6 @@ impl ProxyHttp for GatewayProxy {
                     }
                 }
             }
-        }
-        if let (Some(filters), Access::Partner(keep)) = (ctx.answer_filters(), &ctx.access) {
-            let limit = crate::filter::Limit(ctx.live.config.partners.answer_max_bytes);
-            let format = respond::Format::of(session.req_header());
-            let resource = ctx.route().and_then(|r| r.resource.clone());
-            ctx.answer = answer::start(
-                filters,
-                keep,
-                upstream_response,
-                limit,
-                format,
-                resource.as_deref(),
-            )?;
-            if let Some(AnswerFilter::Refused { code, .. }) = &ctx.answer {
-                self.metrics
-                    .requests_refused
-                    .with_label_values(&[code])
-                    .inc();
-            }
-        }
-        if let (false, Some(route)) = (ctx.privacy.is_empty(), ctx.route()) {
-            let limit = crate::filter::Limit(ctx.live.config.partners.answer_max_bytes);
-            let format = respond::Format::of(session.req_header());
-            let privacy = &ctx.live.config.impersonation.privacy;
-            ctx.private = privacy::start(
-                &ctx.privacy,
-                privacy,
-                route,
-                upstream_response,
-                limit,
-                format,
-            )?;
-            if ctx.private.as_ref().is_some_and(|p| p.refused()) {
-                self.metrics
-                    .requests_refused
-                    .with_label_values(&["hidden_while_impersonating"])
-                    .inc();
-            }
-        }
-        // A refusal written in place of the app's answer gets no snippet.
-        let replaced = matches!(ctx.answer, Some(AnswerFilter::Refused { .. }))
-            || ctx.private.as_ref().is_some_and(|p| p.refused());
-        if replaced {
-            ctx.tab = None;
         }
         for (k, v) in &ctx.app.set_cookies {
             upstream_response.append_header(k.clone(), v.as_str())?;
@@ -677,39 +696,38 @@ impl ProxyHttp for GatewayProxy {
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
-        let route = ctx.route_label();
-        let method = session.req_header().method.as_str();
-        let method = match method {
-            "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => method,
-            // Arbitrary methods would make label values unbounded.
-            _ => "other",
+        let slot = match ctx.class {
+            Class::Route(i) => i,
+            _ => {
+                let routes = ctx.live.routes.routes().len();
+                routes
+                    + crate::metrics::UNROUTED_LABELS
+                        .iter()
+                        .position(|l| *l == ctx.label)
+                        .unwrap_or(usize::MAX - routes)
+            }
         };
-        self.metrics
-            .requests
-            .with_label_values(&[route, method, status_class(status)])
-            .inc();
-        self.metrics
-            .request_duration
-            .with_label_values(&[route])
-            .observe(ctx.started.elapsed().as_secs_f64());
+        ctx.live.request_metrics.observe(
+            &self.metrics,
+            slot,
+            ctx.route_label(),
+            session.req_header().method.as_str(),
+            status,
+            ctx.started.elapsed().as_secs_f64(),
+        );
         if let Some(subject) = ctx.subject.as_ref().filter(|s| s.is_impersonating()) {
-            self.endpoints
-                .impersonation
-                .requests
-                .with_label_values(&[status_class(status)])
-                .inc();
-            let rec = crate::audit::AuditRecord {
+            self.endpoints.impersonation.count_request(status);
+            let req = session.req_header();
+            let rec = crate::audit::RequestRecord {
                 time_ms: crate::audit::unix_ms(),
-                event: crate::audit::AuditEvent::Request,
-                impersonator: subject.actor.id.clone(),
-                user: Some(subject.effective.id.clone()),
-                method: session.req_header().method.to_string(),
-                path: session.req_header().uri.path().to_string(),
-                status: Some(status),
-                reason: None,
-                session: Some(subject.session.record.reference.clone()),
+                impersonator: &subject.actor.id,
+                user: &subject.effective.id,
+                method: req.method.as_str(),
+                path: req.uri.path(),
+                status,
+                session: &subject.session.record.reference,
             };
-            if let Err(e) = self.endpoints.audit.record(rec) {
+            if let Err(e) = self.endpoints.audit.record_request(&rec) {
                 // Checked at the request's start; the buffer filled since.
                 tracing::error!(error = %e, "an impersonated request could not be audited");
             }

@@ -987,3 +987,83 @@ async fn answers_that_cannot_be_filtered_are_refused_never_passed_on() {
             >= 0.0
     );
 }
+
+/// One response read off `conn`: its head (lower-cased) and body, framed
+/// by its Content-Length or chunked encoding. Panics on a close-delimited
+/// answer, which leaves the connection unusable for another request.
+async fn read_framed(conn: &mut tokio::net::TcpStream) -> (String, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    async fn more(
+        conn: &mut tokio::net::TcpStream,
+        buf: &mut Vec<u8>,
+        deadline: tokio::time::Instant,
+    ) {
+        let mut chunk = [0u8; 8192];
+        let n = tokio::time::timeout_at(deadline, conn.read(&mut chunk))
+            .await
+            .expect("response within the deadline")
+            .unwrap();
+        assert!(
+            n > 0,
+            "connection closed: {:?}",
+            String::from_utf8_lossy(buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        more(conn, &mut buf, deadline).await;
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map(|v| v.trim().parse::<usize>().unwrap());
+    let chunked = head.contains("\r\ntransfer-encoding: chunked");
+    assert!(
+        length.is_some() || chunked,
+        "neither a length nor chunked: the answer is close-delimited\n{head}"
+    );
+    let body = if let Some(n) = length {
+        while buf.len() < head_end + n {
+            more(conn, &mut buf, deadline).await;
+        }
+        buf[head_end..head_end + n].to_vec()
+    } else {
+        while !buf[head_end..].ends_with(b"0\r\n\r\n") {
+            more(conn, &mut buf, deadline).await;
+        }
+        buf[head_end..].to_vec()
+    };
+    (head, body)
+}
+
+#[tokio::test]
+async fn a_filtered_answer_keeps_the_client_connection_alive() {
+    let f = Fixture::start_with(&demo_yaml(MEMORY, "")).await;
+    let c = client();
+    let anna = login(&c, &f.url(""), "anna@acme.test", DEMO_PW).await;
+    let addr = f.url("").trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // The companies list is filtered down to the partner's (its length
+    // changes), and each answer must say where it ends so the next
+    // request can follow on the same connection.
+    for round in 0..3 {
+        use tokio::io::AsyncWriteExt;
+        let req = format!(
+            "GET /api/companies HTTP/1.1\r\nHost: {addr}\r\nCookie: {}\r\nAccept: application/json\r\n\r\n",
+            anna.cookie
+        );
+        conn.write_all(req.as_bytes()).await.unwrap();
+        let (head, body) = read_framed(&mut conn).await;
+        assert!(head.starts_with("http/1.1 200"), "round {round}: {head}");
+        assert!(!head.contains("connection: close"), "round {round}: {head}");
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("co-106"), "round {round}: {text}");
+        assert!(!text.contains("co-109"), "round {round}: {text}");
+    }
+}

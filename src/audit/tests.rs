@@ -579,3 +579,35 @@ fn a_bad_query_is_refused_with_400_naming_the_parameter() {
         assert!(err.to_string().contains(says), "{query}: {err}");
     }
 }
+
+#[test]
+fn request_json_is_the_records_json() {
+    let awkward = "a\"b\\c\nd\re\tf\u{8}g\u{c}h\u{1}i\u{1f}j\u{7f}k é 🦀 </script>";
+    for (text, status, time_ms) in [
+        ("plain", 200u16, 0u64),
+        (awkward, 0, u64::MAX),
+        ("", 599, 1_764_300_000_123),
+    ] {
+        let rec = RequestRecord {
+            time_ms,
+            impersonator: text,
+            user: "u-bench",
+            method: "GET",
+            path: text,
+            status,
+            session: text,
+        };
+        let owned = AuditRecord {
+            time_ms,
+            event: AuditEvent::Request,
+            impersonator: text.into(),
+            user: Some("u-bench".into()),
+            method: "GET".into(),
+            path: text.into(),
+            status: Some(status),
+            reason: None,
+            session: Some(text.into()),
+        };
+        assert_eq!(rec.to_json(), serde_json::to_string(&owned).unwrap());
+    }
+}

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use prometheus::{IntCounterVec, IntGauge, Opts};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
 
 use crate::session::SessionManager;
 use crate::users::Directory;
@@ -25,6 +25,9 @@ const REFUSAL_CODES: [&str; 6] = [
     "audit_unavailable",
 ];
 
+/// The status classes of impersonated requests counted from the start.
+const CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
+
 /// The impersonation metrics of one gateway.
 #[derive(Clone)]
 pub struct Metrics {
@@ -38,11 +41,23 @@ pub struct Metrics {
     /// Requests made while impersonating, by status class (the audit has
     /// each one's path).
     pub requests: IntCounterVec,
+    /// `requests` of the classes counted from the start (2xx to 5xx),
+    /// resolved once: every impersonated request bumps one.
+    by_class: [IntCounter; 4],
 }
 
 impl Metrics {
     /// Make the metrics and register them with the gateway's registry.
     pub fn new(registry: &crate::metrics::Metrics) -> prometheus::Result<Metrics> {
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "guise_impersonated_requests_total",
+                "Requests made while impersonating, by status class; never counted as the impersonated user's own.",
+            ),
+            &["status_class"],
+        )?;
+        // Exposed from the start, so dashboards and alerts see zeros.
+        let by_class = CLASSES.map(|class| requests.with_label_values(&[class]));
         let m = Metrics {
             events: IntCounterVec::new(
                 Opts::new(
@@ -58,17 +73,9 @@ impl Metrics {
                 ),
                 &["reason"],
             )?,
-            active: IntGauge::new(
-                "guise_impersonations_active",
-                "Impersonations in progress.",
-            )?,
-            requests: IntCounterVec::new(
-                Opts::new(
-                    "guise_impersonated_requests_total",
-                    "Requests made while impersonating, by status class; never counted as the impersonated user's own.",
-                ),
-                &["status_class"],
-            )?,
+            active: IntGauge::new("guise_impersonations_active", "Impersonations in progress.")?,
+            requests,
+            by_class,
         };
         registry.register(Box::new(m.events.clone()))?;
         registry.register(Box::new(m.refusals.clone()))?;
@@ -78,13 +85,21 @@ impl Metrics {
         for e in ["start", "stop", "expiry", "end"] {
             m.events.with_label_values(&[e]);
         }
-        for class in ["2xx", "3xx", "4xx", "5xx"] {
-            m.requests.with_label_values(&[class]);
-        }
         for code in REFUSAL_CODES {
             m.refusals.with_label_values(&[code]);
         }
         Ok(m)
+    }
+
+    /// Count one request made while impersonating, answered `status`.
+    pub fn count_request(&self, status: u16) {
+        match status {
+            200..=599 => self.by_class[usize::from(status / 100 - 2)].inc(),
+            _ => self
+                .requests
+                .with_label_values(&[crate::metrics::status_class(status)])
+                .inc(),
+        }
     }
 }
 

@@ -28,9 +28,19 @@ pub fn read(req: &RequestHeader, name: &str) -> Option<String> {
 /// value is a well-formed token, so a malformed copy planted in front of it
 /// does not hide it.
 pub fn read_token(req: &RequestHeader, name: &str) -> Option<Token> {
-    pairs(req)
-        .filter(|(n, _)| n == name)
-        .find_map(|(_, v)| Token::from_cookie(&v))
+    // Read as [`pairs`] reads (same split, same trim, same order), but
+    // borrowing: a header that is UTF-8 (every real one) is parsed in place
+    // and no pair is copied. Runs on every request.
+    req.headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .find_map(|v| {
+            let text = String::from_utf8_lossy(v.as_bytes());
+            Cookie::split_parse(text.as_ref())
+                .filter_map(Result::ok)
+                .filter(|c| c.name() == name)
+                .find_map(|c| Token::from_cookie(c.value()))
+        })
 }
 
 /// Every `(name, value)` cookie of the request, tolerantly: a header that
