@@ -30,6 +30,10 @@
 #                 redis-server the script starts on a free loopback port
 #                 (--save "" --appendonly no); steady state is cache hits, so
 #                 it should match guise-login
+#   guise-perm    guise logged in with data permissions: bench/guise-bench-perm.yaml,
+#                 guise-login's configuration plus 100 sharing rules on the
+#                 benchmarked route's resource (company), the grant in the
+#                 last; the record is decided by its key, cached per user
 #   guise-imp     guise, an admin viewing the app as the benchmark user
 #                 (impersonation): the same configuration as guise-login;
 #                 the script signs in as its admin and starts an
@@ -202,7 +206,7 @@ for t in wrk nginx haproxy curl taskset python3; do command -v "$t" >/dev/null |
 read -r -a PORTS <<<"$(python3 - <<'EOF'
 import socket
 socks = []
-for _ in range(24):
+for _ in range(26):
     s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
@@ -231,6 +235,8 @@ P_NGINX_2W=${PORTS[20]}
 P_NGINX_AUTH_2W=${PORTS[21]}
 P_LOGIN_2T=${PORTS[22]}
 P_LOGIN_2T_OPS=${PORTS[23]}
+P_PERM=${PORTS[24]}
+P_PERM_OPS=${PORTS[25]}
 
 URL_BASE=http://127.0.0.1
 
@@ -268,6 +274,8 @@ define_targets() {
         -H "Cookie: ${LOGIN_REDIS_COOKIE:-}"
     add_target guise-imp    guise_imp  "$URL_BASE:$P_IMP$BENCH_PATH" \
         -H "Cookie: ${IMP_COOKIE:-}"
+    add_target guise-perm   guise_perm "$URL_BASE:$P_PERM$BENCH_PATH" \
+        -H "Cookie: ${PERM_COOKIE:-}"
     OPT_IN=1 add_target nginx-tls nginx_tls "https://127.0.0.1:$P_NGINX_TLS$BENCH_PATH"
     OPT_IN=1 add_target nginx-auth-tls nginx_auth_tls "https://127.0.0.1:$P_NGINX_AUTH_TLS$BENCH_PATH"
     OPT_IN=1 add_target guise-login-tls guise_login_tls "https://127.0.0.1:$P_GUISE_TLS$BENCH_PATH" \
@@ -451,6 +459,12 @@ impersonate() {
     [[ $code == 200 ]] || die "$name: GET $BENCH_PATH while impersonating answers ${code:-nothing} (want 200)"
     log "$name: $BENCH_ADMIN views the app as $BENCH_USER; $BENCH_PATH -> 200"
     echo "$cookie"
+}
+start_server_guise_perm() {
+    [[ $BENCH_PATH == /api/companies/co-101 ]] \
+        || log "WARNING: guise-perm: BENCH_PATH is $BENCH_PATH, not /api/companies/co-101: no sharing rule is exercised"
+    start_guise guise-perm guise-bench-perm.yaml "$P_PERM" "$P_PERM_OPS"
+    PERM_COOKIE=$(login guise-perm "$P_PERM")
 }
 start_server_guise_imp() {
     start_guise guise-imp guise-bench-login.yaml "$P_IMP" "$P_IMP_OPS"
@@ -716,6 +730,7 @@ table() {
     ratio guise-login-redis nginx-auth ">" 1 "same, redis store"
     ratio guise-login-redis guise-login
     ratio guise-imp guise-login ">=" 0.909 "an impersonated request costs at most 10% more"
+    ratio guise-perm guise-login ">=" 0.909 "100 sharing rules cost at most 10% more"
     ratio guise-anon bare-pingora
     ratio guise-anon nginx
     ratio guise-login-tls nginx-auth-tls ">=" 1.3 "issue 14, over TLS 1.3"
