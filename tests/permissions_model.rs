@@ -1800,3 +1800,49 @@ resources:
     let d = new.decide(&stale, 0, Action::Read, &[Some("2")], &NoLookups);
     assert!(!d.allowed(), "{d:?}");
 }
+
+mod mutated_seeds {
+    //! A stable stand-in for the fuzzer between its runs: the seeds with
+    //! bytes replaced, inserted or removed, through the same check.
+    //! `PROPTEST_CASES` raises the count.
+
+    use proptest::prelude::*;
+
+    fn seeds() -> Vec<Vec<u8>> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/permissions");
+        let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+            .collect();
+        seeds.sort();
+        seeds
+    }
+
+    proptest! {
+        #[test]
+        fn mutated_seeds_pass_the_fuzz_check(
+            seed in any::<prop::sample::Index>(),
+            edits in prop::collection::vec(
+                (any::<prop::sample::Index>(), 0u8..3, select(&b"=!<>~:#-{}[],\"' \n$@.abuXY0129"[..])),
+                1..6,
+            ),
+        ) {
+            let seeds = seeds();
+            let mut data = seeds[seed.index(seeds.len())].clone();
+            for (at, kind, byte) in edits {
+                let i = at.index(data.len().max(1)).min(data.len());
+                match kind {
+                    0 if i < data.len() => data[i] = byte,
+                    1 => data.insert(i, byte),
+                    _ if i < data.len() => {
+                        data.remove(i);
+                    }
+                    _ => {}
+                }
+            }
+            super::permissions_check::check(&data);
+        }
+    }
+
+    use proptest::sample::select;
+}
