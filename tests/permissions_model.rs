@@ -1778,11 +1778,10 @@ fn the_fuzz_seeds_pass_the_fuzz_check() {
 // === found while writing these tests ===
 
 /// `UserFacts` hold rule numbers of the policy that made them; deciding
-/// with facts of an older policy (a cache raced by a reload) indexes the
-/// new policy's rules with them. Ignored until the core checks
-/// `facts.epoch` (or indexes with `get`): it panics today.
+/// with facts of an older policy (a cache raced by a reload) indexed the
+/// new policy's rules with them and panicked. Now such facts are never
+/// used: the decision is a denial.
 #[test]
-#[ignore = "core: Policy::decide panics on facts of another policy (index out of bounds)"]
 fn facts_of_an_older_policy_are_never_used() {
     let two = r#"
 resources:

@@ -16,6 +16,9 @@ use ops::{Operator, Value};
 /// The most permission attributes a resource may have (as in the seed).
 pub const MAX_ATTRIBUTES: usize = 20;
 
+/// The longest chain of relations a resource may inherit through.
+pub const MAX_RELATION_DEPTH: usize = 8;
+
 /// The pseudo user attribute whose values are sharing-group names.
 pub const USER_GROUP: &str = "User Group";
 
@@ -328,7 +331,14 @@ impl PolicySpec {
                         "resources[{}].relations",
                         index_of(&self.resources, &r.name)
                     ),
-                    format!("relations loop: {}", p.join(" -> ")),
+                    if p.len() > MAX_RELATION_DEPTH + 1 {
+                        format!(
+                            "relations chain more than {MAX_RELATION_DEPTH} deep: {}",
+                            p.join(" -> ")
+                        )
+                    } else {
+                        format!("relations loop: {}", p.join(" -> "))
+                    },
                 )
             })?;
         }
@@ -595,7 +605,7 @@ fn cycle<'a>(
         let Some(next) = by_name.get(rel.resource.as_str()) else {
             continue;
         };
-        if path.contains(&next.name.as_str()) {
+        if path.contains(&next.name.as_str()) || path.len() > MAX_RELATION_DEPTH {
             let mut p: Vec<String> = path.iter().map(|s| s.to_string()).collect();
             p.push(next.name.clone());
             return Err(p);

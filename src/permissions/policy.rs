@@ -8,12 +8,15 @@
 //! user into [`UserFacts`]; a decision then only runs the advice of the
 //! rules that already apply to the user, and stops at the first grant.
 
+use std::borrow::Cow;
+use std::cell::OnceCell;
+use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use smallvec::SmallVec;
 
-use super::ops::{fold, Operator, Value};
+use super::ops::{compare, fold, Operator, Value};
 use super::spec::{Action, PolicySpec, SpecError, BUILT_IN_USER_FIELDS, USER_GROUP};
 use crate::users::{Role, User};
 
@@ -88,6 +91,9 @@ struct Advice {
     op: Operator,
     /// Literal values, folded when case-blind.
     literals: Vec<String>,
+    /// Each literal as a number, when it is one (for `<`, `<=`, `>`, `>=`),
+    /// parsed once here rather than per decision.
+    numbers: Vec<Option<f64>>,
     /// `${user.X}` values, as user-field indices.
     user: Vec<usize>,
     case_sensitive: bool,
@@ -109,6 +115,8 @@ pub struct UserFacts {
     pub super_admin: bool,
     /// Values of the user fields, as [`Policy::user_fields`] orders them.
     values: Vec<Option<String>>,
+    /// The same, folded for case-blind advice.
+    folded: Vec<Option<String>>,
     /// Names of the sharing groups the user is in.
     pub groups: Vec<String>,
     /// Per resource, per action: the rules whose criteria the user meets.
@@ -173,9 +181,10 @@ impl Lookups for NoLookups {
     }
 }
 
-/// Relations are checked for loops, but a depth bound keeps a decision's
-/// cost bounded whatever a policy holds.
-const MAX_DEPTH: usize = 8;
+/// How deep inheritance goes; the policy check refuses longer chains of
+/// relations (see [`crate::config::permissions::MAX_RELATION_DEPTH`]), so
+/// this bound only keeps a decision's cost bounded.
+const MAX_DEPTH: usize = crate::config::permissions::MAX_RELATION_DEPTH;
 
 impl Policy {
     /// Compile `spec`, checking it first.
@@ -242,7 +251,9 @@ impl Policy {
                                 Value::Bad(_) => {}
                             }
                         }
+                        let numbers = literals.iter().map(|l: &String| number(l)).collect();
                         Advice {
+                            numbers,
                             attr: attr(&a.attribute),
                             op: Operator::parse(&a.operator).unwrap_or(Operator::Eq),
                             literals,
@@ -399,6 +410,7 @@ impl Policy {
             user_id: user.id.clone(),
             epoch: self.epoch,
             super_admin: user.roles.contains(&Role::SuperAdmin),
+            folded: values.iter().map(|v| v.as_deref().map(fold)).collect(),
             values,
             groups,
             applicable,
@@ -419,6 +431,10 @@ impl Policy {
     ) -> Decision {
         if facts.super_admin {
             return Decision::Allowed(Grant::SuperAdmin);
+        }
+        // Facts of another policy name other rules: never used.
+        if facts.epoch != self.epoch {
+            return Decision::Denied;
         }
         self.decide_at(facts, resource, action, record, lookups, 0)
     }
@@ -473,9 +489,12 @@ impl Policy {
             .applicable
             .get(resource)
             .map_or(&[][..], |a| &a[action as usize][..]);
+        let view = Record::new(record);
         for &i in applicable {
-            let rule = &r.rules[i as usize];
-            if rule.advice.iter().all(|a| self.advise(a, facts, record)) {
+            let Some(rule) = r.rules.get(i as usize) else {
+                continue;
+            };
+            if rule.advice.iter().all(|a| self.advise(a, facts, &view)) {
                 return Decision::Allowed(Grant::Rule { resource, rule: i });
             }
         }
@@ -527,27 +546,52 @@ impl Policy {
         }
     }
 
-    fn advise(&self, a: &Advice, facts: &UserFacts, record: &[Option<&str>]) -> bool {
-        let have = record.get(a.attr).copied().flatten();
-        if a.user.is_empty() {
-            return a.op.test(have, &a.literals, a.case_sensitive);
-        }
+    fn advise(&self, a: &Advice, facts: &UserFacts, record: &Record<'_>) -> bool {
+        let have = if a.case_sensitive {
+            record.raw(a.attr)
+        } else {
+            record.folded(a.attr)
+        };
         // `${user.X}`: the user's own value joins the literals; a user
         // without it matches nothing through it.
-        let mut values: SmallVec<[String; 4]> = a.literals.iter().cloned().collect();
-        for &f in &a.user {
-            if let Some(v) = facts.values.get(f).and_then(|v| v.as_deref()) {
-                values.push(if a.case_sensitive {
-                    v.to_string()
-                } else {
-                    fold(v)
+        let mine = if a.case_sensitive {
+            &facts.values
+        } else {
+            &facts.folded
+        };
+        let users = || {
+            a.user
+                .iter()
+                .filter_map(|&f| mine.get(f).and_then(|v| v.as_deref()))
+        };
+        let any = |f: &dyn Fn(&str) -> bool| a.literals.iter().any(|l| f(l)) || users().any(f);
+        let valued = !a.literals.is_empty() || users().next().is_some();
+        match a.op {
+            Operator::IsEmpty => have.is_none_or(str::is_empty),
+            Operator::IsNotEmpty => have.is_some_and(|h| !h.is_empty()),
+            _ if !valued => false,
+            Operator::Eq | Operator::In => have.is_some_and(|h| any(&|v| h == v)),
+            Operator::Ne | Operator::NotIn => !have.is_some_and(|h| any(&|v| h == v)),
+            Operator::Contains => have.is_some_and(|h| any(&|v| h.contains(v))),
+            Operator::StartsWith => have.is_some_and(|h| any(&|v| h.starts_with(v))),
+            Operator::Lt | Operator::Le | Operator::Gt | Operator::Ge => {
+                let Some(h) = have else { return false };
+                let h_num = record.number(a.attr);
+                let passes = |o: Ordering| match a.op {
+                    Operator::Lt => o == Ordering::Less,
+                    Operator::Le => o != Ordering::Greater,
+                    Operator::Gt => o == Ordering::Greater,
+                    _ => o != Ordering::Less,
+                };
+                let literal = a.literals.iter().zip(&a.numbers).any(|(l, n)| {
+                    passes(match (h_num, n) {
+                        (Some(x), Some(y)) => x.partial_cmp(y).unwrap_or(Ordering::Equal),
+                        _ => h.cmp(l.as_str()),
+                    })
                 });
+                literal || users().any(|v| passes(compare(h, v)))
             }
         }
-        if values.is_empty() && !matches!(a.op, Operator::IsEmpty | Operator::IsNotEmpty) {
-            return false;
-        }
-        a.op.test(have, &values, a.case_sensitive)
     }
 
     /// Whether a decision on a record of `resource` never needs more than
@@ -616,5 +660,55 @@ pub struct GrantView {
 impl Resource {
     pub fn attribute(&self, name: &str) -> Option<usize> {
         self.attributes.iter().position(|a| a.name == name)
+    }
+}
+
+/// A number as rules compare numbers: the text, trimmed, read as a finite
+/// float.
+fn number(s: &str) -> Option<f64> {
+    s.trim().parse::<f64>().ok().filter(|n| n.is_finite())
+}
+
+/// One record's values as advice reads them. The case-folded and numeric
+/// forms of a value are made at most once per decision, however many
+/// rules test it, and only when a rule does.
+struct Record<'a> {
+    values: &'a [Option<&'a str>],
+    folded: SmallVec<[OnceCell<Option<Cow<'a, str>>>; 8]>,
+    numbers: SmallVec<[OnceCell<Option<f64>>; 8]>,
+}
+
+impl<'a> Record<'a> {
+    fn new(values: &'a [Option<&'a str>]) -> Record<'a> {
+        Record {
+            values,
+            folded: values.iter().map(|_| OnceCell::new()).collect(),
+            numbers: values.iter().map(|_| OnceCell::new()).collect(),
+        }
+    }
+
+    fn raw(&self, attr: usize) -> Option<&'a str> {
+        self.values.get(attr).copied().flatten()
+    }
+
+    fn folded(&self, attr: usize) -> Option<&str> {
+        let cell = self.folded.get(attr)?;
+        cell.get_or_init(|| {
+            self.raw(attr).map(|v| {
+                if v.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+                    Cow::Borrowed(v)
+                } else {
+                    Cow::Owned(fold(v))
+                }
+            })
+        })
+        .as_deref()
+    }
+
+    /// The value as a number. Folding never changes how a value reads as
+    /// a number, so one form serves case-blind advice too.
+    fn number(&self, attr: usize) -> Option<f64> {
+        let cell = self.numbers.get(attr)?;
+        *cell.get_or_init(|| self.raw(attr).and_then(number))
     }
 }
