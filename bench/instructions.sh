@@ -26,6 +26,8 @@
 #   guise-imp     guise, the bench admin viewing the app as the bench user
 #                 (impersonation), the same configuration as guise-login;
 #                 its audit writer runs in the same process and is counted
+#   guise-perm    guise logged in with 100 sharing rules on the route's
+#                 resource (bench/guise-bench-perm.yaml)
 #
 # Each target runs under `valgrind --tool=callgrind`; after a warm-up the
 # counters are zeroed, wrk drives one connection for --seconds, and the
@@ -113,13 +115,14 @@ fi
 read -r -a PORTS <<<"$(python3 - <<'EOF'
 import socket
 socks = []
-for _ in range(11):
+for _ in range(13):
     s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
 )"
 P_UP=${PORTS[0]} P_BARE=${PORTS[1]} P_ANON=${PORTS[2]} P_ANON_OPS=${PORTS[3]} P_LOGIN=${PORTS[4]} P_LOGIN_OPS=${PORTS[5]}
 P_NGINX=${PORTS[6]} P_NGINX_AUTH=${PORTS[7]} P_AUTH=${PORTS[8]} P_IMP=${PORTS[9]} P_IMP_OPS=${PORTS[10]}
+P_PERM=${PORTS[11]} P_PERM_OPS=${PORTS[12]}
 want() { [[ -z $ONLY || ",$ONLY," == *",$1,"* ]]; }
 BENCH_PATH=/api/companies/co-101
 
@@ -172,6 +175,7 @@ guise_yaml() { # guise_yaml SRC PORT OPS OUT
 guise_yaml guise-bench.yaml "$P_ANON" "$P_ANON_OPS" "$TMP/anon.yaml"
 guise_yaml guise-bench-login.yaml "$P_LOGIN" "$P_LOGIN_OPS" "$TMP/login.yaml"
 guise_yaml guise-bench-login.yaml "$P_IMP" "$P_IMP_OPS" "$TMP/imp.yaml"
+guise_yaml guise-bench-perm.yaml "$P_PERM" "$P_PERM_OPS" "$TMP/perm.yaml"
 
 # session_cookie HDR_FILE -> "guise_session=..." from a Set-Cookie
 session_cookie() {
@@ -258,6 +262,7 @@ want bare-pingora && measure bare-pingora "$P_BARE" "" "$RELEASE/examples/bare_p
 want guise-anon && measure guise-anon "$P_ANON" "" "$RELEASE/guise" run --config "$TMP/anon.yaml"
 want guise-login && measure guise-login "$P_LOGIN" login "$RELEASE/guise" run --config "$TMP/login.yaml"
 want guise-imp && measure guise-imp "$P_IMP" imp "$RELEASE/guise" run --config "$TMP/imp.yaml"
+want guise-perm && measure guise-perm "$P_PERM" login "$RELEASE/guise" run --config "$TMP/perm.yaml"
 [[ -s $TMP/results ]] || die "no target measured (--targets $ONLY)"
 
 echo
@@ -274,6 +279,7 @@ awk '{ per = $3 / $2; sha = $4 / $2; r[$1] = per; s[$1] = sha
        ratio("guise-login", "nginx", "")
        ratio("bare-pingora", "nginx", "")
        ratio("guise-imp", "guise-login", "  (issue 12 aims at <= 1.10)")
+       ratio("guise-perm", "guise-login", "  (issue 13 aims at <= 1.10)")
        if (("guise-login" in r) && ("guise-anon" in r)) {
          extra = r["guise-login"] - r["guise-anon"]
          printf "  guise-login extra per request    %.0f instr (%.1f%% of guise-anon)\n", extra, 100 * extra / r["guise-anon"]

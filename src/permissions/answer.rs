@@ -219,8 +219,10 @@ pub fn start(
     let encoding = header(http::header::CONTENT_ENCODING);
     let length: Option<usize> = header(http::header::CONTENT_LENGTH).parse().ok();
     let compressed = !encoding.is_empty() && encoding != "identity";
-    let filters =
-        route.map(|(index, resource, answer)| cache.route(&viewer.policy, index, resource, answer));
+    // Most routes show no JSON records: no lock, no lookup for them.
+    let filters = route
+        .filter(|(_, _, a)| a.json_list.is_some() || a.json_record.is_some())
+        .map(|(index, resource, answer)| cache.route(&viewer.policy, index, resource, answer));
     let json_shape = filters
         .as_ref()
         .filter(|f| f.list.is_some() || f.record.is_some());

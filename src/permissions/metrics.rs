@@ -14,6 +14,11 @@ pub struct Metrics {
     /// Records taken out of answers by the rules.
     pub filtered: IntCounter,
     pub cache: IntCounterVec,
+    /// `cache` by (cache, outcome), resolved once: counted per request.
+    pub facts_hit: IntCounter,
+    pub facts_miss: IntCounter,
+    pub decisions_hit: IntCounter,
+    pub decisions_miss: IntCounter,
     pub lookups: IntCounterVec,
     pub lookup_duration: Histogram,
     pub refreshes: IntCounterVec,
@@ -79,6 +84,10 @@ impl Metrics {
             refreshes.with_label_values(&[k]);
         }
         Ok(Metrics {
+            facts_hit: cache.with_label_values(&["facts", "hit"]),
+            facts_miss: cache.with_label_values(&["facts", "miss"]),
+            decisions_hit: cache.with_label_values(&["decisions", "hit"]),
+            decisions_miss: cache.with_label_values(&["decisions", "miss"]),
             allowed: decisions.with_label_values(&["allowed"]),
             denied: decisions.with_label_values(&["denied"]),
             unavailable: decisions.with_label_values(&["unavailable"]),

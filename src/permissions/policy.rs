@@ -110,7 +110,9 @@ struct Group {
 /// user and policy epoch, then shared by every decision.
 #[derive(Debug, Clone)]
 pub struct UserFacts {
-    pub user_id: String,
+    /// Shared with every cached decision's key, so a lookup of one does
+    /// not copy it.
+    pub user_id: Arc<str>,
     pub epoch: u64,
     pub super_admin: bool,
     /// Values of the user fields, as [`Policy::user_fields`] orders them.
@@ -407,7 +409,7 @@ impl Policy {
             })
             .collect();
         UserFacts {
-            user_id: user.id.clone(),
+            user_id: Arc::from(user.id.as_str()),
             epoch: self.epoch,
             super_admin: user.roles.contains(&Role::SuperAdmin),
             folded: values.iter().map(|v| v.as_deref().map(fold)).collect(),

@@ -221,17 +221,11 @@ impl Permissions {
     pub fn facts(&self, policy: &Policy, user: &User) -> Arc<UserFacts> {
         if let Some(f) = self.facts.get(&user.id) {
             if f.epoch == policy.epoch {
-                self.metrics
-                    .cache
-                    .with_label_values(&["facts", "hit"])
-                    .inc();
+                self.metrics.facts_hit.inc();
                 return f;
             }
         }
-        self.metrics
-            .cache
-            .with_label_values(&["facts", "miss"])
-            .inc();
+        self.metrics.facts_miss.inc();
         let f = Arc::new(policy.facts(user));
         self.facts.insert(user.id.clone(), f.clone());
         f
@@ -241,11 +235,10 @@ impl Permissions {
     /// and record key.
     pub fn cached_decision(&self, key: &DecisionKey) -> Option<Decision> {
         let d = self.decisions.get(key);
-        let outcome = if d.is_some() { "hit" } else { "miss" };
-        self.metrics
-            .cache
-            .with_label_values(&["decisions", outcome])
-            .inc();
+        match d {
+            Some(_) => self.metrics.decisions_hit.inc(),
+            None => self.metrics.decisions_miss.inc(),
+        }
         d
     }
 

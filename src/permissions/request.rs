@@ -246,7 +246,7 @@ pub async fn decide_named(
 ) -> Decision {
     let cache_key = DecisionKey {
         epoch: viewer.policy.epoch,
-        user: Arc::from(viewer.facts.user_id.as_str()),
+        user: viewer.facts.user_id.clone(),
         resource: resource as u32,
         action,
         record: key.into(),
