@@ -432,3 +432,115 @@ pub fn check_endpoint_json(data: &[u8]) {
         let _ = e.to_string();
     }
 }
+
+/// The response filters the partner, privacy and data-permission rules
+/// run over the app's answers ([`crate::filter`]): one body, through a
+/// JSON list filter (by ids and by values), a single-record check, field
+/// redaction and the HTML rewriter.
+///
+/// Invariants: nothing panics; a filtered JSON body is still JSON; no more
+/// items are removed than the list holds; a decision that keeps everything
+/// changes nothing (JSON and HTML alike), so the filters never alter what
+/// they were not asked to remove.
+pub fn check_answer_filters(data: &[u8]) {
+    use crate::filter::{
+        Hide, HtmlRule, HtmlRules, IdFrom, JsonList, JsonRecord, JsonRedact, Limit,
+    };
+
+    let keep_even = |_: &str, id: &str| id.len() % 2 == 0;
+    let keep_all = |_: &str, _: &str| true;
+    struct Values(bool);
+    impl crate::filter::KeepValues for Values {
+        fn keep_values(&self, values: &[Option<&str>]) -> bool {
+            self.0 || values.iter().flatten().any(|v| v.contains('A'))
+        }
+    }
+
+    let list = JsonList::new(
+        "/data",
+        [("company", "/id"), ("partner", "/owner/id")],
+        ["/total"],
+    )
+    .expect("the list rule builds");
+    let valid = serde_json::from_slice::<serde::de::IgnoredAny>(data).is_ok();
+    for result in [
+        list.apply(data, &keep_even),
+        list.apply_values(data, &Values(false)),
+    ] {
+        if let Ok(out) = result {
+            assert!(valid, "a body that is not JSON was filtered");
+            serde_json::from_slice::<serde::de::IgnoredAny>(&out.body)
+                .expect("a filtered list is JSON");
+            let items = serde_json::from_slice::<serde_json::Value>(data)
+                .ok()
+                .and_then(|v| v.pointer("/data").and_then(|d| d.as_array().map(Vec::len)))
+                .unwrap_or(0);
+            assert!(out.removed <= items, "{} removed of {items}", out.removed);
+        }
+    }
+    // Items naming no record are removed even when every record is kept
+    // (fail closed); judged by values that keep everything, none is.
+    let _ = list.apply(data, &keep_all);
+    if let Ok(out) = list.apply_values(data, &Values(true)) {
+        assert_eq!(out.removed, 0);
+        assert_eq!(&out.body[..], data, "keeping everything changed the body");
+    }
+    let record = JsonRecord::new("/data", [("company", "/id")]).expect("the record rule builds");
+    let _ = record.check(data, &keep_even);
+    let _ = record.check_values(data, &Values(false));
+    let redact =
+        JsonRedact::new("/data", ["/email", "/owner/phone"]).expect("the redaction builds");
+    if let Ok(out) = redact.apply(data) {
+        serde_json::from_slice::<serde::de::IgnoredAny>(&out.body)
+            .expect("a redacted body is JSON");
+    }
+
+    let rules = |hide: Hide| {
+        HtmlRules::new(
+            vec![HtmlRule {
+                selector: "tr[data-resource=company], li".into(),
+                refs: vec![
+                    ("company".into(), IdFrom::Attribute("data-id".into())),
+                    ("company".into(), IdFrom::Href("/companies/{id}".into())),
+                ],
+            }],
+            hide,
+            Limit(64 * 1024),
+        )
+        .expect("the HTML rule builds")
+    };
+    let html = rules(Hide::Remove);
+    // By ids: an element naming no record is removed, so only "never
+    // panics" holds; by values with a decision that keeps everything, the
+    // page must come out as it went in.
+    let streams = [
+        (html.stream(std::sync::Arc::new(keep_even)), false),
+        (html.stream_values(std::sync::Arc::new(Values(true))), true),
+    ];
+    for (mut stream, must_match) in streams {
+        let mut out = Vec::new();
+        let mut ok = true;
+        // Fed in two chunks, split where the data says, as bodies arrive.
+        let cut = data.first().map_or(0, |b| *b as usize % (data.len() + 1));
+        for chunk in [&data[..cut], &data[cut..]] {
+            match stream.write(chunk) {
+                Ok(b) => out.extend_from_slice(&b),
+                Err(_) => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        if ok {
+            if let Ok(b) = stream.end() {
+                out.extend_from_slice(&b);
+                if must_match {
+                    assert_eq!(out, data, "keeping every element changed the page");
+                }
+            }
+        }
+    }
+    let mut notice =
+        rules(Hide::Notice("hidden".into())).stream_values(std::sync::Arc::new(Values(false)));
+    let _ = notice.write(data);
+}

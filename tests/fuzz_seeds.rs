@@ -15,12 +15,13 @@ use guise::fuzzing;
 
 type Check = fn(&[u8]);
 
-const TARGETS: [(&str, Check); 5] = [
+const TARGETS: [(&str, Check); 6] = [
     ("request_target", fuzzing::check_request_target),
     ("identity_strip", fuzzing::check_identity_strip),
     ("cookies", fuzzing::check_cookies),
     ("config", fuzzing::check_config),
     ("endpoint_json", fuzzing::check_endpoint_json),
+    ("answer_filters", fuzzing::check_answer_filters),
 ];
 
 fn files(dir: &Path) -> Vec<PathBuf> {
