@@ -432,16 +432,23 @@ impl ProxyHttp for GatewayProxy {
                 Class::Route(i) => Some(i),
                 _ => None,
             };
-            // Its future holds lookups: boxed, as stage 5's.
-            let decided = Box::pin(permissions::request::check(
+            let step = permissions::request::check(
                 &self.endpoints.permissions,
                 &live,
                 route,
                 ctx.subject.as_ref(),
                 session.req_header(),
-                self.clock.unix_now(),
-            ))
-            .await;
+            );
+            let decided = match step {
+                Ok(permissions::request::Step::Done(access)) => Ok(access),
+                // Lookups are rare (cached after the first) and their
+                // future is large: boxed, as stage 5's.
+                Ok(permissions::request::Step::Lookups(pending)) => {
+                    let now = self.clock.unix_now();
+                    Box::pin(permissions::request::finish(pending, &live, now)).await
+                }
+                Err(e) => Err(e),
+            };
             match decided {
                 Ok(permissions::Access::Open) => {}
                 Ok(permissions::Access::Restricted(viewer)) => ctx.viewer = Some(viewer),

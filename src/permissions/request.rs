@@ -96,19 +96,36 @@ fn anonymous() -> User {
     User::new("", "", "")
 }
 
-/// Stage 8: decide what `subject` may do with the record the request names
-/// and how its answer is filtered.
-pub async fn check(
+/// What stage 8 still has to do after its synchronous part.
+pub enum Step {
+    /// Decided.
+    Done(Access),
+    /// Records must be looked up first: [`finish`] does it. Kept apart so
+    /// that the common request (decided from caches, or by a key) never
+    /// builds the lookup's large future.
+    Lookups(Pending),
+}
+
+/// Decisions that wait for lookups: `(resource, action, key)`, each of
+/// which must be allowed.
+pub struct Pending {
+    viewer: Viewer,
+    checks: Vec<(usize, Action, String)>,
+}
+
+/// Stage 8: decide what `subject` may do with the records the request
+/// names and how its answer is filtered, as far as caches and keys allow;
+/// what needs a lookup is left to [`finish`].
+pub fn check(
     permissions: &Arc<Permissions>,
     live: &Live,
     route: Option<usize>,
     subject: Option<&Subject>,
     req: &RequestHeader,
-    unix_now: u64,
-) -> Result<Access, PermissionError> {
+) -> Result<Step, PermissionError> {
     let policy = permissions.policy();
     if policy.resources().iter().all(|r| r.everyone) {
-        return Ok(Access::Open);
+        return Ok(Step::Done(Access::Open));
     }
     let anon;
     let user = match subject {
@@ -120,7 +137,7 @@ pub async fn check(
     };
     let facts = permissions.facts(&policy, user);
     if facts.super_admin {
-        return Ok(Access::Open);
+        return Ok(Step::Done(Access::Open));
     }
     let viewer = Viewer {
         permissions: permissions.clone(),
@@ -128,18 +145,19 @@ pub async fn check(
         facts,
     };
     let Some((index, route)) = route.and_then(|i| Some((i, live.routes.routes().get(i)?))) else {
-        return Ok(Access::Restricted(viewer));
+        return Ok(Step::Done(Access::Restricted(viewer)));
     };
     let Some(resource) = route
         .resource
         .as_deref()
         .and_then(|r| viewer.policy.resource(r))
     else {
-        return Ok(Access::Restricted(viewer));
+        return Ok(Step::Done(Access::Restricted(viewer)));
     };
     let action = action_of(route, &req.method);
     // Records of other protected resources the request names (a list of
     // one relationship's CTAs) must be readable themselves.
+    let mut checks = Vec::new();
     for r in &route.records {
         let Some(other) = viewer.policy.resource(&r.resource) else {
             continue;
@@ -148,9 +166,7 @@ pub async fn check(
             continue;
         }
         for key in named_keys(&live.routes, index, &r.from, req) {
-            let d = decide_named(&viewer, live, other, Action::Read, &key, unix_now).await;
-            viewer.permissions.metrics.count(&d);
-            refuse(&viewer, d, other, Action::Read)?;
+            checks.push((other, Action::Read, key));
         }
     }
     let named: Vec<String> = route
@@ -162,32 +178,86 @@ pub async fn check(
     let judged_on_answer = action == Action::Read
         && route.answer.json_record.is_some()
         && !viewer.policy.key_only(resource);
-    let mut decision = Decision::Allowed(super::Grant::SuperAdmin);
     if named.is_empty() || judged_on_answer {
-        if action == Action::Read {
-            // A list, a page or a record judged on the answer: filtered on
-            // the way back.
-            return Ok(Access::Restricted(viewer));
+        if action == Action::Write {
+            // A write naming no record (a create, or a route whose
+            // `records` do not say where its record is): only what grants
+            // writes on every record of the resource allows it.
+            let d = viewer
+                .policy
+                .decide_any_record(&viewer.facts, resource, action);
+            viewer.permissions.metrics.count(&d);
+            refuse(&viewer, d, resource, action)?;
         }
-        // A write naming no record (a create, or a route whose `records`
-        // do not say where its record is): only what grants writes on
-        // every record of the resource allows it.
-        decision = viewer
-            .policy
-            .decide_any_record(&viewer.facts, resource, action);
+        // A read of a list, a page or a record judged on the answer is
+        // filtered on the way back.
     } else {
         // Every record named must be allowed: the app may read any of a
         // repeated query parameter's values.
-        for key in &named {
-            decision = decide_named(&viewer, live, resource, action, key, unix_now).await;
-            if !decision.allowed() {
-                break;
+        checks.extend(named.into_iter().map(|k| (resource, action, k)));
+    }
+    let mut pending = Vec::new();
+    for (r, a, key) in checks {
+        match decide_now(&viewer, r, a, &key) {
+            Some(d) => {
+                viewer.permissions.metrics.count(&d);
+                refuse(&viewer, d, r, a)?;
             }
+            None => pending.push((r, a, key)),
         }
     }
-    viewer.permissions.metrics.count(&decision);
-    refuse(&viewer, decision, resource, action)?;
-    Ok(Access::Restricted(viewer))
+    if pending.is_empty() {
+        return Ok(Step::Done(Access::Restricted(viewer)));
+    }
+    Ok(Step::Lookups(Pending {
+        viewer,
+        checks: pending,
+    }))
+}
+
+/// The decisions stage 8 left for lookups.
+pub async fn finish(p: Pending, live: &Live, unix_now: u64) -> Result<Access, PermissionError> {
+    for (r, a, key) in &p.checks {
+        let d = decide_named(&p.viewer, live, *r, *a, key, unix_now).await;
+        p.viewer.permissions.metrics.count(&d);
+        refuse(&p.viewer, d, *r, *a)?;
+    }
+    Ok(Access::Restricted(p.viewer))
+}
+
+/// A decision without I/O, when one can be had: cached, or made from the
+/// key when the rules need nothing else and no related record is missing.
+fn decide_now(viewer: &Viewer, resource: usize, action: Action, key: &str) -> Option<Decision> {
+    let cache_key = DecisionKey {
+        epoch: viewer.policy.epoch,
+        user: viewer.facts.user_id.clone(),
+        resource: resource as u32,
+        action,
+        record: key.into(),
+    };
+    if let Some(d) = viewer.permissions.cached_decision(&cache_key) {
+        return Some(d);
+    }
+    let policy = &viewer.policy;
+    if !policy.key_only(resource) {
+        return None;
+    }
+    let r = &policy.resources()[resource];
+    let mut values: Vec<Option<&str>> = vec![None; r.attributes.len()];
+    if let Some(slot) = values.get_mut(r.key) {
+        *slot = Some(key);
+    }
+    let none = HashMap::new();
+    let recording = Recording {
+        fetched: &none,
+        missed: RefCell::new(Vec::new()),
+    };
+    let d = policy.decide(&viewer.facts, resource, action, &values, &recording);
+    if !d.allowed() && !recording.missed.into_inner().is_empty() {
+        return None;
+    }
+    viewer.permissions.keep_decision(cache_key, d);
+    Some(d)
 }
 
 /// A decision other than a grant as the refusal it is. A denial names the
