@@ -436,7 +436,7 @@ const METHODS: [&str; 8] = [
 /// The status classes [`status_class`] gives, in its order.
 const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
 
-/// The method's label, from [`METHODS`].
+/// The method's label, from `METHODS`.
 pub fn method_label(method: &str) -> &'static str {
     METHODS[method_index(method)]
 }
