@@ -52,6 +52,18 @@ pub struct Viewer {
 }
 
 impl Viewer {
+    /// The key this viewer's decision on `key` of `resource` is cached
+    /// under.
+    fn decision_key(&self, resource: usize, action: Action, key: &str) -> DecisionKey {
+        DecisionKey {
+            epoch: self.policy.epoch,
+            user: self.facts.user_id.clone(),
+            resource: resource as u32,
+            action,
+            record: key.into(),
+        }
+    }
+
     /// Lookups from the cache only: a list filter cannot wait for one.
     pub fn cached_lookups(&self) -> CachedLookups<'_> {
         CachedLookups { viewer: self }
@@ -228,13 +240,7 @@ pub async fn finish(p: Pending, live: &Live, unix_now: u64) -> Result<Access, Pe
 /// A decision without I/O, when one can be had: cached, or made from the
 /// key when the rules need nothing else and no related record is missing.
 fn decide_now(viewer: &Viewer, resource: usize, action: Action, key: &str) -> Option<Decision> {
-    let cache_key = DecisionKey {
-        epoch: viewer.policy.epoch,
-        user: viewer.facts.user_id.clone(),
-        resource: resource as u32,
-        action,
-        record: key.into(),
-    };
+    let cache_key = viewer.decision_key(resource, action, key);
     if let Some(d) = viewer.permissions.cached_decision(&cache_key) {
         return Some(d);
     }
@@ -314,13 +320,7 @@ pub async fn decide_named(
     key: &str,
     unix_now: u64,
 ) -> Decision {
-    let cache_key = DecisionKey {
-        epoch: viewer.policy.epoch,
-        user: viewer.facts.user_id.clone(),
-        resource: resource as u32,
-        action,
-        record: key.into(),
-    };
+    let cache_key = viewer.decision_key(resource, action, key);
     if let Some(d) = viewer.permissions.cached_decision(&cache_key) {
         return d;
     }
