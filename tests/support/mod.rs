@@ -19,28 +19,55 @@ use guise::server::{BuildOptions, Gateway, Running};
 
 pub const KEY: &str = "test-signing-key-0123456789abcdef0123456789";
 
-/// A loopback port nobody listens on right now.
+/// A loopback port nobody listens on right now, and that no other test in
+/// this process will be handed.
+///
+/// Asking the kernel for port 0 and releasing it is racy: the kernel may hand
+/// the same port to a parallel test, or to any outgoing connection (a Redis
+/// client, an HTTP client), before the gateway binds it. Ports are therefore
+/// drawn from a counter below the kernel's ephemeral range, where outgoing
+/// connections never land, and every port is handed out at most once per
+/// process. The window stops 10000 below the ephemeral range, so a Redis
+/// Cluster node's bus port (`port + 10000`) is never handed out either.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 10_000;
+
+    let ephemeral_low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768);
+    let high = ephemeral_low.saturating_sub(10_000).min(20_000);
+    if high <= LOW + 1_000 {
+        // An unusual ephemeral range leaves no room: fall back to the kernel.
+        return TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+    }
+    let span = high - LOW;
+    // Start each test binary somewhere else in the window, so a server left
+    // behind by the previous binary is unlikely to sit on the first ports.
+    let start = std::process::id() % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + (start + n) % span) as u16;
+        let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if free(port) && free(port + 10_000) {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOW}..{high}");
 }
 
 pub fn free_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
 
-/// `n` distinct free loopback addresses: every listener is held until all
-/// are chosen, so no port is handed out twice (separate [`free_addr`]
-/// calls can return the same port).
+/// `n` distinct free loopback addresses.
 pub fn free_addrs(n: usize) -> Vec<SocketAddr> {
-    let held: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("free port"))
-        .collect();
-    held.iter()
-        .map(|l| l.local_addr().expect("bound address"))
-        .collect()
+    (0..n).map(|_| free_addr()).collect()
 }
 
 /// Poll `f` until it returns `Some` or `timeout` passes.
