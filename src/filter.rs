@@ -28,6 +28,7 @@
 //! ([`FilterError`], a 502 through [`crate::respond::Refuse`]); the caller
 //! must answer it and never pass the body on unfiltered.
 
+mod head;
 mod html;
 mod json;
 mod pointer;
@@ -40,6 +41,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::respond::Refuse;
 
+pub use head::Head;
 pub use html::{Hide, HtmlRule, HtmlRules, HtmlStream, IdFrom};
 pub use json::{JsonList, JsonRecord, JsonRedact};
 

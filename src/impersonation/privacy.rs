@@ -19,7 +19,7 @@ use bytes::Bytes;
 use pingora::http::ResponseHeader;
 
 use crate::config::impersonation::Privacy as Settings;
-use crate::filter::{Buffer, FilterError, JsonList, JsonRedact, Keep, Limit};
+use crate::filter::{Buffer, FilterError, Head, JsonList, JsonRedact, Keep, Limit};
 use crate::respond::{self, Format, Refuse};
 use crate::routes::RouteSpec;
 use crate::subject::Subject;
@@ -146,22 +146,23 @@ pub fn start(
     if rules.is_empty() || !resp.status.is_success() || resp.status.as_u16() == 204 {
         return Ok(None);
     }
-    let header = |name: http::header::HeaderName| {
-        resp.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase()
-    };
-    if rules.no_downloads && header(http::header::CONTENT_DISPOSITION).starts_with("attachment") {
+    let head = Head::of(resp);
+    let attachment = resp
+        .headers
+        .get(http::header::CONTENT_DISPOSITION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("attachment")
+        });
+    if rules.no_downloads && attachment {
         return refuse(resp, &PrivacyError::ExportBlocked, format).map(Some);
     }
     if !rules.hide_list {
         return Ok(None);
     }
-    let content_type = header(http::header::CONTENT_TYPE);
-    let encoding = header(http::header::CONTENT_ENCODING);
-    if !content_type.contains("json") || (!encoding.is_empty() && encoding != "identity") {
+    if !head.is_json() || head.compressed() {
         // An answer this route's shape does not read cannot be shown
         // without the records in it.
         return refuse(resp, &PrivacyError::HiddenPage, format).map(Some);
@@ -189,8 +190,7 @@ pub fn start(
         )),
         (None, None) => return Ok(None),
     };
-    resp.remove_header(&http::header::CONTENT_LENGTH);
-    resp.remove_header(&http::header::ETAG);
+    Head::body_rewritten(resp);
     Ok(Some(PrivacyFilter::Json {
         buffer: Buffer::new(limit),
         how,

@@ -28,7 +28,7 @@ use bytes::Bytes;
 use pingora::http::ResponseHeader;
 
 use super::{PartnerError, PartnerKeep};
-use crate::filter::{Buffer, FilterError, HtmlStream, JsonList, JsonRecord, Keep, Limit};
+use crate::filter::{Buffer, FilterError, Head, HtmlStream, JsonList, JsonRecord, Keep, Limit};
 use crate::respond::{self, Format, Refuse};
 use crate::routes::AnswerFilters;
 
@@ -107,30 +107,19 @@ pub fn start(
     if filters.is_empty() || !resp.status.is_success() || resp.status.as_u16() == 204 {
         return Ok(None);
     }
-    let header = |name: http::header::HeaderName| {
-        resp.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase()
-    };
-    let content_type = header(http::header::CONTENT_TYPE);
-    let encoding = header(http::header::CONTENT_ENCODING);
-    let length: Option<usize> = header(http::header::CONTENT_LENGTH).parse().ok();
-    let json = content_type.contains("json");
-    let html = content_type.starts_with("text/html");
+    let head = Head::of(resp);
+    let (json, html) = (head.is_json(), head.is_html());
     let shape_found = (json && (filters.json_list.is_some() || filters.json_record.is_some()))
         || (html && filters.html.is_some());
     let refused = if !shape_found {
         Some(FilterError::malformed(format!(
-            "the answer is `{content_type}`, not the {} this route's records are read from",
+            "the answer is `{}`, not the {} this route's records are read from",
+            head.content_type,
             expected(filters)
         )))
-    } else if !encoding.is_empty() && encoding != "identity" {
-        Some(FilterError::malformed(format!(
-            "the answer is compressed (`{encoding}`) although the gateway asked for it plain"
-        )))
-    } else if json && length.is_some_and(|l| l > limit.0) {
+    } else if head.compressed() {
+        Some(head.compressed_error("answer"))
+    } else if json && head.length.is_some_and(|l| l > limit.0) {
         Some(FilterError::TooLarge { limit: limit.0 })
     } else {
         None
@@ -138,12 +127,10 @@ pub fn start(
     if let Some(e) = refused {
         return refusal(resp, &e, format).map(Some);
     }
-    // The length changes: pingora sends the rewritten body chunked.
-    resp.remove_header(&http::header::CONTENT_LENGTH);
-    resp.remove_header(&http::header::ETAG);
+    Head::body_rewritten(resp);
     if json {
         let mut buffer = Buffer::new(limit);
-        if let Some(l) = length {
+        if let Some(l) = head.length {
             buffer.expect(l);
         }
         return Ok(Some(AnswerFilter::Json {

@@ -20,7 +20,7 @@ use super::request::Viewer;
 use super::PermissionError;
 use crate::config::permissions::Action;
 use crate::filter::{
-    Buffer, FilterError, Hide, HtmlRule, HtmlRules, HtmlStream, IdFrom, JsonList, JsonRecord,
+    Buffer, FilterError, Head, Hide, HtmlRule, HtmlRules, HtmlStream, IdFrom, JsonList, JsonRecord,
     KeepValues, Limit,
 };
 use crate::respond::{self, Format};
@@ -208,17 +208,7 @@ pub fn start(
     if !resp.status.is_success() || resp.status.as_u16() == 204 {
         return Ok(None);
     }
-    let header = |name: http::header::HeaderName| {
-        resp.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase()
-    };
-    let content_type = header(http::header::CONTENT_TYPE);
-    let encoding = header(http::header::CONTENT_ENCODING);
-    let length: Option<usize> = header(http::header::CONTENT_LENGTH).parse().ok();
-    let compressed = !encoding.is_empty() && encoding != "identity";
+    let head = Head::of(resp);
     // Most routes show no JSON records: no lock, no lookup for them.
     let filters = route
         .filter(|(_, _, a)| a.json_list.is_some() || a.json_record.is_some())
@@ -226,21 +216,20 @@ pub fn start(
     let json_shape = filters
         .as_ref()
         .filter(|f| f.list.is_some() || f.record.is_some());
-    if let (Some(_), false) = (json_shape, content_type.contains("json")) {
+    if let (Some(_), false) = (json_shape, head.is_json()) {
         // The route's records come as JSON; an answer of another type
         // cannot be judged, and is not passed on unjudged.
         let e = FilterError::malformed(format!(
-            "the answer is `{content_type}`, not the JSON this route's records are read from"
+            "the answer is `{}`, not the JSON this route's records are read from",
+            head.content_type
         ));
         let body = respond::replace_answer(resp, &e, format)?;
         return Ok(Some(PermissionFilter::Refused { body: Some(body) }));
     }
     if let Some(filters) = json_shape.cloned() {
-        let refused = if compressed {
-            Some(FilterError::malformed(format!(
-                "the answer is compressed (`{encoding}`) although the gateway asked for it plain"
-            )))
-        } else if length.is_some_and(|l| l > limit.0) {
+        let refused = if head.compressed() {
+            Some(head.compressed_error("answer"))
+        } else if head.length.is_some_and(|l| l > limit.0) {
             Some(FilterError::TooLarge { limit: limit.0 })
         } else {
             None
@@ -249,10 +238,9 @@ pub fn start(
             let body = respond::replace_answer(resp, &e, format)?;
             return Ok(Some(PermissionFilter::Refused { body: Some(body) }));
         }
-        resp.remove_header(&http::header::CONTENT_LENGTH);
-        resp.remove_header(&http::header::ETAG);
+        Head::body_rewritten(resp);
         let mut buffer = Buffer::new(limit);
-        if let Some(l) = length {
+        if let Some(l) = head.length {
             buffer.expect(l);
         }
         let resource = filters
@@ -268,20 +256,17 @@ pub fn start(
     }
     // Every page, not only navigations: a fragment fetched by a script
     // shows records as well.
-    if content_type.starts_with("text/html") {
+    if head.is_html() {
         let pages = cache.pages(&viewer.policy);
         if pages.is_empty() {
             return Ok(None);
         }
-        if compressed {
-            let e = FilterError::malformed(format!(
-                "the page is compressed (`{encoding}`) although the gateway asked for it plain"
-            ));
+        if head.compressed() {
+            let e = head.compressed_error("page");
             let body = respond::replace_answer(resp, &e, format)?;
             return Ok(Some(PermissionFilter::Refused { body: Some(body) }));
         }
-        resp.remove_header(&http::header::CONTENT_LENGTH);
-        resp.remove_header(&http::header::ETAG);
+        Head::body_rewritten(resp);
         let streams = pages
             .rules
             .iter()
