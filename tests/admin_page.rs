@@ -14,7 +14,6 @@ use serde_json::{json, Value};
 use support::login::*;
 use support::*;
 
-const DEMO_PW: &str = "demo";
 const MEMORY: &str = "sessions:\n  store: memory\n";
 /// The demo's own mail section (an outbox relative to the working
 /// directory), replaced where a test sends mail.

@@ -13,13 +13,6 @@ use support::login::*;
 use support::redis::RedisServer;
 use support::*;
 
-const DEMO_PW: &str = "demo";
-const MEMORY: &str = "sessions:\n  store: memory\n";
-
-fn redis_store(url: &str) -> String {
-    format!("sessions:\n  store: redis\n  redis:\n    url: {url}\n")
-}
-
 /// The demo configuration with `impersonation.max_minutes` replaced.
 fn with_max_minutes(yaml: String, minutes: &str) -> String {
     yaml.replace(

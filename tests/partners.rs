@@ -10,15 +10,6 @@ use support::login::*;
 use support::redis::RedisServer;
 use support::*;
 
-/// Every demo user's password.
-const DEMO_PW: &str = "demo";
-
-const MEMORY: &str = "sessions:\n  store: memory\n";
-
-fn redis_store(url: &str) -> String {
-    format!("sessions:\n  store: redis\n  redis:\n    url: {url}\n")
-}
-
 async fn get_as(
     c: &reqwest::Client,
     f: &Fixture,
@@ -318,7 +309,7 @@ async fn partner_users_reach_only_their_partners_records_and_areas_over_redis() 
     partner_rules_hold(&f).await;
 }
 
-/// PUT/PATCH an admin call with the admin's session and CSRF token.
+/// An admin API call as `who`.
 async fn admin(
     c: &reqwest::Client,
     f: &Fixture,
@@ -327,14 +318,7 @@ async fn admin(
     path: &str,
     body: Value,
 ) -> reqwest::Response {
-    c.request(method.parse().unwrap(), f.url(path))
-        .header("cookie", &who.cookie)
-        .header("x-csrf-token", &who.csrf)
-        .header("origin", f.url(""))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    admin_call(c, &f.url(""), who, method, path, body).await
 }
 
 #[tokio::test]

@@ -12,14 +12,7 @@ use support::login::*;
 use support::redis::RedisServer;
 use support::*;
 
-const DEMO_PW: &str = "demo";
-const MEMORY: &str = "sessions:\n  store: memory\n";
-
-fn redis_store(url: &str) -> String {
-    format!("sessions:\n  store: redis\n  redis:\n    url: {url}\n")
-}
-
-/// An admin call with the admin's session and CSRF token.
+/// An admin API call as `who`.
 async fn admin(
     c: &reqwest::Client,
     f: &Fixture,
@@ -28,14 +21,7 @@ async fn admin(
     path: &str,
     body: Value,
 ) -> reqwest::Response {
-    c.request(method.parse().unwrap(), f.url(path))
-        .header("cookie", &who.cookie)
-        .header("x-csrf-token", &who.csrf)
-        .header("origin", f.url(""))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    admin_call(c, &f.url(""), who, method, path, body).await
 }
 
 /// Ids of the relationships `who` sees in Account 100's JSON list.

@@ -2,6 +2,9 @@
 
 use serde_json::Value;
 
+/// Every demo user's password (`config/demo.yaml`).
+pub const DEMO_PW: &str = "demo";
+
 /// A signed-in client: the cookie to send and the CSRF token to show.
 #[derive(Debug, Clone)]
 pub struct Signed {
@@ -59,6 +62,26 @@ pub async fn get(c: &reqwest::Client, base: &str, who: &Signed, path: &str) -> r
     c.get(format!("{base}{path}"))
         .header("cookie", &who.cookie)
         .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+}
+
+/// An admin API call (`method` `path` with a JSON body) with the signed-in
+/// admin's session, CSRF token and the gateway's own Origin.
+pub async fn admin_call(
+    c: &reqwest::Client,
+    base: &str,
+    who: &Signed,
+    method: &str,
+    path: &str,
+    body: Value,
+) -> reqwest::Response {
+    c.request(method.parse().unwrap(), format!("{base}{path}"))
+        .header("cookie", &who.cookie)
+        .header("x-csrf-token", &who.csrf)
+        .header("origin", base)
+        .json(&body)
         .send()
         .await
         .unwrap()

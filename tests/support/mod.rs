@@ -17,6 +17,14 @@ use guise::demo_upstream::{DemoHandle, DemoUpstream};
 use guise::identity::UpstreamVerifier;
 use guise::server::{BuildOptions, Gateway, Running};
 
+/// The `sessions:` section of a gateway on the memory store.
+pub const MEMORY: &str = "sessions:\n  store: memory\n";
+
+/// The `sessions:` section of a gateway on the Redis at `url`.
+pub fn redis_store(url: &str) -> String {
+    format!("sessions:\n  store: redis\n  redis:\n    url: {url}\n")
+}
+
 pub const KEY: &str = "test-signing-key-0123456789abcdef0123456789";
 
 /// A loopback port nobody listens on right now, and that no other test in
