@@ -620,42 +620,31 @@ fn cycle<'a>(
 /// The `permissions` section as read from YAML: the policy, inline, and
 /// how long what depends on it is kept.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct RawPermissions {
-    #[serde(default)]
     pub user_attributes: Vec<String>,
-    #[serde(default)]
     pub resources: Vec<ResourceSpec>,
-    #[serde(default)]
     pub groups: Vec<GroupSpec>,
     /// Users' facts (attributes, group membership) are recomputed at
     /// least this often, besides every change and "Refresh User Data".
-    #[serde(default = "default_refresh_minutes")]
     pub refresh_minutes: f64,
     /// How long a record looked up from the upstream, and a decision made
     /// with it, is reused.
-    #[serde(default = "default_lookup_seconds")]
     pub lookup_seconds: f64,
 }
 
+/// The one place the section's defaults are written: serde fills every
+/// missing field from here.
 impl Default for RawPermissions {
     fn default() -> Self {
         RawPermissions {
             user_attributes: Vec::new(),
             resources: Vec::new(),
             groups: Vec::new(),
-            refresh_minutes: default_refresh_minutes(),
-            lookup_seconds: default_lookup_seconds(),
+            refresh_minutes: 60.0,
+            lookup_seconds: 5.0,
         }
     }
-}
-
-fn default_refresh_minutes() -> f64 {
-    60.0
-}
-
-fn default_lookup_seconds() -> f64 {
-    5.0
 }
 
 /// The checked `permissions` section.
