@@ -33,6 +33,9 @@ pub struct Policy {
     /// attributes.
     user_fields: Vec<String>,
     groups: Vec<Group>,
+    /// Every resource is on Everyone: the policy restricts nobody, and
+    /// stage 8 has nothing to do. Known once, at compile time.
+    open: bool,
 }
 
 #[derive(Debug)]
@@ -302,6 +305,7 @@ impl Policy {
         Ok(Policy {
             epoch,
             spec: Arc::new(spec),
+            open: resources.iter().all(|r| r.everyone),
             resources,
             by_name,
             user_fields,
@@ -319,6 +323,30 @@ impl Policy {
 
     pub fn resources(&self) -> &[Resource] {
         &self.resources
+    }
+
+    /// Whether the policy protects nothing at all (every resource is on
+    /// Everyone).
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+
+    /// A record of `resource` known only by its key: the key in its
+    /// attribute's slot, every other attribute absent. Enough for a
+    /// [`key_only`](Self::key_only) resource.
+    pub fn record_of_key<'k>(
+        &self,
+        resource: usize,
+        key: &'k str,
+    ) -> SmallVec<[Option<&'k str>; 8]> {
+        let Some(r) = self.resources.get(resource) else {
+            return SmallVec::new();
+        };
+        let mut record = SmallVec::from_elem(None, r.attributes.len());
+        if let Some(slot) = record.get_mut(r.key) {
+            *slot = Some(key);
+        }
+        record
     }
 
     /// Whether the resource restricts anyone: not on Everyone. A resource
@@ -517,11 +545,7 @@ impl Policy {
                 continue;
             };
             let decided = if other.key_only || other.everyone {
-                let mut synthetic: SmallVec<[Option<&str>; 8]> =
-                    SmallVec::from_elem(None, other.attributes.len());
-                if let Some(slot) = synthetic.get_mut(other.key) {
-                    *slot = Some(key);
-                }
+                let synthetic = self.record_of_key(rel.resource, key);
                 self.decide_at(facts, rel.resource, action, &synthetic, lookups, depth + 1)
             } else {
                 match lookups.related(rel.resource, key) {

@@ -112,7 +112,7 @@ impl Permissions {
     /// Whether the policy protects anything at all; with none, stage 8 has
     /// nothing to do.
     pub fn is_open(&self) -> bool {
-        self.policy().resources().iter().all(|r| r.everyone)
+        self.policy().is_open()
     }
 
     /// A reload brought new settings: the file's policy is the new base.

@@ -136,7 +136,7 @@ pub fn check(
     req: &RequestHeader,
 ) -> Result<Step, PermissionError> {
     let policy = permissions.policy();
-    if policy.resources().iter().all(|r| r.everyone) {
+    if policy.is_open() {
         return Ok(Step::Done(Access::Open));
     }
     let anon;
@@ -248,11 +248,7 @@ fn decide_now(viewer: &Viewer, resource: usize, action: Action, key: &str) -> Op
     if !policy.key_only(resource) {
         return None;
     }
-    let r = &policy.resources()[resource];
-    let mut values: Vec<Option<&str>> = vec![None; r.attributes.len()];
-    if let Some(slot) = values.get_mut(r.key) {
-        *slot = Some(key);
-    }
+    let values = policy.record_of_key(resource, key);
     let none = HashMap::new();
     let recording = Recording {
         fetched: &none,
@@ -351,13 +347,9 @@ async fn decide_with_lookups(
     unix_now: u64,
 ) -> Decision {
     let policy = &viewer.policy;
-    let r = &policy.resources()[resource];
     let own: Vec<Option<String>> = if policy.key_only(resource) {
-        let mut v = vec![None; r.attributes.len()];
-        if let Some(slot) = v.get_mut(r.key) {
-            *slot = Some(key.to_string());
-        }
-        v
+        let record = policy.record_of_key(resource, key);
+        record.iter().map(|v| v.map(str::to_string)).collect()
     } else {
         match lookup(viewer, live, resource, key, unix_now).await {
             Related::Found(values) => values,
