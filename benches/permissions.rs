@@ -1,8 +1,9 @@
-//! Data-permission decisions (issue 13): the same 100-rule policy on one
+//! Data permissions (issue 13): the same 100-rule policy on one
 //! resource through guise's evaluator and through Cedar (`cedar-policy`,
 //! a dev-dependency only), in one run. Targets:
 //!
 //! - a decision with 100 rules, uncached: ≤ 2 µs median;
+//! - a cached decision: ≤ 0.3 µs;
 //! - at least 500,000 decisions/s per core;
 //! - filtering a ~1 MB JSON list by rules: ≥ 200 MB/s.
 //!
@@ -17,13 +18,13 @@
 //! evaluates every policy. Cedar gets prebuilt requests and entities for
 //! single decisions, which is its best case.
 //!
-//! The JSON list: `guise::filter::JsonList` only hands its decision a
-//! record's id so far, so the list is filtered by `JsonList::apply` with a
-//! decision that finds the item's values, extracted beforehand with
-//! serde_json, by id; a second measure parses the list with serde_json
-//! and decides on every item, parse included. Neither is the final
-//! record-values filter. No decision cache exists in `src/permissions`
-//! yet, so no cached decision is measured.
+//! The JSON list is filtered the way the gateway filters an answer
+//! (`permissions::answer`): `JsonList::apply_values` reads every item's
+//! attribute values in one pass and hands them to `Policy::decide`. A
+//! second measure parses the list with serde_json and decides per item,
+//! for comparison. The cached decision is what a request does on a hit:
+//! build the [`DecisionKey`] (the user's id shared, the record's key
+//! copied) and read it from the node's decision cache.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -34,11 +35,16 @@ use cedar_policy::{
     Authorizer, Context, Entities, Entity, EntityUid, PolicySet, Request, RestrictedExpression,
 };
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use guise::filter::JsonList;
+use std::sync::Arc;
+
+use guise::filter::{JsonList, KeepValues};
+use guise::permissions::metrics::Metrics;
+use guise::permissions::spec::Settings;
 use guise::permissions::{
-    Action, AdviceSpec, AttributeSpec, CriterionSpec, NoLookups, Policy, PolicySpec, ResourceSpec,
-    RuleSpec, UserFacts,
+    Action, AdviceSpec, AttributeSpec, CriterionSpec, DecisionKey, NoLookups, Permissions, Policy,
+    PolicySpec, ResourceSpec, RuleSpec, UserFacts,
 };
+use guise::store::memory::MemoryStore;
 use guise::users::User;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -128,6 +134,15 @@ fn rule_advice(i: usize) -> (Vec<AdviceSpec>, String) {
 
 /// The same 100 rules as a guise policy and as Cedar policies.
 fn policies() -> (Policy, PolicySet) {
+    let (spec, cedar) = policy_specs();
+    (
+        Policy::compile(spec, 1).expect("the bench policy checks"),
+        cedar.parse().expect("Cedar reads the bench policies"),
+    )
+}
+
+/// The bench policy as guise's spec and as Cedar's text.
+fn policy_specs() -> (PolicySpec, String) {
     let mut rules = Vec::new();
     let mut cedar = String::new();
     for i in 0..RULES {
@@ -175,10 +190,7 @@ fn policies() -> (Policy, PolicySet) {
         }],
         groups: Vec::new(),
     };
-    (
-        Policy::compile(spec, 1).expect("the bench policy checks"),
-        cedar.parse().expect("Cedar reads the bench policies"),
-    )
+    (spec, cedar)
 }
 
 fn bench_user() -> User {
@@ -347,6 +359,80 @@ fn decide_list(policy: &Policy, facts: &UserFacts, body: &[u8]) -> usize {
         .count()
 }
 
+/// The gateway's decision on a list item: its attribute values, in the
+/// order of the resource's attributes, through the policy.
+struct Decide<'a> {
+    policy: &'a Policy,
+    facts: &'a UserFacts,
+}
+
+impl KeepValues for Decide<'_> {
+    fn keep_values(&self, values: &[Option<&str>]) -> bool {
+        self.policy
+            .decide(self.facts, 0, Action::Read, values, &NoLookups)
+            .allowed()
+    }
+}
+
+/// The list filter the gateway compiles for a route whose answer is a
+/// list of the bench resource: every attribute is a reference.
+fn values_list() -> JsonList {
+    let refs = ATTRIBUTES
+        .iter()
+        .map(|(name, field)| (name.to_string(), field.to_string()));
+    JsonList::new("/data", refs, ["/meta/total"]).expect("the bench list filter compiles")
+}
+
+/// A node's permissions with the bench policy, one decision cached, and
+/// the key a request builds for it.
+struct Cached {
+    permissions: Arc<Permissions>,
+    user: Arc<str>,
+}
+
+impl Cached {
+    fn new() -> Cached {
+        let (spec, _) = policy_specs();
+        let settings = Settings {
+            policy: spec,
+            ..Settings::default()
+        };
+        let metrics = Metrics::new(&guise::metrics::Metrics::new()).expect("metrics register");
+        let permissions =
+            Permissions::new(Arc::new(MemoryStore::new()), Arc::new(settings), metrics);
+        let cached = Cached {
+            permissions,
+            user: "u-bench".into(),
+        };
+        let policy = cached.permissions.policy();
+        let facts = cached.permissions.facts(&policy, &bench_user());
+        let (_, values, _) = cases()[2];
+        let decision = policy.decide(&facts, 0, Action::Read, &values, &NoLookups);
+        cached
+            .permissions
+            .keep_decision(cached.key("rel-x"), decision);
+        cached
+    }
+
+    fn key(&self, record: &str) -> DecisionKey {
+        DecisionKey {
+            epoch: 1,
+            user: self.user.clone(),
+            resource: 0,
+            action: Action::Read,
+            record: record.into(),
+        }
+    }
+
+    /// What a request does on a cache hit.
+    fn hit(&self, record: &str) -> bool {
+        self.permissions
+            .cached_decision(&self.key(record))
+            .expect("the decision is cached")
+            .allowed()
+    }
+}
+
 /// Median time of one call of `f`, in nanoseconds, over `rounds` batches
 /// of `batch` calls.
 fn median_ns(batch: usize, rounds: usize, mut f: impl FnMut()) -> f64 {
@@ -429,8 +515,25 @@ fn ratios(policy: &Policy, set: &PolicySet, facts: &UserFacts) {
         1e9 / c,
         t / c
     );
+    let cached = Cached::new();
+    assert!(cached.hit("rel-x"));
+    let h = median_ns(10_000, 101, || {
+        black_box(cached.hit(black_box("rel-x")));
+    });
+    eprintln!("cached decision (key built, cache read): guise {h:.0} ns");
     let (body, items) = json_list(1 << 20);
     let kept = decide_list(policy, facts, &body);
+    let list = values_list();
+    let decide = Decide { policy, facts };
+    let filtered = list.apply_values(&body, &decide).expect("the list filters");
+    assert_eq!(filtered.removed, items - kept);
+    let v = median_ns(1, 21, || {
+        black_box(list.apply_values(black_box(&body), &decide).unwrap());
+    });
+    eprintln!(
+        "1 MB list, JsonList::apply_values (the gateway's path): guise {:.0} MB/s",
+        body.len() as f64 / 1e6 / (v / 1e9)
+    );
     let g = median_ns(1, 21, || {
         black_box(decide_list(policy, facts, black_box(&body)));
     });
@@ -481,6 +584,13 @@ fn bench(c: &mut Criterion) {
     }
     g.finish();
 
+    let cached = Cached::new();
+    let mut g = c.benchmark_group("permissions cached decision");
+    g.bench_function("guise, key built and read from the decision cache", |b| {
+        b.iter(|| cached.hit(black_box("rel-x")))
+    });
+    g.finish();
+
     let mut g = c.benchmark_group("permissions facts");
     let user = bench_user();
     g.bench_function("guise, user facts over 100 rules", |b| {
@@ -523,28 +633,20 @@ fn bench(c: &mut Criterion) {
         "JSON list: {} bytes, {items} items, {kept} kept",
         body.len()
     );
-    // Values by id, extracted beforehand (see the top of the file).
-    let parsed: List<'_> = serde_json::from_slice(&body).unwrap();
-    let by_id: HashMap<&str, [Option<&str>; 6]> = parsed
-        .data
-        .iter()
-        .map(|item| (item.id.as_deref().unwrap(), item.values()))
-        .collect();
-    let keep = |_: &str, id: &str| {
-        by_id.get(id).is_some_and(|values| {
-            policy
-                .decide(&facts, 0, Action::Read, values, &NoLookups)
-                .allowed()
-        })
+    let list = values_list();
+    let decide = Decide {
+        policy: &policy,
+        facts: &facts,
     };
-    let list = JsonList::new("/data", [("relationship", "/id")], ["/meta/total"]).unwrap();
-    assert_eq!(list.apply(&body, &keep).unwrap().removed, items - kept);
+    assert_eq!(
+        list.apply_values(&body, &decide).unwrap().removed,
+        items - kept
+    );
     let mut g = c.benchmark_group("permissions json list");
     g.throughput(Throughput::Bytes(body.len() as u64));
-    g.bench_function(
-        "guise, JsonList::apply deciding on values found by id",
-        |b| b.iter(|| list.apply(black_box(&body), &keep).unwrap()),
-    );
+    g.bench_function("guise, JsonList::apply_values (the gateway's path)", |b| {
+        b.iter(|| list.apply_values(black_box(&body), &decide).unwrap())
+    });
     g.bench_function("guise, serde_json parse + decide per item", |b| {
         b.iter(|| decide_list(&policy, &facts, black_box(&body)))
     });
