@@ -19,7 +19,8 @@
 //! - [`check_identity_strip`]: header lines `name:value`, split on LF;
 //! - [`check_cookies`]: one `Cookie` header value per LF-separated line;
 //! - [`check_config`]: the YAML file itself;
-//! - [`check_endpoint_json`]: one JSON body, tried as every endpoint's.
+//! - [`check_endpoint_json`]: one JSON body, tried as every endpoint's;
+//! - [`check_partner_import`]: a partner CSV file (a CRM export).
 
 // A harness: a broken invariant must panic so libFuzzer records the input.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -544,4 +545,90 @@ pub fn check_answer_filters(data: &[u8]) {
     let mut notice =
         rules(Hide::Notice("hidden".into())).stream_values(std::sync::Arc::new(Values(false)));
     let _ = notice.write(data);
+}
+
+/// The partner import (`guise import partners`, `POST
+/// /_guise/admin/partners/import`): a CSV file from a CRM export.
+///
+/// Invariants: nothing panics; a file with bad rows imports nothing unless
+/// told to skip them, and then skips exactly those rows; every bad row
+/// names a line of the file; every planned user is valid, lower-cased and
+/// belongs to a planned partner; and importing the result again changes
+/// nothing (the import is idempotent).
+pub fn check_partner_import(data: &[u8]) {
+    use std::collections::HashMap;
+
+    use crate::partners::import::{plan, ImportError};
+    use crate::partners::Partner;
+    use crate::users::User;
+
+    let no_partner = |_: &str| -> Option<Partner> { None };
+    let no_user = |_: &str| -> Option<User> { None };
+    let strict = plan(data, false, &no_partner, &no_user);
+    let lenient = plan(data, true, &no_partner, &no_user);
+    let lines = data.iter().filter(|b| **b == b'\n').count() as u64 + 1;
+    let plan = match (strict, lenient) {
+        (Err(ImportError::NotCsv(a)), Err(ImportError::NotCsv(b))) => {
+            assert_eq!(a, b, "the same file is not CSV for one reason");
+            return;
+        }
+        (Err(ImportError::BadRows(bad)), Ok(plan)) => {
+            assert!(!bad.is_empty(), "a refusal for bad rows names them");
+            assert_eq!(
+                bad, plan.skipped,
+                "skipping leaves out exactly the bad rows"
+            );
+            plan
+        }
+        (Ok(strict), Ok(plan)) => {
+            assert!(strict.skipped.is_empty() && plan.skipped.is_empty());
+            assert_eq!(strict, plan, "with no bad row, skipping changes nothing");
+            plan
+        }
+        (strict, lenient) => {
+            panic!("strict and lenient imports disagree: {strict:?} / {lenient:?}")
+        }
+    };
+    for e in &plan.skipped {
+        assert!(e.line <= lines, "bad row on line {} of {lines}", e.line);
+    }
+    let partners: HashMap<String, Partner> = plan
+        .partners
+        .iter()
+        .map(|p| (p.id.clone(), p.clone()))
+        .collect();
+    for u in &plan.users {
+        u.check().expect("a planned user is valid");
+        assert_eq!(u.email, u.email.to_lowercase(), "emails are lower-cased");
+        let partner = u
+            .partner
+            .as_deref()
+            .expect("an imported user has a partner");
+        assert!(partners.contains_key(partner), "{partner} is not planned");
+    }
+    let users: HashMap<String, User> = plan
+        .users
+        .iter()
+        .map(|u| (u.email.clone(), u.clone()))
+        .collect();
+    let again = plan_again(data, &partners, &users);
+    assert!(
+        again.partners.is_empty() && again.users.is_empty(),
+        "importing the same file twice changed {again:?}"
+    );
+}
+
+/// The import of `data` again, over what its first import saved.
+fn plan_again(
+    data: &[u8],
+    partners: &std::collections::HashMap<String, crate::partners::Partner>,
+    users: &std::collections::HashMap<String, crate::users::User>,
+) -> crate::partners::import::Plan {
+    crate::partners::import::plan(
+        data,
+        true,
+        &|id: &str| partners.get(id).cloned(),
+        &|email: &str| users.get(email).cloned(),
+    )
+    .expect("a file imported once imports again")
 }
