@@ -65,6 +65,17 @@ pub enum AdminError {
     Welcome(#[from] crate::welcome::WelcomeError),
 }
 
+impl From<crate::permissions::UpdateError> for AdminError {
+    fn from(e: crate::permissions::UpdateError) -> AdminError {
+        match e {
+            crate::permissions::UpdateError::Store(e) => AdminError::Store(e.to_string()),
+            contended @ crate::permissions::UpdateError::Contended(_) => {
+                AdminError::Conflict(contended.to_string())
+            }
+        }
+    }
+}
+
 impl Refuse for AdminError {
     fn status(&self) -> u16 {
         match self {

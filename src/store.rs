@@ -237,6 +237,19 @@ pub trait Store: Send + Sync + 'static {
     /// Every saved record of `kind`, id → JSON.
     async fn load_records(&self, kind: &str) -> Result<Vec<(String, String)>, StoreError>;
 
+    /// Save a record only if it still holds `expected` (`None`: only if
+    /// there is none), atomically: `false`, and nothing written, when
+    /// another writer got there first. Read-modify-write edits of one
+    /// shared record (the data-permission policy) use it so that two
+    /// admins saving at once never silently lose one change.
+    async fn replace_record(
+        &self,
+        kind: &str,
+        id: &str,
+        expected: Option<&str>,
+        json: &str,
+    ) -> Result<bool, StoreError>;
+
     // === the impersonation audit stream ===
 
     /// Append `entries` (one JSON document each) to the audit stream, in

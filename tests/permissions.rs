@@ -684,6 +684,67 @@ async fn changes_take_effect_on_every_node_at_once() {
     .await;
 }
 
+/// Admins saving at the same moment on two nodes each keep their change:
+/// a save that finds another made meanwhile applies its edit again on top
+/// of it instead of writing over it (the policy is one stored record).
+#[tokio::test]
+async fn concurrent_changes_on_two_nodes_are_all_kept() {
+    let redis = RedisServer::start();
+    let yaml = demo_yaml(&redis_store(&redis.url()), "");
+    let a = Fixture::start_with(&yaml).await;
+    let b = Fixture::start_with(&yaml).await;
+    let c = client();
+    let ada_a = login(&c, &a.url(""), "admin@demo.test", DEMO_PW).await;
+    let ada_b = login(&c, &b.url(""), "admin@demo.test", DEMO_PW).await;
+    const RULES: usize = 16;
+    let saves = (0..RULES).map(|i| {
+        let (f, who) = if i % 2 == 0 { (&a, &ada_a) } else { (&b, &ada_b) };
+        let c = c.clone();
+        async move {
+            let r = admin(
+                &c,
+                f,
+                who,
+                "PUT",
+                &format!("/_guise/admin/permissions/resources/relationship_type/rules/Concurrent{i}"),
+                json!({
+                    "action": "read",
+                    "criteria": [{"attribute": "Business Unit", "operator": "=", "value": format!("BU{i}")}],
+                    "advice": [{"attribute": "Name", "operator": "=", "value": "Product A"}]
+                }),
+            )
+            .await;
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    });
+    for (status, body) in futures_util::future::join_all(saves).await {
+        assert_eq!(status, 201, "{body}");
+    }
+    for (f, who) in [(&a, &ada_a), (&b, &ada_b)] {
+        eventually(
+            std::time::Duration::from_secs(5),
+            "every node holds every rule",
+            || async {
+                let v: Value = get(&c, &f.url(""), who, "/_guise/admin/permissions")
+                    .await
+                    .json()
+                    .await
+                    .ok()?;
+                let names: Vec<String> = v["resources"]
+                    .as_array()?
+                    .iter()
+                    .filter(|r| r["name"] == "relationship_type")
+                    .flat_map(|r| r["rules"].as_array().cloned().unwrap_or_default())
+                    .filter_map(|rule| rule["name"].as_str().map(str::to_string))
+                    .filter(|n| n.starts_with("Concurrent"))
+                    .collect();
+                (names.len() == RULES).then_some(())
+            },
+        )
+        .await;
+    }
+}
+
 /// The admin page's explain form asks the same question as the endpoint
 /// and words the answer.
 #[tokio::test]

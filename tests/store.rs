@@ -405,6 +405,37 @@ async fn conformance(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     );
     assert_eq!(a.load_records("bundle").await.unwrap(), vec![]);
 
+    // --- compare-and-set of one record ---
+    assert!(
+        a.replace_record("policy", "p", None, "v1").await.unwrap(),
+        "absent as expected: written"
+    );
+    assert!(
+        !b.replace_record("policy", "p", None, "lost").await.unwrap(),
+        "expected absent, found v1: refused"
+    );
+    assert!(b
+        .replace_record("policy", "p", Some("v1"), "v2")
+        .await
+        .unwrap());
+    assert!(
+        !a.replace_record("policy", "p", Some("v1"), "stale")
+            .await
+            .unwrap(),
+        "a writer that read v1 cannot overwrite v2"
+    );
+    assert!(
+        !a.replace_record("policy", "other", Some("v2"), "x")
+            .await
+            .unwrap(),
+        "an absent record does not match a value"
+    );
+    assert_eq!(
+        a.load_records("policy").await.unwrap(),
+        vec![("p".to_string(), "v2".to_string())],
+        "refused writes leave nothing behind"
+    );
+
     audit_conformance(&*a, &*b).await;
 
     // --- events between stores ---
@@ -630,6 +661,7 @@ async fn every_operation_fails_promptly(s: &dyn Store) {
     fails_promptly("peek_once", s.peek_once("x")).await;
     fails_promptly("save_record", s.save_record("k", "x", "{}")).await;
     fails_promptly("load_records", s.load_records("k")).await;
+    fails_promptly("replace_record", s.replace_record("k", "x", None, "{}")).await;
     fails_promptly("publish", s.publish(&StoreEvent::Resync)).await;
     fails_promptly("append_audit", s.append_audit(&["{}".to_string()], 10)).await;
     fails_promptly("read_audit", s.read_audit(None, 10)).await;

@@ -62,19 +62,25 @@ pub fn get(api: &AdminApi) -> Result<(u16, Value), AdminError> {
     ))
 }
 
-/// Check `spec`, save it for every node, and audit `what` as `actor`'s.
-async fn save(
+/// Apply `edit` to the policy as stored, check the result, save it for
+/// every node and audit the change `edit` names as `actor`'s. Should
+/// another admin save first, `edit` runs again on their policy (see
+/// [`crate::permissions::Permissions::update`]), so it must only read what
+/// it was given.
+async fn save<T>(
     api: &AdminApi,
     actor: &User,
-    spec: PolicySpec,
-    what: String,
-) -> Result<(), AdminError> {
-    spec.check()
-        .map_err(|e| AdminError::Invalid(e.to_string()))?;
-    api.permissions
-        .save(&spec)
-        .await
-        .map_err(|e| AdminError::Store(e.to_string()))?;
+    mut edit: impl FnMut(&mut PolicySpec) -> Result<(T, String), AdminError>,
+) -> Result<T, AdminError> {
+    let (out, what) = api
+        .permissions
+        .update(|spec| {
+            let done = edit(spec)?;
+            spec.check()
+                .map_err(|e| AdminError::Invalid(e.to_string()))?;
+            Ok::<_, AdminError>(done)
+        })
+        .await?;
     tracing::info!(actor = %actor.id, change = %what, "data permissions changed");
     let audited = api.audit.record(AuditRecord {
         time_ms: unix_now_ms(),
@@ -92,7 +98,7 @@ async fn save(
         // say it is behind.
         tracing::warn!(error = %e, "a data-permission change could not be audited");
     }
-    Ok(())
+    Ok(out)
 }
 
 fn resource_mut<'a>(
@@ -125,32 +131,34 @@ pub async fn put_resource(
             r.name
         )));
     }
-    let mut spec = api.permissions.spec();
-    if let Some(old) = spec.resources.iter().find(|o| o.name == name) {
-        // Attributes in use by the new rules are checked by the spec; a
-        // dropped attribute still used there is refused with the rules.
-        for a in &old.attributes {
-            let used = r.rules_using(&a.name);
-            if r.attribute(&a.name).is_none() && !used.is_empty() {
-                return Err(AdminError::Conflict(format!(
-                    "attribute `{}` is used by rule(s) {}; change them first",
-                    a.name,
-                    used.join(", ")
-                )));
+    let created = save(api, actor, |spec| {
+        if let Some(old) = spec.resources.iter().find(|o| o.name == name) {
+            // Attributes in use by the new rules are checked by the spec; a
+            // dropped attribute still used there is refused with the rules.
+            for a in &old.attributes {
+                let used = r.rules_using(&a.name);
+                if r.attribute(&a.name).is_none() && !used.is_empty() {
+                    return Err(AdminError::Conflict(format!(
+                        "attribute `{}` is used by rule(s) {}; change them first",
+                        a.name,
+                        used.join(", ")
+                    )));
+                }
             }
         }
-    }
-    let created = match spec.resources.iter_mut().find(|o| o.name == name) {
-        Some(old) => {
-            *old = r.clone();
-            false
-        }
-        None => {
-            spec.resources.push(r.clone());
-            true
-        }
-    };
-    save(api, actor, spec, format!("resource {name} saved")).await?;
+        let created = match spec.resources.iter_mut().find(|o| o.name == name) {
+            Some(old) => {
+                *old = r.clone();
+                false
+            }
+            None => {
+                spec.resources.push(r.clone());
+                true
+            }
+        };
+        Ok((created, format!("resource {name} saved")))
+    })
+    .await?;
     Ok((if created { 201 } else { 200 }, json!({ "resource": r })))
 }
 
@@ -170,8 +178,8 @@ pub async fn put_everyone(
     raw: &[u8],
 ) -> Result<(u16, Value), AdminError> {
     let e: Everyone = body::parse_json(raw, "`{\"everyone\": true|false, \"confirm\": true}`")?;
-    let mut spec = api.permissions.spec();
-    let r = resource_mut(&mut spec, name)?;
+    let deleted = save(api, actor, |spec| {
+    let r = resource_mut(spec, name)?;
     let deleted: Vec<String> = r.rules.iter().map(|r| r.name.clone()).collect();
     if e.everyone && !deleted.is_empty() && !e.confirm {
         return Err(AdminError::Conflict(format!(
@@ -191,7 +199,9 @@ pub async fn put_everyone(
     } else {
         format!("Everyone gets READ/WRITE on {name} turned off")
     };
-    save(api, actor, spec, what).await?;
+    Ok((deleted, what))
+    })
+    .await?;
     let note = (!e.everyone && deleted.is_empty())
         .then_some("no rule grants access to this resource: nobody but super admins reaches its records until a rule is added");
     Ok((
@@ -219,29 +229,25 @@ pub async fn put_rule(
             rule.name
         )));
     }
-    let mut spec = api.permissions.spec();
-    let r = resource_mut(&mut spec, name)?;
-    if r.everyone == Some(true) || (r.everyone.is_none() && r.rules.is_empty()) {
-        return Err(AdminError::Conflict(format!(
+    let created = save(api, actor, |spec| {
+        let r = resource_mut(spec, name)?;
+        if r.everyone == Some(true) || (r.everyone.is_none() && r.rules.is_empty()) {
+            return Err(AdminError::Conflict(format!(
             "{name} gives everyone READ/WRITE; turn that off (PUT …/everyone) before adding rules"
         )));
-    }
-    let created = match r.rules.iter_mut().find(|x| x.name == rule_name) {
-        Some(old) => {
-            *old = rule.clone();
-            false
         }
-        None => {
-            r.rules.push(rule.clone());
-            true
-        }
-    };
-    save(
-        api,
-        actor,
-        spec,
-        format!("rule `{rule_name}` on {name} saved"),
-    )
+        let created = match r.rules.iter_mut().find(|x| x.name == rule_name) {
+            Some(old) => {
+                *old = rule.clone();
+                false
+            }
+            None => {
+                r.rules.push(rule.clone());
+                true
+            }
+        };
+        Ok((created, format!("rule `{rule_name}` on {name} saved")))
+    })
     .await?;
     Ok((
         if created { 201 } else { 200 },
@@ -256,21 +262,17 @@ pub async fn delete_rule(
     name: &str,
     rule_name: &str,
 ) -> Result<(u16, Value), AdminError> {
-    let mut spec = api.permissions.spec();
-    let r = resource_mut(&mut spec, name)?;
-    let before = r.rules.len();
-    r.rules.retain(|x| x.name != rule_name);
-    if r.rules.len() == before {
-        return Err(AdminError::NotFound(format!("rule {rule_name} of {name}")));
-    }
-    // Deleting the last rule keeps the switch off: nobody has access.
-    r.everyone = Some(false);
-    save(
-        api,
-        actor,
-        spec,
-        format!("rule `{rule_name}` on {name} deleted"),
-    )
+    save(api, actor, |spec| {
+        let r = resource_mut(spec, name)?;
+        let before = r.rules.len();
+        r.rules.retain(|x| x.name != rule_name);
+        if r.rules.len() == before {
+            return Err(AdminError::NotFound(format!("rule {rule_name} of {name}")));
+        }
+        // Deleting the last rule keeps the switch off: nobody has access.
+        r.everyone = Some(false);
+        Ok(((), format!("rule `{rule_name}` on {name} deleted")))
+    })
     .await?;
     Ok((200, json!({ "resource": name, "deleted": rule_name })))
 }
@@ -282,47 +284,43 @@ pub async fn delete_attribute(
     name: &str,
     attribute: &str,
 ) -> Result<(u16, Value), AdminError> {
-    let mut spec = api.permissions.spec();
-    let relations_using: Vec<String> = spec
-        .resources
-        .iter()
-        .filter(|r| r.name == name)
-        .flat_map(|r| {
-            r.relations
-                .iter()
-                .filter(|rel| rel.via == attribute)
-                .map(|rel| rel.resource.clone())
-        })
-        .collect();
-    let r = resource_mut(&mut spec, name)?;
-    if r.attribute(attribute).is_none() {
-        return Err(AdminError::NotFound(format!(
-            "attribute {attribute} of {name}"
-        )));
-    }
-    let used = r.rules_using(attribute);
-    if !used.is_empty() {
-        return Err(AdminError::Conflict(format!(
-            "attribute `{attribute}` is used by rule(s) {}; change or delete them first",
-            used.join(", ")
-        )));
-    }
-    if !relations_using.is_empty() {
-        return Err(AdminError::Conflict(format!(
-            "attribute `{attribute}` links {name} to {}; remove that relation first",
-            relations_using.join(", ")
-        )));
-    }
-    r.attributes.retain(|a| a.name != attribute);
-    if r.key.as_deref() == Some(attribute) {
-        r.key = None;
-    }
-    save(
-        api,
-        actor,
-        spec,
-        format!("attribute `{attribute}` of {name} deleted"),
-    )
+    save(api, actor, |spec| {
+        let relations_using: Vec<String> = spec
+            .resources
+            .iter()
+            .filter(|r| r.name == name)
+            .flat_map(|r| {
+                r.relations
+                    .iter()
+                    .filter(|rel| rel.via == attribute)
+                    .map(|rel| rel.resource.clone())
+            })
+            .collect();
+        let r = resource_mut(spec, name)?;
+        if r.attribute(attribute).is_none() {
+            return Err(AdminError::NotFound(format!(
+                "attribute {attribute} of {name}"
+            )));
+        }
+        let used = r.rules_using(attribute);
+        if !used.is_empty() {
+            return Err(AdminError::Conflict(format!(
+                "attribute `{attribute}` is used by rule(s) {}; change or delete them first",
+                used.join(", ")
+            )));
+        }
+        if !relations_using.is_empty() {
+            return Err(AdminError::Conflict(format!(
+                "attribute `{attribute}` links {name} to {}; remove that relation first",
+                relations_using.join(", ")
+            )));
+        }
+        r.attributes.retain(|a| a.name != attribute);
+        if r.key.as_deref() == Some(attribute) {
+            r.key = None;
+        }
+        Ok(((), format!("attribute `{attribute}` of {name} deleted")))
+    })
     .await?;
     Ok((200, json!({ "resource": name, "deleted": attribute })))
 }
@@ -340,18 +338,19 @@ pub async fn add_user_attribute(
     raw: &[u8],
 ) -> Result<(u16, Value), AdminError> {
     let a: NewUserAttribute = body::parse_json(raw, "`{\"name\": \"Region\"}`")?;
-    let mut spec = api.permissions.spec();
-    if spec.user_attributes.contains(&a.name) {
-        return Ok((200, json!({ "user_attributes": spec.user_attributes })));
+    let known = api.permissions.spec().user_attributes;
+    if known.contains(&a.name) {
+        return Ok((200, json!({ "user_attributes": known })));
     }
-    spec.user_attributes.push(a.name.clone());
-    let list = spec.user_attributes.clone();
-    save(
-        api,
-        actor,
-        spec,
-        format!("user attribute `{}` added", a.name),
-    )
+    let list = save(api, actor, |spec| {
+        if !spec.user_attributes.contains(&a.name) {
+            spec.user_attributes.push(a.name.clone());
+        }
+        Ok((
+            spec.user_attributes.clone(),
+            format!("user attribute `{}` added", a.name),
+        ))
+    })
     .await?;
     Ok((201, json!({ "user_attributes": list })))
 }
@@ -373,18 +372,20 @@ pub async fn put_group(
             g.name
         )));
     }
-    let mut spec = api.permissions.spec();
-    let created = match spec.groups.iter_mut().find(|x| x.name == name) {
-        Some(old) => {
-            *old = g.clone();
-            false
-        }
-        None => {
-            spec.groups.push(g.clone());
-            true
-        }
-    };
-    save(api, actor, spec, format!("sharing group {name} saved")).await?;
+    let created = save(api, actor, |spec| {
+        let created = match spec.groups.iter_mut().find(|x| x.name == name) {
+            Some(old) => {
+                *old = g.clone();
+                false
+            }
+            None => {
+                spec.groups.push(g.clone());
+                true
+            }
+        };
+        Ok((created, format!("sharing group {name} saved")))
+    })
+    .await?;
     Ok((if created { 201 } else { 200 }, json!({ "group": g })))
 }
 
@@ -412,19 +413,21 @@ pub async fn delete_group(
     actor: &User,
     name: &str,
 ) -> Result<(u16, Value), AdminError> {
-    let mut spec = api.permissions.spec();
-    if !spec.groups.iter().any(|g| g.name == name) {
-        return Err(AdminError::NotFound(format!("sharing group {name}")));
-    }
-    let used = rules_naming_group(&spec, name);
-    if !used.is_empty() {
-        return Err(AdminError::Conflict(format!(
-            "sharing group {name} is named by rule(s) {}; change them first",
-            used.join(", ")
-        )));
-    }
-    spec.groups.retain(|g| g.name != name);
-    save(api, actor, spec, format!("sharing group {name} deleted")).await?;
+    save(api, actor, |spec| {
+        if !spec.groups.iter().any(|g| g.name == name) {
+            return Err(AdminError::NotFound(format!("sharing group {name}")));
+        }
+        let used = rules_naming_group(spec, name);
+        if !used.is_empty() {
+            return Err(AdminError::Conflict(format!(
+                "sharing group {name} is named by rule(s) {}; change them first",
+                used.join(", ")
+            )));
+        }
+        spec.groups.retain(|g| g.name != name);
+        Ok(((), format!("sharing group {name} deleted")))
+    })
+    .await?;
     Ok((200, json!({ "deleted": name })))
 }
 
@@ -468,25 +471,21 @@ pub async fn remove_member(
             "{user_id} meets the criteria of sharing group {name}, so removing them by hand would not stick: the next refresh adds them back; change the criteria or the user's attributes instead"
         )));
     }
-    let mut spec = api.permissions.spec();
-    let g = spec
-        .groups
-        .iter_mut()
-        .find(|g| g.name == name)
-        .ok_or_else(|| AdminError::NotFound(format!("sharing group {name}")))?;
-    let before = g.members.len();
-    g.members.retain(|m| m != user_id);
-    if g.members.len() == before {
-        return Err(AdminError::NotFound(format!(
-            "{user_id} in sharing group {name}"
-        )));
-    }
-    save(
-        api,
-        actor,
-        spec,
-        format!("{user_id} removed from sharing group {name}"),
-    )
+    save(api, actor, |spec| {
+        let g = spec
+            .groups
+            .iter_mut()
+            .find(|g| g.name == name)
+            .ok_or_else(|| AdminError::NotFound(format!("sharing group {name}")))?;
+        let before = g.members.len();
+        g.members.retain(|m| m != user_id);
+        if g.members.len() == before {
+            return Err(AdminError::NotFound(format!(
+                "{user_id} in sharing group {name}"
+            )));
+        }
+        Ok(((), format!("{user_id} removed from sharing group {name}")))
+    })
     .await?;
     Ok((200, json!({ "group": name, "removed": user_id })))
 }

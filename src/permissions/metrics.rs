@@ -22,6 +22,9 @@ pub struct Metrics {
     pub lookups: IntCounterVec,
     pub lookup_duration: Histogram,
     pub refreshes: IntCounterVec,
+    /// Policy saves that found another save made meanwhile and ran their
+    /// edit again.
+    pub save_conflicts: IntCounter,
 }
 
 impl Metrics {
@@ -67,6 +70,11 @@ impl Metrics {
             "guise_permission_filtered_records_total",
             "Records the data-permission rules took out of answers (lists and pages).",
         )?;
+        let save_conflicts = IntCounter::new(
+            "guise_permission_save_conflicts_total",
+            "Policy changes that found another admin's change saved meanwhile and were applied again on top of it.",
+        )?;
+        registry.register(Box::new(save_conflicts.clone()))?;
         for c in [&decisions, &cache, &lookups, &refreshes] {
             registry.register(Box::new(c.clone()))?;
         }
@@ -97,6 +105,7 @@ impl Metrics {
             lookups,
             lookup_duration,
             refreshes,
+            save_conflicts,
         })
     }
 

@@ -49,6 +49,15 @@ pub struct DecisionKey {
     pub record: Box<str>,
 }
 
+/// Why the policy could not be saved.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the policy changed under this edit {0} times in a row; try again")]
+    Contended(u32),
+}
+
 /// The policy of this node and its caches (see the module docs).
 pub struct Permissions {
     current: ArcSwap<Policy>,
@@ -56,6 +65,10 @@ pub struct Permissions {
     base: Mutex<Arc<Settings>>,
     /// The stored policy, when an admin has changed it.
     stored: Mutex<Option<PolicySpec>>,
+    /// Admin edits on this node go one at a time: they would only collide
+    /// with each other in the store. Edits from other nodes are caught by
+    /// the store's compare-and-set (see [`Permissions::update`]).
+    editing: tokio::sync::Mutex<()>,
     store: Arc<dyn Store>,
     facts: Cache<String, Arc<UserFacts>>,
     decisions: Cache<DecisionKey, Decision>,
@@ -92,6 +105,7 @@ impl Permissions {
                 .build(),
             base: Mutex::new(base),
             stored: Mutex::new(None),
+            editing: tokio::sync::Mutex::new(()),
             store,
             connector: pingora::connectors::http::Connector::new(None),
             filters: Default::default(),
@@ -182,19 +196,78 @@ impl Permissions {
         }
     }
 
-    /// Save `spec` (checked by the caller) as the policy of every node.
-    pub async fn save(&self, spec: &PolicySpec) -> Result<(), StoreError> {
-        let json = serde_json::to_string(spec).map_err(|e| StoreError::Corrupt {
-            key: format!("{POLICY}:{POLICY_ID}"),
-            reason: e.to_string(),
-        })?;
-        self.store.save_record(POLICY, POLICY_ID, &json).await?;
-        self.refresh().await;
-        self.store
-            .publish(&StoreEvent::RecordsChanged {
-                kind: POLICY.to_string(),
-            })
-            .await
+    /// Edit the policy of every node: `edit` changes the policy as stored
+    /// now (the file's when none is), and the result is saved only if
+    /// nobody saved another meanwhile; otherwise `edit` runs again on the
+    /// newer one. Two admins changing different rules at once both keep
+    /// their change, and one whose edit no longer applies (the rule's
+    /// resource was deleted meanwhile) gets `edit`'s own refusal.
+    ///
+    /// `edit` checks what it wants to save; an error from it ends the
+    /// update with nothing saved.
+    pub async fn update<T, E>(
+        &self,
+        mut edit: impl FnMut(&mut PolicySpec) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<UpdateError>,
+    {
+        const ATTEMPTS: u32 = 8;
+        let _one_at_a_time = self.editing.lock().await;
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                // Another node saved first. Its next edit may be queued
+                // right behind; a short random pause lets this one through.
+                let ms = rand::Rng::gen_range(&mut rand::thread_rng(), 0..=(2u64 << attempt));
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            }
+            let stored = self
+                .store
+                .load_records(POLICY)
+                .await
+                .map_err(UpdateError::Store)?
+                .into_iter()
+                .find(|(id, _)| id == POLICY_ID)
+                .map(|(_, json)| json);
+            let mut spec = match &stored {
+                Some(json) => serde_json::from_str::<PolicySpec>(json).map_err(|e| {
+                    UpdateError::Store(StoreError::Corrupt {
+                        key: format!("{POLICY}:{POLICY_ID}"),
+                        reason: e.to_string(),
+                    })
+                })?,
+                None => self
+                    .base
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .policy
+                    .clone(),
+            };
+            let out = edit(&mut spec)?;
+            let json = serde_json::to_string(&spec).map_err(|e| {
+                UpdateError::Store(StoreError::Corrupt {
+                    key: format!("{POLICY}:{POLICY_ID}"),
+                    reason: e.to_string(),
+                })
+            })?;
+            let saved = self
+                .store
+                .replace_record(POLICY, POLICY_ID, stored.as_deref(), &json)
+                .await
+                .map_err(UpdateError::Store)?;
+            if saved {
+                self.refresh().await;
+                self.store
+                    .publish(&StoreEvent::RecordsChanged {
+                        kind: POLICY.to_string(),
+                    })
+                    .await
+                    .map_err(UpdateError::Store)?;
+                return Ok(out);
+            }
+            self.metrics.save_conflicts.inc();
+        }
+        Err(UpdateError::Contended(ATTEMPTS).into())
     }
 
     /// "Refresh User Data" / "Refresh Sharing Group": every node drops its

@@ -377,6 +377,22 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn replace_record(
+        &self,
+        kind: &str,
+        id: &str,
+        expected: Option<&str>,
+        json: &str,
+    ) -> Result<bool, StoreError> {
+        let mut st = self.lock();
+        let key = (kind.to_string(), id.to_string());
+        if st.records.get(&key).map(String::as_str) != expected {
+            return Ok(false);
+        }
+        st.records.insert(key, json.to_string());
+        Ok(true)
+    }
+
     async fn load_records(&self, kind: &str) -> Result<Vec<(String, String)>, StoreError> {
         Ok(self
             .lock()

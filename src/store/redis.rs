@@ -728,6 +728,28 @@ impl Store for RedisStore {
         .await
     }
 
+    async fn replace_record(
+        &self,
+        kind: &str,
+        id: &str,
+        expected: Option<&str>,
+        json: &str,
+    ) -> Result<bool, StoreError> {
+        let (key, id, json) = (records_key(kind), id.to_string(), json.to_string());
+        let expected = expected.map(str::to_string);
+        self.exec("replace_record", move |sh, mut c| async move {
+            let mut replace = sh.scripts.replace_field.key(&key);
+            replace
+                .arg(&id)
+                .arg(u8::from(expected.is_some()))
+                .arg(expected.as_deref().unwrap_or(""))
+                .arg(&json);
+            let done: u8 = replace.invoke_async(&mut c).await?;
+            Ok(done == 1)
+        })
+        .await
+    }
+
     async fn load_records(&self, kind: &str) -> Result<Vec<(String, String)>, StoreError> {
         let key = records_key(kind);
         self.exec("load_records", move |_, mut c| async move {

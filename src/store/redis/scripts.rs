@@ -15,6 +15,7 @@ pub(super) struct Scripts {
     pub(super) count: Script,
     pub(super) hit: Script,
     pub(super) forgive: Script,
+    pub(super) replace_field: Script,
 }
 
 impl Scripts {
@@ -26,6 +27,7 @@ impl Scripts {
             count: Script::new(COUNT),
             hit: Script::new(HIT),
             forgive: Script::new(FORGIVE),
+            replace_field: Script::new(REPLACE_FIELD),
         }
     }
 }
@@ -112,4 +114,21 @@ local v = redis.call('GET', KEYS[1])
 if not v then return -1 end
 if tonumber(v) <= 0 then return 0 end
 return redis.call('DECR', KEYS[1])
+"#;
+
+/// Compare-and-set one field of a hash: write it only if it holds what the
+/// caller read (or, asked for absence, does not exist).
+///
+/// `KEYS[1]` hash; `ARGV[1]` field; `ARGV[2]` 1 when a value is expected,
+/// 0 when absence is; `ARGV[3]` the expected value; `ARGV[4]` the new one.
+/// Returns 1 when written, 0 when the field held something else.
+const REPLACE_FIELD: &str = r#"
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if ARGV[2] == '1' then
+  if cur ~= ARGV[3] then return 0 end
+elseif cur then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+return 1
 "#;
