@@ -393,8 +393,11 @@ struct Cached {
 impl Cached {
     fn new() -> Cached {
         let (spec, _) = policy_specs();
+        // Decisions are kept for `lookup_ttl` (5 s by default); long
+        // enough here for criterion's whole run.
         let settings = Settings {
             policy: spec,
+            lookup_ttl: std::time::Duration::from_secs(3600),
             ..Settings::default()
         };
         let metrics = Metrics::new(&guise::metrics::Metrics::new()).expect("metrics register");
