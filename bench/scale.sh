@@ -318,7 +318,8 @@ mkdir -p "$BENCH/results"
 STAMP=$(date +%Y%m%d-%H%M%S)
 RESULT=$BENCH/results/scale-$STAMP.txt
 RAW=$BENCH/results/scale-$STAMP.json
-COMMAND="bench/scale.sh --nodes $NODES --revocations $REVOCATIONS --duration $DURATION --sessions $SESSIONS --time-scale $TIME_SCALE$([[ ${#MODES[@]} -eq 1 ]] && echo " --${MODES[0]}-only")"
+COMMAND="bench/scale.sh --nodes $NODES --revocations $REVOCATIONS --duration $DURATION --sessions $SESSIONS --time-scale $TIME_SCALE"
+if [[ ${#MODES[@]} -eq 1 ]]; then COMMAND+=" --${MODES[0]}-only"; fi
 args=()
 for mode in "${MODES[@]}"; do args+=("$mode=$TMP/$mode-revoke.json,$TMP/$mode-load.json"); done
 {
