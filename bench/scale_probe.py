@@ -595,7 +595,11 @@ def cmd_load(a):
     warm(polls, sessions)
     for c in polls:
         c.sock.close()
-    tmp = tempfile.mkdtemp(prefix="guise-scale-wrk.")
+    with tempfile.TemporaryDirectory(prefix="guise-scale-wrk.") as tmp:
+        load_with(a, ports, addrs, pids, sessions, tmp)
+
+
+def load_with(a, ports, addrs, pids, sessions, tmp):
     cookies = ", ".join(json.dumps(s["cookie"]) for s in sessions)
     scripts = []
     for j, _ in enumerate(ports):
