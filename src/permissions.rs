@@ -26,7 +26,7 @@ pub use crate::config::permissions as spec;
 pub use crate::config::permissions::ops;
 
 pub use policy::{Decision, Grant, GrantView, Lookups, NoLookups, Policy, Related, UserFacts};
-pub use registry::{DecisionKey, Permissions, POLICY, USER_DATA};
+pub use registry::{DecisionKey, Permissions, UpdateError, POLICY, USER_DATA};
 pub use request::{Access, Viewer};
 pub use spec::{
     Action, AdviceSpec, AttributeSpec, CriterionSpec, GroupSpec, LookupSpec, PolicySpec,
