@@ -179,27 +179,27 @@ pub async fn put_everyone(
 ) -> Result<(u16, Value), AdminError> {
     let e: Everyone = body::parse_json(raw, "`{\"everyone\": true|false, \"confirm\": true}`")?;
     let deleted = save(api, actor, |spec| {
-    let r = resource_mut(spec, name)?;
-    let deleted: Vec<String> = r.rules.iter().map(|r| r.name.clone()).collect();
-    if e.everyone && !deleted.is_empty() && !e.confirm {
-        return Err(AdminError::Conflict(format!(
-            "Everyone gets READ/WRITE deletes the rules of {name}: {}; send \"confirm\": true to go ahead",
-            deleted.join(", ")
-        )));
-    }
-    if e.everyone {
-        r.rules.clear();
-    }
-    r.everyone = Some(e.everyone);
-    let what = if e.everyone {
-        format!(
-            "Everyone gets READ/WRITE on {name} turned on; rules deleted: [{}]",
-            deleted.join(", ")
-        )
-    } else {
-        format!("Everyone gets READ/WRITE on {name} turned off")
-    };
-    Ok((deleted, what))
+        let r = resource_mut(spec, name)?;
+        let deleted: Vec<String> = r.rules.iter().map(|r| r.name.clone()).collect();
+        if e.everyone && !deleted.is_empty() && !e.confirm {
+            return Err(AdminError::Conflict(format!(
+                "Everyone gets READ/WRITE deletes the rules of {name}: {}; send \"confirm\": true to go ahead",
+                deleted.join(", ")
+            )));
+        }
+        if e.everyone {
+            r.rules.clear();
+        }
+        r.everyone = Some(e.everyone);
+        let what = if e.everyone {
+            format!(
+                "Everyone gets READ/WRITE on {name} turned on; rules deleted: [{}]",
+                deleted.join(", ")
+            )
+        } else {
+            format!("Everyone gets READ/WRITE on {name} turned off")
+        };
+        Ok((deleted, what))
     })
     .await?;
     let note = (!e.everyone && deleted.is_empty())
@@ -233,8 +233,8 @@ pub async fn put_rule(
         let r = resource_mut(spec, name)?;
         if r.everyone == Some(true) || (r.everyone.is_none() && r.rules.is_empty()) {
             return Err(AdminError::Conflict(format!(
-            "{name} gives everyone READ/WRITE; turn that off (PUT …/everyone) before adding rules"
-        )));
+                "{name} gives everyone READ/WRITE; turn that off (PUT …/everyone) before adding rules"
+            )));
         }
         let created = match r.rules.iter_mut().find(|x| x.name == rule_name) {
             Some(old) => {
