@@ -101,6 +101,21 @@ async fn save<T>(
     Ok(out)
 }
 
+/// Put `item` in place of the entry `same` finds, or add it: whether it
+/// was added.
+fn upsert<T>(list: &mut Vec<T>, item: T, same: impl Fn(&T) -> bool) -> bool {
+    match list.iter_mut().find(|x| same(x)) {
+        Some(old) => {
+            *old = item;
+            false
+        }
+        None => {
+            list.push(item);
+            true
+        }
+    }
+}
+
 fn resource_mut<'a>(
     spec: &'a mut PolicySpec,
     name: &str,
@@ -146,16 +161,7 @@ pub async fn put_resource(
                 }
             }
         }
-        let created = match spec.resources.iter_mut().find(|o| o.name == name) {
-            Some(old) => {
-                *old = r.clone();
-                false
-            }
-            None => {
-                spec.resources.push(r.clone());
-                true
-            }
-        };
+        let created = upsert(&mut spec.resources, r.clone(), |x| x.name == name);
         Ok((created, format!("resource {name} saved")))
     })
     .await?;
@@ -236,16 +242,7 @@ pub async fn put_rule(
                 "{name} gives everyone READ/WRITE; turn that off (PUT …/everyone) before adding rules"
             )));
         }
-        let created = match r.rules.iter_mut().find(|x| x.name == rule_name) {
-            Some(old) => {
-                *old = rule.clone();
-                false
-            }
-            None => {
-                r.rules.push(rule.clone());
-                true
-            }
-        };
+        let created = upsert(&mut r.rules, rule.clone(), |x| x.name == rule_name);
         Ok((created, format!("rule `{rule_name}` on {name} saved")))
     })
     .await?;
@@ -373,16 +370,7 @@ pub async fn put_group(
         )));
     }
     let created = save(api, actor, |spec| {
-        let created = match spec.groups.iter_mut().find(|x| x.name == name) {
-            Some(old) => {
-                *old = g.clone();
-                false
-            }
-            None => {
-                spec.groups.push(g.clone());
-                true
-            }
-        };
+        let created = upsert(&mut spec.groups, g.clone(), |x| x.name == name);
         Ok((created, format!("sharing group {name} saved")))
     })
     .await?;

@@ -213,6 +213,12 @@ impl Permissions {
         E: From<UpdateError>,
     {
         const ATTEMPTS: u32 = 8;
+        let corrupt = |e: serde_json::Error| {
+            UpdateError::Store(StoreError::Corrupt {
+                key: format!("{POLICY}:{POLICY_ID}"),
+                reason: e.to_string(),
+            })
+        };
         let _one_at_a_time = self.editing.lock().await;
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
@@ -230,12 +236,7 @@ impl Permissions {
                 .find(|(id, _)| id == POLICY_ID)
                 .map(|(_, json)| json);
             let mut spec = match &stored {
-                Some(json) => serde_json::from_str::<PolicySpec>(json).map_err(|e| {
-                    UpdateError::Store(StoreError::Corrupt {
-                        key: format!("{POLICY}:{POLICY_ID}"),
-                        reason: e.to_string(),
-                    })
-                })?,
+                Some(json) => serde_json::from_str::<PolicySpec>(json).map_err(corrupt)?,
                 None => self
                     .base
                     .lock()
@@ -244,12 +245,7 @@ impl Permissions {
                     .clone(),
             };
             let out = edit(&mut spec)?;
-            let json = serde_json::to_string(&spec).map_err(|e| {
-                UpdateError::Store(StoreError::Corrupt {
-                    key: format!("{POLICY}:{POLICY_ID}"),
-                    reason: e.to_string(),
-                })
-            })?;
+            let json = serde_json::to_string(&spec).map_err(corrupt)?;
             let saved = self
                 .store
                 .replace_record(POLICY, POLICY_ID, stored.as_deref(), &json)
