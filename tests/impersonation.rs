@@ -558,10 +558,7 @@ async fn an_admin_lists_impersonations_in_progress_and_ends_one() {
 
 #[tokio::test]
 async fn starting_on_one_node_signs_the_admin_out_on_another_at_once() {
-    let redis = RedisServer::start();
-    let yaml = demo_yaml(&redis_store(&redis.url()), "");
-    let a = Fixture::start_with(&yaml).await;
-    let b = Fixture::start_with(&yaml).await;
+    let (_redis, a, b) = demo_nodes_on_redis().await;
     let c = client();
     let on_a = login(&c, &a.url(""), "admin@demo.test", DEMO_PW).await;
     // Cached on node A.
@@ -809,10 +806,7 @@ async fn events(c: &reqwest::Client, base: &str, who: &Signed) -> Events {
 /// B: the tab is told at once, with the reason, through Redis.
 #[tokio::test]
 async fn open_tabs_are_told_across_nodes_when_the_admin_is_signed_out() {
-    let redis = RedisServer::start();
-    let yaml = demo_yaml(&redis_store(&redis.url()), "");
-    let a = Fixture::start_with(&yaml).await;
-    let b = Fixture::start_with(&yaml).await;
+    let (_redis, a, b) = demo_nodes_on_redis().await;
     let c = client();
     let ada = login(&c, &a.url(""), "admin@demo.test", DEMO_PW).await;
     let mut tab = events(&c, &a.url(""), &ada).await;

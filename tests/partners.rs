@@ -323,10 +323,7 @@ async fn admin(
 
 #[tokio::test]
 async fn admins_assign_records_and_bundles_and_every_node_follows() {
-    let redis = RedisServer::start();
-    let yaml = demo_yaml(&redis_store(&redis.url()), "");
-    let a = Fixture::start_with(&yaml).await;
-    let b = Fixture::start_with(&yaml).await;
+    let (_redis, a, b) = demo_nodes_on_redis().await;
     let c = client();
     let ada = login(&c, &a.url(""), "admin@demo.test", DEMO_PW).await;
     let anna_b = login(&c, &b.url(""), "anna@acme.test", DEMO_PW).await;
@@ -890,10 +887,7 @@ async fn login_as_me_enters_a_tenant_as_the_paired_user_and_leaves_it() {
 
 #[tokio::test]
 async fn turning_partner_login_off_ends_paired_sessions_on_every_node() {
-    let redis = RedisServer::start();
-    let yaml = demo_yaml(&redis_store(&redis.url()), "");
-    let a = Fixture::start_with(&yaml).await;
-    let b = Fixture::start_with(&yaml).await;
+    let (_redis, a, b) = demo_nodes_on_redis().await;
     login_as_me_holds(&a, &b).await;
 }
 

@@ -9,7 +9,6 @@ mod support;
 
 use serde_json::{json, Value};
 use support::login::*;
-use support::redis::RedisServer;
 use support::*;
 
 /// An admin API call as `who`.
@@ -600,10 +599,7 @@ async fn the_admin_api_checks_every_change() {
 /// the policy epoch, users through their facts.
 #[tokio::test]
 async fn changes_take_effect_on_every_node_at_once() {
-    let redis = RedisServer::start();
-    let yaml = demo_yaml(&redis_store(&redis.url()), "");
-    let a = Fixture::start_with(&yaml).await;
-    let b = Fixture::start_with(&yaml).await;
+    let (_redis, a, b) = demo_nodes_on_redis().await;
     let c = client();
     let ada = login(&c, &a.url(""), "admin@demo.test", DEMO_PW).await;
     let bea_b = login(&c, &b.url(""), "bu1@demo.test", DEMO_PW).await;
@@ -689,10 +685,7 @@ async fn changes_take_effect_on_every_node_at_once() {
 /// of it instead of writing over it (the policy is one stored record).
 #[tokio::test]
 async fn concurrent_changes_on_two_nodes_are_all_kept() {
-    let redis = RedisServer::start();
-    let yaml = demo_yaml(&redis_store(&redis.url()), "");
-    let a = Fixture::start_with(&yaml).await;
-    let b = Fixture::start_with(&yaml).await;
+    let (_redis, a, b) = demo_nodes_on_redis().await;
     let c = client();
     let ada_a = login(&c, &a.url(""), "admin@demo.test", DEMO_PW).await;
     let ada_b = login(&c, &b.url(""), "admin@demo.test", DEMO_PW).await;

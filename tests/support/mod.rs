@@ -320,6 +320,16 @@ pub fn guise_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_guise"))
 }
 
+/// Two gateways running the demo configuration on one fresh Redis: the
+/// multi-node tests' setup. Keep the server for as long as the nodes.
+pub async fn demo_nodes_on_redis() -> (redis::RedisServer, Fixture, Fixture) {
+    let redis = redis::RedisServer::start();
+    let yaml = demo_yaml(&redis_store(&redis.url()), "");
+    let a = Fixture::start_with(&yaml).await;
+    let b = Fixture::start_with(&yaml).await;
+    (redis, a, b)
+}
+
 /// `config/demo.yaml` with the fixture's addresses, `store` as the
 /// `sessions:` section and `extra` appended.
 pub fn demo_yaml(store: &str, extra: &str) -> String {
