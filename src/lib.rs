@@ -19,8 +19,12 @@
 //! 5. [`gateway`] answers the gateway's own endpoints ([`auth`]'s login and
 //!    logout, [`admin`]'s API);
 //! 6. [`auth::policy`] requires a login where a page needs one;
-//! 7. (next) partners: licence, bundle and paired-user limits;
-//! 8. (next) permissions: the data-permission decision.
+//! 7. [`partners`]: a partner user's licence, bundle and assigned records
+//!    (a record reached by its own id is placed by a [`lookup`] of its
+//!    parents), and a paired user's tenant;
+//!    then [`impersonation::privacy`]: what an impersonator may not see;
+//! 8. [`permissions`]: the data-permission decision on the records the
+//!    request names (with [`lookup`]s where the rules need the record).
 //!
 //! The upstream request then gets [`forwarded`] headers and the subject's
 //! signed identity headers ([`subject::Subject::sign_onto`]). Every stage's
@@ -48,12 +52,11 @@
 //!   gateway's Prometheus registry.
 //! - [`filter`] rewrites upstream responses so they hold only the records
 //!   the request's decision keeps: JSON lists and records, redacted
-//!   fields, HTML list pages streamed through lol_html (not wired in yet).
+//!   fields, HTML list pages streamed through lol_html.
 //! - [`tab`] tells a browser tab that its session is no longer the
 //!   browser's (another tab started impersonating, or signed out): the
 //!   snippet injected into pages, its script and stylesheet, the banner
-//!   shown while impersonating, and the `/_guise/events` stream (not wired
-//!   in yet).
+//!   shown while impersonating, and the `/_guise/events` stream.
 //! - [`tls`] checks certificate files and makes development ones.
 //! - [`demo_upstream`] is the bundled legacy app used by the demo, the
 //!   tests and the benchmarks.
@@ -84,6 +87,7 @@ pub mod identity;
 pub mod impersonation;
 pub mod live;
 pub mod log_limit;
+pub mod lookup;
 pub mod mail;
 pub mod metrics;
 pub mod ops;

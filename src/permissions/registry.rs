@@ -73,8 +73,8 @@ pub struct Permissions {
     facts: Cache<String, Arc<UserFacts>>,
     decisions: Cache<DecisionKey, Decision>,
     lookups: moka::future::Cache<(u64, u32, String), Related>,
-    /// Connections to the upstream for lookups.
-    pub(super) connector: pingora::connectors::http::Connector,
+    /// Lookups of records from the upstream.
+    pub(super) lookup: crate::lookup::Lookup,
     /// Answer filters compiled per policy epoch.
     pub filters: super::answer::FilterCache,
     pub metrics: Metrics,
@@ -107,7 +107,7 @@ impl Permissions {
             stored: Mutex::new(None),
             editing: tokio::sync::Mutex::new(()),
             store,
-            connector: pingora::connectors::http::Connector::new(None),
+            lookup: crate::lookup::Lookup::new(super::request::SERVICE_USER),
             filters: Default::default(),
             metrics,
         })

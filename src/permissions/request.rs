@@ -14,29 +14,17 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::BytesMut;
 use pingora::http::RequestHeader;
 
 use super::policy::{Decision, Lookups, Policy, Related, UserFacts};
 use super::registry::{DecisionKey, Permissions};
 use super::PermissionError;
 use crate::config::permissions::{Action, LookupSpec};
-use crate::identity::IdentityHeaders;
 use crate::live::Live;
+use crate::lookup::{scalar_text, Fetched};
 use crate::routes::{Action as RouteAction, RecordSource, RouteSpec, RouteTable};
 use crate::subject::Subject;
 use crate::users::User;
-
-/// What a key escapes to sit in one path segment: everything but the
-/// unreserved characters (RFC 3986), so `rel-2` stays `rel-2` and `a/b` or `..`
-/// cannot reach another path.
-const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'~');
-
-/// The largest record a lookup reads.
-const LOOKUP_LIMIT: usize = 1024 * 1024;
 
 /// The user id a lookup is signed with; upstreams that check identity
 /// headers should let it read every record.
@@ -469,83 +457,18 @@ async fn fetch(
     key: &str,
     unix_now: u64,
 ) -> Related {
-    let encoded = percent_encoding::utf8_percent_encode(key, SEGMENT).to_string();
-    let path = spec.path.replace("{id}", &encoded);
-    match exchange(permissions, live, &path, unix_now).await {
-        Ok((404, _)) | Ok((410, _)) => Related::Missing,
-        Ok((status, body)) if (200..300).contains(&status) => {
-            let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&body) else {
-                tracing::warn!(path, "a lookup's answer is not JSON");
-                return Related::Unavailable;
-            };
-            let record = if spec.pointer.is_empty() {
-                Some(&doc)
-            } else {
-                doc.pointer(&spec.pointer)
-            };
-            let Some(record) = record.filter(|r| r.is_object()) else {
-                tracing::warn!(
-                    path,
-                    pointer = spec.pointer,
-                    "a lookup's answer holds no record there"
-                );
-                return Related::Unavailable;
-            };
-            Related::Found(
-                fields
-                    .iter()
-                    .map(|f| match record.pointer(f) {
-                        Some(serde_json::Value::String(s)) => Some(s.clone()),
-                        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
-                        Some(serde_json::Value::Bool(b)) => Some(b.to_string()),
-                        _ => None,
-                    })
-                    .collect(),
-            )
-        }
-        Ok((status, _)) => {
-            tracing::warn!(path, status, "a lookup was refused by the upstream");
-            Related::Unavailable
-        }
-        Err(e) => {
-            tracing::warn!(path, error = %e, "a lookup failed");
-            Related::Unavailable
-        }
+    let got = permissions
+        .lookup
+        .record(live, &spec.path, &spec.pointer, key, unix_now)
+        .await;
+    match got {
+        Fetched::Found(record) => Related::Found(
+            fields
+                .iter()
+                .map(|f| record.pointer(f).and_then(scalar_text))
+                .collect(),
+        ),
+        Fetched::Missing => Related::Missing,
+        Fetched::Failed => Related::Unavailable,
     }
-}
-
-/// GET `path` from the upstream as guise's service identity.
-async fn exchange(
-    permissions: &Permissions,
-    live: &Live,
-    path: &str,
-    unix_now: u64,
-) -> pingora::Result<(u16, bytes::Bytes)> {
-    let mut req = RequestHeader::build("GET", path.as_bytes(), None)?;
-    req.insert_header(http::header::HOST, live.config.upstream.authority.as_str())?;
-    req.insert_header(http::header::ACCEPT, "application/json")?;
-    let identity = IdentityHeaders::for_user(SERVICE_USER, "", &["service"], "lookup")
-        .map_err(|e| pingora::Error::explain(pingora::ErrorType::InternalError, e.to_string()))?;
-    live.signer
-        .sign_request(&mut req, &identity, unix_now)
-        .map_err(|e| pingora::Error::explain(pingora::ErrorType::InternalError, e.to_string()))?;
-    let peer = live.peer.clone();
-    let connector = &permissions.connector;
-    let (mut http, _) = connector.get_http_session(&peer).await?;
-    http.write_request_header(Box::new(req)).await?;
-    http.finish_request_body().await?;
-    http.read_response_header().await?;
-    let status = http.response_header().map_or(502, |h| h.status.as_u16());
-    let mut body = BytesMut::new();
-    while let Some(chunk) = http.read_response_body().await? {
-        if body.len() + chunk.len() > LOOKUP_LIMIT {
-            return Err(pingora::Error::explain(
-                pingora::ErrorType::InvalidHTTPHeader,
-                "a looked-up record is too large",
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    connector.release_http_session(http, &peer, None).await;
-    Ok((status, body.freeze()))
 }
