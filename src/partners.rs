@@ -13,7 +13,9 @@
 //!   subject, the route and the records the request names (with their
 //!   parents, looked up beforehand), it allows the request, with a
 //!   [`PartnerKeep`] for filtering the answer, or refuses it with a
-//!   [`PartnerError`] that says why;
+//!   [`PartnerError`] that says why; [`check`] gathers its inputs from the
+//!   request and leaves what needs a lookup of [`parents`] to
+//!   [`Pending::finish`];
 //! - [`import`] reads a CRM export (CSV) of partners and partner users.
 //!
 //! A partner user reaches the companies and relationships assigned to their
@@ -23,18 +25,20 @@
 pub mod answer;
 mod gauges;
 pub mod import;
+pub mod parents;
 mod registry;
 mod seats;
 
 use std::sync::Arc;
 
+use crate::live::Live;
 use crate::respond::Refuse;
 use crate::routes::{Class, RecordSource, RouteSpec, RouteTable};
 use crate::subject::Subject;
 use crate::users::{Licence, User};
 
 pub use crate::config::partners::{
-    Bundle, Partner, PartnerStatus, Settings, Tenant, TenantSettings, DEFAULT_AREAS,
+    Bundle, ParentSpec, Partner, PartnerStatus, Settings, Tenant, TenantSettings, DEFAULT_AREAS,
 };
 pub use gauges::PartnerGauges;
 pub use registry::{Registry, Snapshot, BUNDLE, PARTNER, TENANT};
@@ -69,6 +73,8 @@ pub enum PartnerError {
     NotAPartnerUser,
     #[error("all {total} Full licences are in use ({used} of {total}); free one before assigning another")]
     SeatsFull { used: u64, total: u64 },
+    #[error("the gateway cannot tell now which company or relationship this {resource} belongs to; try again shortly")]
+    LookupFailed { resource: String },
 }
 
 impl Refuse for PartnerError {
@@ -76,6 +82,7 @@ impl Refuse for PartnerError {
         match self {
             PartnerError::NoTenant(_) => 404,
             PartnerError::SeatsFull { .. } => 409,
+            PartnerError::LookupFailed { .. } => 503,
             _ => 403,
         }
     }
@@ -93,6 +100,7 @@ impl Refuse for PartnerError {
             PartnerError::NoTenant(_) => "no_tenant",
             PartnerError::NotAPartnerUser => "not_a_partner_user",
             PartnerError::SeatsFull { .. } => "seats_full",
+            PartnerError::LookupFailed { .. } => "partner_lookup_failed",
         }
     }
     fn title(&self) -> &'static str {
@@ -123,7 +131,7 @@ impl Refuse for PartnerError {
 
 /// Every [`PartnerError`] code, so `guise_partner_refusals_total` shows
 /// each reason from the start (at 0) rather than once it first happens.
-pub const REFUSAL_CODES: [&str; 11] = [
+pub const REFUSAL_CODES: [&str; 12] = [
     "partner_inactive",
     "no_full_licence",
     "area_not_in_bundle",
@@ -135,6 +143,7 @@ pub const REFUSAL_CODES: [&str; 11] = [
     "partner_login_off",
     "no_tenant",
     "not_a_partner_user",
+    "partner_lookup_failed",
 ];
 
 /// Whether `user` is a partner user (and not a paired ghost).
@@ -295,21 +304,73 @@ pub fn named_records(
     out
 }
 
+/// What stage 7 still has to do after its synchronous part.
+pub enum Step<'a> {
+    /// Decided.
+    Done(Access),
+    /// Records named by their own id need their parents looked up first:
+    /// [`Pending::finish`] does it. Kept apart so that the common request
+    /// never builds the lookup's future.
+    Parents(Pending<'a>),
+}
+
+/// A decision that waits for lookups of parents.
+pub struct Pending<'a> {
+    snap: Arc<Snapshot>,
+    settings: &'a Settings,
+    subject: Option<&'a Subject>,
+    req: Request<'a>,
+    records: Vec<NamedRecord>,
+}
+
+impl Pending<'_> {
+    /// Look up the parents of the records that need them, and decide.
+    pub async fn finish(
+        mut self,
+        registry: &Registry,
+        live: &Live,
+        unix_now: u64,
+    ) -> Result<Access, PartnerError> {
+        let ttl = self.settings.lookup_ttl;
+        for r in &mut self.records {
+            if let Some(spec) = parent_spec(self.settings, &r.resource) {
+                let found = registry
+                    .parents
+                    .of(live, spec, &r.id, ttl, unix_now)
+                    .await?;
+                r.parents = found.to_vec();
+            }
+        }
+        decide(
+            &self.snap,
+            self.settings,
+            self.subject,
+            self.req,
+            &self.records,
+        )
+    }
+}
+
+/// How records of `resource` are placed inside assigned ones, if they are.
+fn parent_spec<'s>(settings: &'s Settings, resource: &str) -> Option<&'s ParentSpec> {
+    settings.parents.iter().find(|p| p.resource == resource)
+}
+
 /// Stage 7 of the pipeline, from what the earlier stages found: the
 /// request's class and subject.
-pub fn check(
+pub fn check<'a>(
     registry: &Registry,
-    settings: &Settings,
-    table: &RouteTable,
+    settings: &'a Settings,
+    table: &'a RouteTable,
     class: Class,
-    subject: Option<&Subject>,
-    uri: &http::Uri,
-) -> Result<Access, PartnerError> {
+    subject: Option<&'a Subject>,
+    uri: &'a http::Uri,
+) -> Result<Step<'a>, PartnerError> {
     // Most requests are not a partner's: no snapshot, no record parsing.
     let concerned =
         subject.is_some_and(|s| s.effective.partner.is_some() || s.effective.paired.is_some());
     if !concerned {
-        return Ok(Access::Unrestricted);
+        return Ok(Step::Done(Access::Unrestricted));
     }
     let snap = registry.snapshot();
     let path = uri.path();
@@ -326,7 +387,30 @@ pub fn check(
         // The app's login page (upstream mode) is for everyone.
         public: route.map_or(class == Class::Login, |r| r.public),
     };
-    decide(&snap, settings, subject, req, &records)
+    if !records
+        .iter()
+        .any(|r| parent_spec(settings, &r.resource).is_some())
+    {
+        return decide(&snap, settings, subject, req, &records).map(Step::Done);
+    }
+    // Refuse what needs no lookup first (licence, bundle, records named
+    // directly), so a refused request costs the app nothing.
+    let direct: Vec<NamedRecord> = records
+        .iter()
+        .filter(|r| parent_spec(settings, &r.resource).is_none())
+        .cloned()
+        .collect();
+    match decide(&snap, settings, subject, req, &direct)? {
+        // Rules that do not look at records (paired users, public pages).
+        Access::Unrestricted => Ok(Step::Done(Access::Unrestricted)),
+        Access::Partner(_) => Ok(Step::Parents(Pending {
+            snap,
+            settings,
+            subject,
+            req,
+            records,
+        })),
+    }
 }
 
 /// Stage 7: may this subject make this request, and what may its answer

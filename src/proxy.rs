@@ -394,7 +394,7 @@ impl ProxyHttp for GatewayProxy {
         }
 
         // 7. Partner users: their licence, bundle and assigned records.
-        let decided = partners::check(
+        let step = partners::check(
             &self.endpoints.partners,
             &live.config.partners,
             &live.routes,
@@ -402,6 +402,16 @@ impl ProxyHttp for GatewayProxy {
             ctx.subject.as_ref(),
             &session.req_header().uri,
         );
+        let decided = match step {
+            Ok(partners::Step::Done(access)) => Ok(access),
+            // A record reached by its own id (rare, cached after the
+            // first): boxed, as stage 5's.
+            Ok(partners::Step::Parents(pending)) => {
+                let now = self.clock.unix_now();
+                Box::pin(pending.finish(&self.endpoints.partners, &live, now)).await
+            }
+            Err(e) => Err(e),
+        };
         match decided {
             Ok(access) => {
                 ctx.access = access;

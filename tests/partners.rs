@@ -262,6 +262,46 @@ async fn partner_rules_hold(f: &Fixture) {
         }
     }
 
+    // A write names the CTA by its own id only: the gateway looks up the
+    // company it sits in before the app sees the request. Globex's CTA is
+    // refused, by PATCH and by DELETE, and stays as it was.
+    let write = |method: reqwest::Method, path: &str| {
+        c.request(method, f.url(path))
+            .header("cookie", &anna.cookie)
+            .header("accept", "application/json")
+            .json(&json!({"status": "Closed"}))
+            .send()
+    };
+    let r = write(reqwest::Method::PATCH, "/api/ctas/cta-11")
+        .await
+        .unwrap();
+    refused(r, "record_not_assigned", "this cta is not assigned").await;
+    let r = write(reqwest::Method::DELETE, "/api/ctas/cta-11")
+        .await
+        .unwrap();
+    refused(r, "record_not_assigned", "this cta is not assigned").await;
+    // A CTA the app does not have: the same words.
+    let r = write(reqwest::Method::PATCH, "/api/ctas/cta-999")
+        .await
+        .unwrap();
+    refused(r, "record_not_assigned", "this cta is not assigned").await;
+    // Acme's own CTA passes the partner rules; the data-permission rules,
+    // which grant her no CTA writes, decide next.
+    let r = write(reqwest::Method::PATCH, "/api/ctas/cta-8")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["detail"], "no rule grants WRITE on this cta", "{v}");
+
+    let sam = login(&c, &base, "super@demo.test", DEMO_PW).await;
+    let v: Value = get(&c, &base, &sam, "/api/ctas/cta-11")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["data"]["status"], "Open", "Globex's CTA was written: {v}");
+
     // Internal users are not partner users: the rules leave them alone.
     let bea = login(&c, &base, "bu1@demo.test", DEMO_PW).await;
     assert_eq!(status(&c, f, &bea, "/api/companies/co-109").await, 200);
@@ -307,6 +347,46 @@ async fn partner_users_reach_only_their_partners_records_and_areas_over_redis() 
     let redis = RedisServer::start();
     let f = Fixture::start_with(&demo_yaml(&redis_store(&redis.url()), "")).await;
     partner_rules_hold(&f).await;
+}
+
+/// A record reached by its own id whose parents cannot be looked up is
+/// refused with a reason (503), never let through; the app answering
+/// again is enough for the next request.
+#[tokio::test]
+async fn a_failed_parent_lookup_refuses_with_a_reason() {
+    let yaml = demo_yaml(MEMORY, "").replace(
+        "lookup: { path: \"/api/ctas/{id}\", pointer: /data }\n      refs:",
+        "lookup: { path: \"/api/status/503?id={id}\", pointer: /data }\n      refs:",
+    );
+    assert!(
+        yaml.contains("/api/status/503?id={id}"),
+        "demo.yaml changed shape"
+    );
+    let f = Fixture::start_with(&yaml).await;
+    let c = client();
+    let base = f.url("");
+    let anna = login(&c, &base, "anna@acme.test", DEMO_PW).await;
+    let r = get(&c, &base, &anna, "/api/ctas/cta-8").await;
+    assert_eq!(r.status(), 503);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "partner_lookup_failed", "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("which company or relationship this cta belongs to"),
+        "{v}"
+    );
+    assert_eq!(
+        f.metric("guise_partner_refusals_total{reason=\"partner_lookup_failed\"}")
+            .await,
+        1.0
+    );
+    // Lists name no record by its own id: no lookup, filtered as before.
+    assert_eq!(status(&c, &f, &anna, "/api/ctas").await, 200);
+    // Internal users are not held up by partner lookups.
+    let bea = login(&c, &base, "bu1@demo.test", DEMO_PW).await;
+    assert_eq!(status(&c, &f, &bea, "/api/ctas/cta-1").await, 200);
 }
 
 /// An admin API call as `who`.

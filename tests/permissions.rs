@@ -359,8 +359,23 @@ async fn single_records_writes_and_refusals() {
             .status(),
         403
     );
-    // A write naming no record needs a grant on every record.
+    // A write is decided on the record its route names, looked up: a
+    // company-level CTA is written under "Company-level CTAs"; Ben's BU2
+    // has no write rule for Product A, so cta-1 is refused him.
     let r = patch(&bea, "/api/ctas/cta-4").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = patch(&ben, "/api/ctas/cta-1").await.unwrap();
+    assert_eq!(r.status(), 403);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["detail"], "no rule grants WRITE on this cta");
+    // A write naming no record (a create) needs a grant on every record.
+    let r = c
+        .post(f.url("/api/ctas"))
+        .header("cookie", &bea.cookie)
+        .json(&json!({"title": "New", "company_id": "co-100"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
 
     // Metrics: decisions by result, cache use, lookups.

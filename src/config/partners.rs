@@ -149,9 +149,33 @@ pub struct Settings {
     /// The largest JSON answer filtered for a partner user; a larger one
     /// is refused (502), never passed on unfiltered.
     pub answer_max_bytes: usize,
-    /// Tenants for paired users (none configurable yet: paired users and
-    /// "Login as me" come next).
+    /// Client tenants, where paired users work.
     pub tenants: TenantSettings,
+    /// Resources whose records sit inside assigned ones, and how to find
+    /// where.
+    pub parents: Vec<ParentSpec>,
+    /// How long a record's looked-up parents are kept.
+    pub lookup_ttl: std::time::Duration,
+}
+
+/// The default of [`Settings::lookup_ttl`].
+pub const DEFAULT_LOOKUP_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The resources a partner has records of assigned to it directly.
+pub const ASSIGNABLE: [&str; 4] = ["company", "relationship", "report", "partner"];
+
+/// Records of `resource` sit inside assigned companies or relationships: a
+/// request naming one by its own id is allowed when a parent is assigned,
+/// and the parents are read from the upstream's record at `path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParentSpec {
+    pub resource: String,
+    /// Upstream path with `{id}` (`/api/ctas/{id}`).
+    pub path: String,
+    /// JSON pointer to the record in the answer; empty: the whole answer.
+    pub pointer: String,
+    /// `(resource, JSON pointer)`: the fields that name the parents.
+    pub refs: Vec<(String, String)>,
 }
 
 impl Default for Settings {
@@ -166,6 +190,8 @@ impl Default for Settings {
             unrouted_allowed: false,
             answer_max_bytes: DEFAULT_ANSWER_MAX_BYTES,
             tenants: TenantSettings::default(),
+            parents: Vec::new(),
+            lookup_ttl: DEFAULT_LOOKUP_TTL,
         }
     }
 }

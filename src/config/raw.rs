@@ -423,6 +423,34 @@ pub struct RawPartners {
     pub unrouted: Option<String>,
     /// The largest JSON answer filtered for partner users (default 8 MiB).
     pub answer_max_bytes: Option<usize>,
+    /// Records inside a company or relationship that a request reaches by
+    /// their own id (a CTA): how to look up where they sit.
+    #[serde(default, deserialize_with = "empty_is_default")]
+    pub parents: Vec<RawParent>,
+    /// How long a looked-up record's parents are kept, in seconds
+    /// (default 5; 0: looked up on every request).
+    pub lookup_seconds: Option<f64>,
+}
+
+/// A resource whose records sit inside assigned ones.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawParent {
+    /// The resource routes name in `records` (`cta`).
+    pub resource: String,
+    /// Where one record is read from the upstream.
+    pub lookup: super::permissions::LookupSpec,
+    /// The fields of that record that name its parents.
+    pub refs: Vec<RawParentRef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawParentRef {
+    /// `company` or `relationship`.
+    pub resource: String,
+    /// JSON pointer within the record (`/company_id`).
+    pub field: String,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -617,3 +617,63 @@ fn every_mail_problem_is_reported_with_its_path_and_line() {
         assert!(issue.line.is_some(), "{block}: no line");
     }
 }
+
+#[test]
+fn partner_parents_are_checked_with_their_lines() {
+    let src = format!(
+        "{GOOD}partners:
+  lookup_seconds: -1
+  parents:
+    - resource: company
+      lookup: {{ path: \"/api/companies/{{id}}\", pointer: /data }}
+      refs: [{{ resource: company, field: /id }}]
+    - resource: cta
+      lookup: {{ path: api/ctas, pointer: data }}
+      refs: [{{ resource: contact, field: company_id }}]
+    - resource: task
+      lookup: {{ path: \"/api/tasks/{{id}}\" }}
+      refs: []
+"
+    );
+    let err = parse(&src).unwrap_err();
+    let got: Vec<(String, Option<usize>)> = err
+        .issues()
+        .iter()
+        .map(|i| (i.path.clone(), i.line))
+        .collect();
+    for want in [
+        ("partners.lookup_seconds", 9),
+        ("partners.parents[0].resource", 11),
+        ("partners.parents[1].lookup.path", 15),
+        ("partners.parents[1].lookup.pointer", 15),
+        ("partners.parents[1].refs[0].resource", 16),
+        ("partners.parents[1].refs[0].field", 16),
+        ("partners.parents[2].refs", 19),
+    ] {
+        assert!(
+            got.contains(&(want.0.to_string(), Some(want.1))),
+            "missing {want:?} in {got:?}"
+        );
+    }
+
+    let good = format!(
+        "{GOOD}partners:
+  lookup_seconds: 2.5
+  parents:
+    - resource: cta
+      lookup: {{ path: \"/api/ctas/{{id}}\", pointer: /data }}
+      refs: [{{ resource: company, field: /company_id }}]
+"
+    );
+    let config = parse(&good).unwrap();
+    assert_eq!(config.partners.lookup_ttl, Duration::from_millis(2500));
+    assert_eq!(
+        config.partners.parents,
+        vec![partners::ParentSpec {
+            resource: "cta".into(),
+            path: "/api/ctas/{id}".into(),
+            pointer: "/data".into(),
+            refs: vec![("company".into(), "/company_id".into())],
+        }]
+    );
+}

@@ -530,6 +530,72 @@ impl Checker<'_> {
         answer
     }
 
+    /// `partners.parents` and `partners.lookup_seconds`.
+    fn parents(&mut self, p: &raw::RawPartners, settings: &mut partners::Settings) {
+        if let Some(seconds) = p.lookup_seconds {
+            if !seconds.is_finite() || !(0.0..=3600.0).contains(&seconds) {
+                self.issue("partners.lookup_seconds", "must be between 0 and 3600");
+            } else {
+                settings.lookup_ttl = std::time::Duration::from_secs_f64(seconds);
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, raw) in p.parents.iter().enumerate() {
+            let at = format!("partners.parents[{i}]");
+            if partners::ASSIGNABLE.contains(&raw.resource.as_str()) {
+                self.issue(
+                    &format!("{at}.resource"),
+                    format!(
+                        "{} records are assigned to partners themselves; parents are for records inside them",
+                        raw.resource
+                    ),
+                );
+            } else if raw.resource.is_empty() || !seen.insert(raw.resource.as_str()) {
+                self.issue(&format!("{at}.resource"), "name a resource, each once");
+            }
+            let l = &raw.lookup;
+            if !l.path.starts_with('/') || l.path.matches("{id}").count() != 1 {
+                self.issue(
+                    &format!("{at}.lookup.path"),
+                    "a lookup path starts with `/` and has one `{id}`",
+                );
+            }
+            if !l.pointer.is_empty() && !l.pointer.starts_with('/') {
+                self.issue(
+                    &format!("{at}.lookup.pointer"),
+                    "a JSON pointer starts with `/`",
+                );
+            }
+            if raw.refs.is_empty() {
+                self.issue(&format!("{at}.refs"), "name at least one parent field");
+            }
+            for (k, r) in raw.refs.iter().enumerate() {
+                if !matches!(r.resource.as_str(), "company" | "relationship") {
+                    self.issue(
+                        &format!("{at}.refs[{k}].resource"),
+                        "a parent is a `company` or a `relationship`",
+                    );
+                }
+                if !r.field.starts_with('/') {
+                    self.issue(
+                        &format!("{at}.refs[{k}].field"),
+                        "a JSON pointer starts with `/`",
+                    );
+                }
+            }
+            settings.parents.push(partners::ParentSpec {
+                resource: raw.resource.clone(),
+                path: l.path.clone(),
+                pointer: l.pointer.clone(),
+                refs: raw
+                    .refs
+                    .iter()
+                    .map(|r| (r.resource.clone(), r.field.clone()))
+                    .collect(),
+            });
+        }
+    }
+
     /// The `licences`, `partners`, `tenants` and `resources` sections.
     fn partners(&mut self, raw: &RawConfig, users: &[(String, User)]) -> partners::Settings {
         use partners::{Bundle, Partner, Settings, Tenant, TenantSettings};
@@ -555,6 +621,7 @@ impl Checker<'_> {
             }
             settings.answer_max_bytes = n;
         }
+        self.parents(p, &mut settings);
         settings.unrouted_allowed = match p.unrouted.as_deref() {
             None | Some("deny") => false,
             Some("allow") => true,

@@ -114,6 +114,8 @@ pub struct Registry {
     store: Arc<dyn Store>,
     base: Mutex<Arc<Settings>>,
     overlay: Mutex<Overlay>,
+    /// Parents of records reached by their own id, looked up.
+    pub parents: super::parents::Parents,
 }
 
 impl Registry {
@@ -123,6 +125,7 @@ impl Registry {
             store,
             base: Mutex::new(base),
             overlay: Mutex::new(Overlay::default()),
+            parents: Default::default(),
         });
         r.rebuild();
         r

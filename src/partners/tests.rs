@@ -230,6 +230,83 @@ fn records_come_from_path_and_every_value_of_a_query_parameter() {
     assert_eq!(found, vec![company("co-7")]);
 }
 
+/// A route naming a CTA by its own id, with `partners.parents` for CTAs.
+fn cta_setup(area: &str) -> (Settings, RouteSpec, RouteTable) {
+    let mut s = settings();
+    s.parents = vec![ParentSpec {
+        resource: "cta".into(),
+        path: "/api/ctas/{id}".into(),
+        pointer: "/data".into(),
+        refs: vec![("company".into(), "/company_id".into())],
+    }];
+    let mut r = route(Some(area));
+    r.path = "/api/ctas/{id}".into();
+    r.records = vec![RecordRef {
+        resource: "cta".into(),
+        from: RecordSource::Param("id".into()),
+    }];
+    let table = RouteTable::compile(std::slice::from_ref(&r)).unwrap();
+    (s, r, table)
+}
+
+#[test]
+fn a_record_reached_by_its_own_id_waits_for_its_parents() {
+    let (s, _, table) = cta_setup("dashboard");
+    let registry = Registry::new(Arc::new(MemoryStore::new()), Arc::new(s.clone()));
+    let uri: http::Uri = "/api/ctas/cta-11".parse().unwrap();
+    let anna = subject(partner_user("p-acme"));
+    let step = check(&registry, &s, &table, Class::Route(0), Some(&anna), &uri);
+    let Ok(Step::Parents(pending)) = step else {
+        panic!("a CTA named by its id needs its parents")
+    };
+    assert_eq!(pending.records.len(), 1);
+    assert_eq!(pending.records[0].resource, "cta");
+    assert_eq!(pending.records[0].id, "cta-11");
+
+    // The lookup's answer decides: inside an assigned company or not.
+    let mut records = pending.records.clone();
+    records[0].parents = vec![("company".into(), "co-1".into())];
+    let req = pending.req;
+    let snap = pending.snap.clone();
+    assert!(matches!(
+        decide(&snap, &s, Some(&anna), req, &records),
+        Ok(Access::Partner(_))
+    ));
+    records[0].parents = vec![("company".into(), "co-2".into())];
+    assert_eq!(
+        decide(&snap, &s, Some(&anna), req, &records).unwrap_err(),
+        PartnerError::NotAssigned {
+            resource: "cta".into()
+        }
+    );
+    // A record the app does not have has no parents: refused alike.
+    records[0].parents.clear();
+    assert!(decide(&snap, &s, Some(&anna), req, &records).is_err());
+
+    // Internal users never wait for a lookup.
+    let bea = subject(User::new("u-bea", "Bea", "bea@example.com"));
+    let step = check(&registry, &s, &table, Class::Route(0), Some(&bea), &uri);
+    assert!(matches!(step, Ok(Step::Done(Access::Unrestricted))));
+}
+
+#[test]
+fn what_needs_no_lookup_is_refused_before_one() {
+    // The route's area is outside Anna's bundle: refused at once, and the
+    // app is not asked where the CTA sits.
+    let (s, _, table) = cta_setup("cockpit");
+    let registry = Registry::new(Arc::new(MemoryStore::new()), Arc::new(s.clone()));
+    let uri: http::Uri = "/api/ctas/cta-11".parse().unwrap();
+    let mut anna = partner_user("p-acme");
+    anna.bundle = Some("lite".into());
+    let anna = subject(anna);
+    let step = check(&registry, &s, &table, Class::Route(0), Some(&anna), &uri);
+    assert!(matches!(step, Err(PartnerError::AreaNotInBundle { .. })));
+    // So is a partner user of an inactive partner.
+    let gone = subject(partner_user("p-gone"));
+    let step = check(&registry, &s, &table, Class::Route(0), Some(&gone), &uri);
+    assert!(matches!(step, Err(PartnerError::PartnerInactive(_))));
+}
+
 #[test]
 fn every_request_refusal_code_is_listed_for_the_metric() {
     let all = [
@@ -250,6 +327,9 @@ fn every_request_refusal_code_is_listed_for_the_metric() {
         PartnerError::PartnerLoginOff("t".into()),
         PartnerError::NoTenant("t".into()),
         PartnerError::NotAPartnerUser,
+        PartnerError::LookupFailed {
+            resource: "cta".into(),
+        },
     ];
     for e in &all {
         assert!(
