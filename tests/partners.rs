@@ -129,6 +129,13 @@ async fn partner_rules_hold(f: &Fixture) {
         .await
         .unwrap();
     assert!(page.contains("href=\"/_guise/partner\""), "{page}");
+    // Totals over every customer are not hers to see: the tiles and the
+    // counts by relationship type are gone; her rows stay.
+    assert!(
+        !page.contains("Total ARR") && !page.contains("Relationships by type"),
+        "{page}"
+    );
+    assert!(page.contains("High-priority CTAs"), "{page}");
     let arlo = login(&c, &base, "arlo@acme.test", DEMO_PW).await;
     let r = get(&c, &base, &arlo, "/cockpit").await;
     refused(r, "area_not_in_bundle", "(no-cockpit)").await;
@@ -324,6 +331,7 @@ async fn partner_rules_hold(f: &Fixture) {
         .await
         .unwrap();
     assert!(!page.contains("/_guise/partner"));
+    assert!(page.contains("Total ARR") && page.contains("Relationships by type"));
 
     let refusals = f
         .metric("guise_partner_refusals_total{reason=\"record_not_assigned\"}")

@@ -392,7 +392,13 @@ pub struct RawJsonRecord {
 pub struct RawHtmlRule {
     /// CSS selector of the elements that show one record each.
     pub selector: String,
+    #[serde(default)]
     pub refs: Vec<RawRef>,
+    /// The elements sum up every customer's records (totals, counts by
+    /// type): partner users never see them, as the gateway cannot recount
+    /// them. Such a rule names no refs.
+    #[serde(default)]
+    pub aggregate: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

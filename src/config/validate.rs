@@ -524,6 +524,17 @@ impl Checker<'_> {
             if h.selector.trim().is_empty() {
                 self.issue(&format!("{at}.selector"), "must be a CSS selector");
             }
+            if h.aggregate {
+                // Removed whole for partner users: no record to look for.
+                if !h.refs.is_empty() {
+                    self.issue(
+                        &format!("{at}.refs"),
+                        "an `aggregate` element is hidden from partner users whole; it names no refs",
+                    );
+                }
+                answer.html.push((h.selector.clone(), Vec::new()));
+                continue;
+            }
             let rs = refs(self, &format!("{at}.refs"), &h.refs, true);
             answer.html.push((h.selector.clone(), rs));
         }

@@ -43,7 +43,9 @@ pub enum IdFrom {
 pub struct HtmlRule {
     pub selector: String,
     /// `(resource, where its id is)`: the element stays if any names a
-    /// record the decision keeps.
+    /// record the decision keeps. None: the element is never shown (a
+    /// total over records the decision may not keep, which cannot be
+    /// recounted here).
     pub refs: Vec<(String, IdFrom)>,
 }
 
@@ -101,12 +103,6 @@ impl HtmlRules {
                 rule: rule.selector.clone(),
                 reason: format!("not a selector lol_html supports: {e}"),
             })?;
-            if rule.refs.is_empty() {
-                return Err(FilterError::Rule {
-                    rule: rule.selector,
-                    reason: "an HTML rule needs at least one reference".into(),
-                });
-            }
             let mut refs = Vec::with_capacity(rule.refs.len());
             for (resource, from) in rule.refs {
                 let source = match from {
@@ -202,6 +198,9 @@ fn value(el: &send::Element<'_, '_>, source: &Source) -> Option<String> {
 /// Whether a matched element names a record `keep` accepts, or (judged by
 /// values) has values it accepts.
 fn shown(rule: &Compiled, el: &send::Element<'_, '_>, keep: &Judge) -> bool {
+    if rule.refs.is_empty() {
+        return false;
+    }
     match keep {
         Judge::Ids(keep) => rule.refs.iter().any(|(resource, source)| {
             value(el, source).is_some_and(|id| !id.is_empty() && keep.keep(resource, &id))

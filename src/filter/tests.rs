@@ -804,15 +804,6 @@ fn selectors_are_compiled_once_and_one_rule_set_serves_many_streams() {
     )
     .unwrap_err();
     assert!(matches!(e, FilterError::Rule { .. }));
-    assert!(HtmlRules::new(
-        vec![HtmlRule {
-            selector: "tr".into(),
-            refs: vec![]
-        }],
-        Hide::Remove,
-        Limit(4096)
-    )
-    .is_err());
 
     // One compiled set, streams with different decisions, side by side,
     // interleaved and on other threads.
@@ -975,4 +966,35 @@ fn every_filter_error_is_a_refusal_with_its_own_code() {
             (500, "filter_rule"),
         ]
     );
+}
+
+#[test]
+fn an_element_naming_no_records_is_never_shown() {
+    // A total over every customer (an `aggregate` route rule) cannot be
+    // recounted for one partner: it goes, whoever the records are.
+    let rules = HtmlRules::new(
+        vec![
+            HtmlRule {
+                selector: "div.tiles".into(),
+                refs: vec![],
+            },
+            HtmlRule {
+                selector: "tr.company".into(),
+                refs: vec![(
+                    "company".into(),
+                    IdFrom::Attribute("data-company-id".into()),
+                )],
+            },
+        ],
+        Hide::Remove,
+        Limit(4096),
+    )
+    .unwrap();
+    let html = r#"<div class="tiles"><b>12</b> companies</div><table><tr class="company" data-company-id="co-1"><td>Acme</td></tr></table>"#;
+    for size in [1, 7, html.len()] {
+        let (out, removed) = run(&rules, only(&[("company", "co-1")]), html, size);
+        assert!(!out.contains("tiles") && !out.contains("12"), "{out}");
+        assert!(out.contains("Acme"), "{out}");
+        assert_eq!(removed, 1);
+    }
 }
