@@ -12,7 +12,7 @@
 //! from being rebuilt).
 
 pub mod page;
-mod partners;
+pub(crate) mod partners;
 mod permissions;
 pub mod policy;
 
@@ -120,6 +120,8 @@ pub struct AdminApi {
     pub permissions: Arc<crate::permissions::Permissions>,
     /// Where data-permission changes are audited.
     pub audit: Arc<crate::audit::Audit>,
+    /// The gateway's metrics (changes of paired users' tenant roles).
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// A new user: the user fields plus an optional plain `password`.
@@ -313,7 +315,13 @@ impl AdminApi {
             ("GET", ["tenants"]) => partners::tenants(self),
             ("GET", ["tenants", id, "paired"]) => partners::paired(self, id),
             ("PUT", ["tenants", id]) => {
-                partners::put_tenant(self, actor, id, &body::read(s).await?).await
+                let raw = body::read(s).await?;
+                partners::put_tenant(self, &call.live.config, actor, id, &raw).await
+            }
+            ("PUT", ["tenants", tenant, "paired", user, "roles"]) => {
+                let raw = body::read(s).await?;
+                let at = (*tenant, *user);
+                partners::put_paired_roles(self, &call.live.config, actor, at, &raw).await
             }
             ("GET", ["permissions"]) => permissions::get(self),
             ("GET", ["permissions", "explain"]) => {

@@ -18,6 +18,7 @@
 //! | `GET /_guise/admin`, `POST /_guise/admin/page/...` | the admin page and its form actions ([`crate::admin::page`]) |
 //! | `/_guise/admin/...` | the admin API |
 //! | `GET /_guise/partner`, `POST /_guise/tenants/{id}/enter`, `POST /_guise/tenants/leave` | "Login as me" ([`crate::tenants`]) |
+//! | `PUT /_guise/partner/paired/{tenant}/{partner_user}/roles` | the partner's primary user sets a paired user's tenant roles ([`crate::tenants`]) |
 //! | `GET/POST /_guise/set-password` | a welcome email's set-password page ([`crate::welcome`]) |
 //! | `GET/POST {auth.login_path}` | login form (gateway mode), the app's form posted through guise (upstream mode) |
 
@@ -202,6 +203,31 @@ impl Endpoints {
                     return respond::refuse(s, &call.live.replies, &e).await;
                 }
                 self.tenants().enter(s, call, id).await
+            }
+            ("PUT" | "POST", r) if r.starts_with("partner/paired/") && r.ends_with("/roles") => {
+                let middle = &r["partner/paired/".len()..r.len() - "/roles".len()];
+                let decode = |p: &str| {
+                    percent_encoding::percent_decode_str(p)
+                        .decode_utf8_lossy()
+                        .into_owned()
+                };
+                match middle.split_once('/') {
+                    Some((tenant, user))
+                        if !tenant.is_empty() && !user.is_empty() && !user.contains('/') =>
+                    {
+                        let (tenant, user) = (decode(tenant), decode(user));
+                        self.tenants()
+                            .set_paired_roles(s, call, &tenant, &user)
+                            .await
+                    }
+                    _ => {
+                        let e = NoEndpoint {
+                            method: method.to_string(),
+                            path: path.clone(),
+                        };
+                        respond::refuse(s, &call.live.replies, &e).await
+                    }
+                }
             }
             ("GET" | "HEAD", welcome::PAGE) => welcome::page::show(&self.welcome, s, call).await,
             ("POST", welcome::PAGE) => welcome::page::submit(&self.welcome, s, call).await,

@@ -50,6 +50,9 @@ pub struct Metrics {
     pub licence_seats: IntGaugeVec,
     /// "Login as me" into a client tenant, by result.
     pub paired_logins: IntCounterVec,
+    /// Changes of paired users' tenant roles, by who made them (`admin`,
+    /// `partner`).
+    pub paired_role_changes: IntCounterVec,
     /// Users of each tenant, by kind (`own`: the app's, `paired`), and
     /// its quota (set on scrape).
     pub tenant_users: IntGaugeVec,
@@ -239,6 +242,18 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
+        let paired_role_changes = IntCounterVec::new(
+            Opts::new(
+                "guise_paired_role_changes_total",
+                "Changes of paired users' roles inside their tenant, by who made them (admin, partner).",
+            ),
+            &["by"],
+        )
+        .expect("valid metric");
+        // Both series from the start, at 0.
+        for by in ["admin", "partner"] {
+            paired_role_changes.with_label_values(&[by]);
+        }
         let welcome_emails = IntCounterVec::new(
             Opts::new(
                 "guise_welcome_emails_total",
@@ -348,6 +363,7 @@ impl Metrics {
             Box::new(partner_refusals.clone()),
             Box::new(licence_seats.clone()),
             Box::new(paired_logins.clone()),
+            Box::new(paired_role_changes.clone()),
             Box::new(tenant_users.clone()),
             Box::new(tenant_user_quota.clone()),
             Box::new(welcome_emails.clone()),
@@ -384,6 +400,7 @@ impl Metrics {
             partner_refusals,
             licence_seats,
             paired_logins,
+            paired_role_changes,
             tenant_users,
             tenant_user_quota,
             welcome_emails,

@@ -75,6 +75,22 @@ pub enum PartnerError {
     SeatsFull { used: u64, total: u64 },
     #[error("the gateway cannot tell now which company or relationship this {resource} belongs to; try again shortly")]
     LookupFailed { resource: String },
+    /// A change of tenant roles names roles that cannot be given at all.
+    #[error("{0}")]
+    BadTenantRoles(String),
+    #[error("a paired user cannot change paired users' roles; leave the client account (POST /_guise/tenants/leave) first")]
+    PairedSession,
+    #[error("only the primary user of {0} may change its paired users' roles")]
+    NotPrimaryUser(String),
+    #[error(
+        "{partner_user} has no paired user in {tenant} that belongs to your partner organisation"
+    )]
+    NotYourPaired {
+        partner_user: String,
+        tenant: String,
+    },
+    #[error("roles: partners may give only {allowed}; `{role}` is not one of them (ask the client's admin)")]
+    NotPartnerAssignable { role: String, allowed: String },
 }
 
 impl Refuse for PartnerError {
@@ -83,6 +99,7 @@ impl Refuse for PartnerError {
             PartnerError::NoTenant(_) => 404,
             PartnerError::SeatsFull { .. } => 409,
             PartnerError::LookupFailed { .. } => 503,
+            PartnerError::BadTenantRoles(_) => 400,
             _ => 403,
         }
     }
@@ -101,6 +118,11 @@ impl Refuse for PartnerError {
             PartnerError::NotAPartnerUser => "not_a_partner_user",
             PartnerError::SeatsFull { .. } => "seats_full",
             PartnerError::LookupFailed { .. } => "partner_lookup_failed",
+            PartnerError::BadTenantRoles(_) => "bad_request",
+            PartnerError::PairedSession => "paired_session",
+            PartnerError::NotPrimaryUser(_) => "not_primary_user",
+            PartnerError::NotYourPaired { .. } => "not_your_paired_user",
+            PartnerError::NotPartnerAssignable { .. } => "role_not_partner_assignable",
         }
     }
     fn title(&self) -> &'static str {
@@ -163,21 +185,154 @@ pub fn may_log_in(user: &User) -> Result<(), PartnerError> {
 
 /// The paired (ghost) user of partner user `partner_user` in `tenant`, as
 /// first made: marked paired (no seat, not counted in the tenant's quota),
-/// with the default roles of the tenant's hub. An admin may change its
-/// roles afterwards; an existing paired user is reused as it is.
+/// holding the gateway role `user` only, with the default tenant roles of
+/// the tenant's hub. An admin or the partner's primary user may change its
+/// tenant roles afterwards ([`tenant_roles_changed`]); an existing paired
+/// user is reused as it is.
 pub fn paired_user(partner_user: &User, tenant: &Tenant, settings: &TenantSettings) -> User {
     let mut u = User::new(
         paired_id(&partner_user.id, &tenant.id),
         format!("{} (paired)", partner_user.name),
         String::new(),
     );
-    u.roles = settings.roles_for(&tenant.hub);
     u.partner.clone_from(&partner_user.partner);
     u.origin = crate::users::Origin::Paired;
     u.paired = Some(crate::users::Paired {
         partner_user: partner_user.id.clone(),
         tenant: tenant.id.clone(),
+        roles: settings.roles_for(&tenant.hub),
     });
+    u
+}
+
+/// A paired user stored before tenant roles existed, brought up to date
+/// on its next "Login as me": gateway role `user` only, and its hub's
+/// default tenant roles if it has none. `None` when nothing changes.
+pub fn paired_brought_up_to_date(
+    existing: &User,
+    tenant: &Tenant,
+    settings: &TenantSettings,
+) -> Option<User> {
+    let paired = existing.paired.as_ref()?;
+    if !paired.roles.is_empty() && existing.roles == [crate::users::Role::User] {
+        return None;
+    }
+    let mut u = existing.clone();
+    u.roles = vec![crate::users::Role::User];
+    if let Some(p) = u.paired.as_mut().filter(|p| p.roles.is_empty()) {
+        p.roles = settings.roles_for(&tenant.hub);
+    }
+    Some(u)
+}
+
+/// Check the tenant roles of a change (by an admin or a partner): at least
+/// one, each a name the roles header can carry and, when the app's roles
+/// are listed, one of them; none twice. The refusal names the field.
+pub fn check_tenant_roles(settings: &TenantSettings, roles: &[String]) -> Result<(), PartnerError> {
+    let bad = |at: String, why: String| Err(PartnerError::BadTenantRoles(format!("{at}: {why}")));
+    if roles.is_empty() {
+        return bad(
+            "roles".into(),
+            "give at least one role (to keep a partner out of the tenant, turn its partner login off)"
+                .into(),
+        );
+    }
+    for (i, r) in roles.iter().enumerate() {
+        if let Err(why) = crate::users::check_tenant_role(r) {
+            return bad(format!("roles[{i}]"), why);
+        }
+        if !settings.is_role(r) {
+            let all = settings.roles.as_deref().unwrap_or_default().join(", ");
+            return bad(
+                format!("roles[{i}]"),
+                format!("`{r}` is not one of the tenant roles ({all})"),
+            );
+        }
+        if roles[..i].contains(r) {
+            return bad(format!("roles[{i}]"), format!("`{r}` is given twice"));
+        }
+    }
+    Ok(())
+}
+
+/// Whether partner user `actor` may change the tenant roles of `target`,
+/// the paired user of `partner_user` in `tenant` (`None`: there is none);
+/// the target when so. Only the primary user of an active partner (the
+/// partner's admin), for their own partner's paired users, in a tenant
+/// that allows partner logins: a tenant that shut its partner out is not
+/// reached through its roles either. Which roles they may give is
+/// [`partner_may_give`]'s to say.
+pub fn may_change_paired<'a>(
+    snap: &Snapshot,
+    actor: &User,
+    target: Option<&'a User>,
+    (tenant, partner_user): (&str, &str),
+) -> Result<&'a User, PartnerError> {
+    if actor.paired.is_some() {
+        return Err(PartnerError::PairedSession);
+    }
+    if !is_partner_user(actor) {
+        return Err(PartnerError::NotAPartnerUser);
+    }
+    may_log_in(actor)?;
+    let partner_id = actor.partner.as_deref().unwrap_or_default();
+    let partner = snap
+        .partner(partner_id)
+        .ok_or_else(|| PartnerError::NoPartner(partner_id.to_string()))?;
+    if partner.status != PartnerStatus::Active {
+        return Err(PartnerError::PartnerInactive(partner.id.clone()));
+    }
+    if partner.primary_user.as_deref() != Some(actor.id.as_str()) {
+        return Err(PartnerError::NotPrimaryUser(partner.id.clone()));
+    }
+    // Another partner's paired user and one that does not exist get the
+    // same answer: a partner learns nothing about other partners.
+    let target = target
+        .filter(|t| {
+            t.partner.as_deref() == Some(partner_id)
+                && t.paired
+                    .as_ref()
+                    .is_some_and(|p| p.tenant == tenant && p.partner_user == partner_user)
+        })
+        .ok_or_else(|| PartnerError::NotYourPaired {
+            partner_user: partner_user.to_string(),
+            tenant: tenant.to_string(),
+        })?;
+    match snap.tenant(tenant) {
+        Some(t) if t.allow_partner_login => Ok(target),
+        Some(_) => Err(PartnerError::PartnerLoginOff(tenant.to_string())),
+        None => Err(PartnerError::NoTenant(tenant.to_string())),
+    }
+}
+
+/// Whether a partner may give `roles` (already checked with
+/// [`check_tenant_roles`]): only those of `tenants.partner_assignable`.
+pub fn partner_may_give(settings: &TenantSettings, roles: &[String]) -> Result<(), PartnerError> {
+    match roles
+        .iter()
+        .find(|r| !settings.partner_assignable.contains(*r))
+    {
+        None => Ok(()),
+        Some(role) => Err(PartnerError::NotPartnerAssignable {
+            role: role.clone(),
+            allowed: settings
+                .partner_assignable
+                .iter()
+                .map(|r| format!("`{r}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
+/// `target` with `roles` as its tenant roles (and the gateway role `user`
+/// only, whatever it held): the one way a change of tenant roles is made.
+pub fn tenant_roles_changed(target: &User, roles: Vec<String>) -> User {
+    let mut u = target.clone();
+    u.roles = vec![crate::users::Role::User];
+    if let Some(p) = u.paired.as_mut() {
+        p.roles = roles;
+    }
     u
 }
 

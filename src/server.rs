@@ -215,6 +215,7 @@ impl Gateway {
                 welcome: welcome.clone(),
                 permissions: permissions.clone(),
                 audit: audit.clone(),
+                metrics: metrics.clone(),
             },
             permissions: permissions.clone(),
             partners: partners.clone(),

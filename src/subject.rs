@@ -103,7 +103,13 @@ impl PreparedFrom for Subject {
         if !user.email.is_empty() {
             h.push(names::USER_EMAIL, &user.email)?;
         }
-        h.push_list(names::ROLES, &user.role_names())?;
+        // A paired user acts inside one client tenant of the app: the app
+        // is told its roles there (the app's names), not the gateway role
+        // `user` every paired user holds.
+        match &user.paired {
+            Some(paired) => h.push_list(names::ROLES, &paired.roles)?,
+            None => h.push_list(names::ROLES, &user.role_names())?,
+        };
         h.push(names::SESSION, &self.session.record.reference)?;
         if self.is_impersonating() {
             h.push(names::IMPERSONATOR, &self.actor.id)?;
@@ -226,5 +232,28 @@ mod tests {
             session(),
         ));
         assert!(!plain.iter().any(|(k, _)| k == "partner" || k == "layout"));
+    }
+
+    #[test]
+    fn a_paired_user_is_sent_with_its_tenant_roles_signed_and_nobody_else_is() {
+        let mut ghost = User::new("u-anna~initech", "Anna (paired)", "");
+        ghost.partner = Some("p-acme".into());
+        ghost.paired = Some(crate::users::Paired {
+            partner_user: "u-anna".into(),
+            tenant: "initech".into(),
+            roles: vec!["Partner User".into(), "Viewer".into()],
+        });
+        let h = signed(&Subject::own(Arc::new(ghost), session()));
+        assert!(
+            h.contains(&("roles".into(), "Partner User,Viewer".into())),
+            "{h:?}"
+        );
+        assert!(h.contains(&("tenant".into(), "initech".into())), "{h:?}");
+        assert!(h.contains(&("paired".into(), "1".into())), "{h:?}");
+        let mut ada = User::new("u-ada", "Ada", "ada@example.com");
+        ada.roles = vec![crate::users::Role::Admin, crate::users::Role::User];
+        let plain = signed(&Subject::own(Arc::new(ada), session()));
+        assert!(plain.contains(&("roles".into(), "admin,user".into())));
+        assert_eq!(plain.len(), 4, "{plain:?}");
     }
 }

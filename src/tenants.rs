@@ -6,14 +6,21 @@
 //! | `GET /_guise/partner` | the partner user's client accounts, each with "Login as me"; inside one, the way back |
 //! | `POST /_guise/tenants/{id}/enter` | sign in to tenant `id` as the paired user (made on first use) |
 //! | `POST /_guise/tenants/leave` | back to the partner user's own session |
+//! | `PUT /_guise/partner/paired/{tenant}/{partner_user}/roles` | the partner's primary user sets a paired user's tenant roles (JSON `{"roles": [...]}`; the partner page POSTs a form with a `role` field per role) |
 //!
 //! Entering swaps the session: the partner user's session ends and a
 //! session of the paired user starts (with a new token), so the paired
 //! session is listed, revoked and audited under the paired user, and
 //! turning a tenant's partner login off can find it. Leaving does the
 //! reverse for the partner user the paired user stands in for; no token
-//! of one session is ever kept in another. Both are state changes: the
-//! request must come from this site with the session's CSRF token.
+//! of one session is ever kept in another. All are state changes: the
+//! request must come from this site with the session's CSRF token (the
+//! JSON endpoint takes it in `x-csrf-token` only, as the admin API does).
+//!
+//! A paired user's roles inside the tenant (the app's role names, issue
+//! 11) start as its hub's defaults; the tenant's admin changes them through
+//! the admin API, and the partner's primary user through this module,
+//! within `tenants.partner_assignable`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
@@ -22,9 +29,10 @@ use http::header::SET_COOKIE;
 use minijinja::{context, Environment};
 use pingora::proxy::Session;
 
+use crate::admin::partners::{RolesBody, ROLES_BODY};
 use crate::admin::{AdminApi, AdminError};
 use crate::auth::AuthService;
-use crate::body::BodyError;
+use crate::body::{self, BodyError};
 use crate::call::Call;
 use crate::csrf::{self, CsrfError};
 use crate::partners::{self, PartnerError};
@@ -83,6 +91,7 @@ static PAGES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         .expect("card layout parses");
     env.add_template("partner.html", include_str!("tenants/partner.html"))
         .expect("partner page parses");
+    env.add_filter("segment", crate::admin::page::segment);
     env
 });
 
@@ -135,9 +144,42 @@ impl Tenants<'_> {
                 .iter()
                 .map(|t| context! { id => t.id, name => t.name, allowed => t.allow_partner_login })
                 .collect();
+            // The partner's admin (its primary user) sees and changes the
+            // tenant roles of the partner's paired users.
+            let primary = user
+                .partner
+                .as_deref()
+                .and_then(|p| snap.partner(p))
+                .is_some_and(|p| p.primary_user.as_deref() == Some(user.id.as_str()));
+            let paired_users: Vec<minijinja::Value> = if primary {
+                self.auth
+                    .directory
+                    .all()
+                    .iter()
+                    .filter(|u| u.partner == user.partner)
+                    .filter_map(|u| {
+                        let p = u.paired.as_ref()?;
+                        let tenant = snap
+                            .tenant(&p.tenant)
+                            .map_or_else(|| p.tenant.clone(), |t| t.name.clone());
+                        Some(context! {
+                            tenant_id => p.tenant,
+                            tenant_name => tenant,
+                            partner_user => p.partner_user,
+                            name => u.name,
+                            roles => p.roles,
+                        })
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
             context! {
                 paired => false,
                 tenants => tenants,
+                primary => primary,
+                paired_users => paired_users,
+                assignable => settings.partner_assignable,
                 user_name => user.name,
                 partner_name => partner_name,
                 csrf_token => csrf_token,
@@ -178,7 +220,16 @@ impl Tenants<'_> {
         let tenant = partners::may_enter(&snap, user, id)?;
         let settings = &call.live.config.partners.tenants;
         let paired = match self.auth.directory.get(&partners::paired_id(&user.id, id)) {
-            Some(existing) => existing,
+            Some(existing) => {
+                match partners::paired_brought_up_to_date(&existing, &tenant, settings) {
+                    Some(updated) => {
+                        self.admin.save(updated.clone()).await?;
+                        tracing::info!(paired = %updated.id, tenant = %id, "paired user given tenant roles (stored before they existed)");
+                        Arc::new(updated)
+                    }
+                    None => existing,
+                }
+            }
             None => {
                 let made = partners::paired_user(user, &tenant, settings);
                 self.admin.save(made.clone()).await?;
@@ -224,6 +275,86 @@ impl Tenants<'_> {
         let cookies = self.switch(call, subject, &back).await?;
         tracing::info!(partner_user = %back.id, tenant = %paired.tenant, "login as me: left the client account");
         Ok(cookies)
+    }
+
+    /// `PUT /_guise/partner/paired/{tenant}/{partner_user}/roles`.
+    pub async fn set_paired_roles(
+        &self,
+        s: &mut Session,
+        call: Call<'_>,
+        tenant: &str,
+        partner_user: &str,
+    ) -> pingora::Result<()> {
+        let replies = &call.live.replies;
+        let form = body::is_form(s.req_header());
+        match self
+            .try_set_paired_roles(s, call, tenant, partner_user)
+            .await
+        {
+            Ok(_) if form => respond::redirect(s, replies, 303, "/_guise/partner", &[]).await,
+            Ok(v) => respond::json(s, replies, 200, &v, &[]).await,
+            Err(e) => {
+                if let Some(subject) = call.subject {
+                    tracing::info!(actor = %subject.actor.id, tenant = %tenant, partner_user = %partner_user, error = %e, "paired user's tenant roles: change refused");
+                }
+                respond::refuse(s, replies, &e).await
+            }
+        }
+    }
+
+    /// Who may (the partner's primary user, [`partners::may_change_paired`])
+    /// first, then what the roles are (400 naming the field), then whether
+    /// a partner may give them (403): a caller who may not change the
+    /// paired user learns nothing about the tenant's roles.
+    async fn try_set_paired_roles(
+        &self,
+        s: &mut Session,
+        call: Call<'_>,
+        tenant: &str,
+        partner_user: &str,
+    ) -> Result<serde_json::Value, TenantError> {
+        let subject = call.subject.ok_or(TenantError::NotSignedIn)?;
+        csrf::same_origin(s.req_header(), call.peer.https)?;
+        let b = if body::is_form(s.req_header()) {
+            // The partner page's form: a `role` field per role ticked.
+            let raw = body::read(s).await?;
+            let token = body::form_field(&raw, csrf::FIELD);
+            csrf::check_token(&subject.session.record.csrf_token, token.as_deref())?;
+            RolesBody {
+                roles: url::form_urlencoded::parse(&raw)
+                    .filter(|(k, _)| k == "role")
+                    .map(|(_, v)| v.into_owned())
+                    .collect(),
+            }
+        } else {
+            csrf::check_token(
+                &subject.session.record.csrf_token,
+                csrf::header_token(s.req_header()),
+            )?;
+            body::parse_json(&body::read(s).await?, ROLES_BODY)?
+        };
+        let settings = &call.live.config.partners.tenants;
+        let snap = self.admin.partners.snapshot();
+        let actor = &subject.effective;
+        let found = self
+            .auth
+            .directory
+            .get(&partners::paired_id(partner_user, tenant));
+        let target =
+            partners::may_change_paired(&snap, actor, found.as_deref(), (tenant, partner_user))?;
+        partners::check_tenant_roles(settings, &b.roles)?;
+        partners::partner_may_give(settings, &b.roles)?;
+        let before = target.paired.as_ref().map(|p| p.roles.clone());
+        let changed = partners::tenant_roles_changed(target, b.roles);
+        self.admin.save(changed.clone()).await?;
+        self.admin
+            .metrics
+            .paired_role_changes
+            .with_label_values(&["partner"])
+            .inc();
+        let after = changed.paired.as_ref().map(|p| p.roles.clone());
+        tracing::info!(actor = %subject.actor.id, partner_user = %actor.id, tenant = %tenant, paired = %changed.id, before = ?before, after = ?after, by = "partner", "paired user's tenant roles changed");
+        Ok(serde_json::json!({ "user": changed.public_json() }))
     }
 
     /// End `subject`'s session and start one of `to`; the cookie that

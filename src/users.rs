@@ -172,6 +172,46 @@ pub struct Paired {
     pub partner_user: String,
     /// The tenant it lives in.
     pub tenant: String,
+    /// Its roles inside the tenant: the app's role names (`Partner User`,
+    /// `Viewer`), sent upstream in place of the gateway roles. Kept apart
+    /// from [`User::roles`] so a partner may change them (issue 11) without
+    /// ever reaching a gateway role: a paired user's gateway roles are
+    /// `[user]`, always. Empty only on records stored before tenant roles
+    /// existed; "Login as me" gives those their hub's defaults.
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// The longest tenant role name: a role is a label, and the whole list
+/// must fit one identity header.
+pub const TENANT_ROLE_MAX_LEN: usize = 64;
+
+/// Whether `name` can be a tenant role: it travels as one item of the
+/// comma-separated roles header, so it is printable ASCII (inner spaces
+/// allowed, as in `Partner User`), without commas or edge spaces, and
+/// short. Returns why not.
+pub fn check_tenant_role(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("a role name must not be empty".into());
+    }
+    if name.len() > TENANT_ROLE_MAX_LEN {
+        return Err(format!(
+            "`{}` is longer than {TENANT_ROLE_MAX_LEN} bytes",
+            name.escape_debug()
+        ));
+    }
+    if !name.bytes().all(|b| (0x20..0x7f).contains(&b)) || name.contains(',') {
+        return Err(format!(
+            "`{}` must be printable ASCII without commas (it is an item of the roles header)",
+            name.escape_debug()
+        ));
+    }
+    if name.starts_with(' ') || name.ends_with(' ') {
+        return Err(format!(
+            "`{name}` must not start or end with a space (HTTP would strip it)"
+        ));
+    }
+    Ok(())
 }
 
 /// Where a directory entry came from.
@@ -306,6 +346,19 @@ impl User {
         }
         if let Some(hash) = &self.password_hash {
             password::check_phc(hash).map_err(|reason| invalid("password_hash", reason))?;
+        }
+        if let Some(paired) = &self.paired {
+            // A partner may change a paired user's roles: were they gateway
+            // roles, a partner could make a gateway admin.
+            if self.roles != [Role::User] {
+                return Err(invalid(
+                    "roles",
+                    "a paired user holds the gateway role `user` only; its roles in the tenant are `paired.roles`",
+                ));
+            }
+            for r in &paired.roles {
+                check_tenant_role(r).map_err(|why| invalid("paired.roles", &why))?;
+            }
         }
         Ok(())
     }

@@ -880,6 +880,9 @@ async fn login_as_me_holds(a: &Fixture, b: &Fixture) {
             "{h}: {v} not shown in {page}"
         );
     }
+    // The roles the app sees are the tenant's, from Initech's hub
+    // (`default`), not the gateway role `user`.
+    assert_eq!(roles_seen(&page), "Partner User", "{page}");
     // Features not for paired users, and nothing outside the tenant.
     let r = get(&c, &a.url(""), &ghost, "/t/initech/ess").await;
     refused(r, "not_for_paired_users", "paired users cannot use ess").await;
@@ -965,6 +968,424 @@ async fn login_as_me_holds(a: &Fixture, b: &Fixture) {
         .await
         .unwrap();
     refused(r, "partner_login_off", "does not allow partner logins").await;
+}
+
+/// The `x-guise-roles` value the demo app received, as its page shows it.
+fn roles_seen(page: &str) -> String {
+    let at = "<th>x-guise-roles</th><td><code>";
+    let start = page.find(at).map(|i| i + at.len()).expect("roles shown");
+    let len = page[start..].find("</code>").expect("roles end");
+    page[start..start + len].to_string()
+}
+
+/// The roles the app receives for `who`'s next request in `tenant`.
+async fn tenant_roles_upstream(
+    c: &reqwest::Client,
+    f: &Fixture,
+    who: &Signed,
+    tenant: &str,
+) -> String {
+    let r = get_as(c, f, who, &format!("/t/{tenant}/"), "text/html").await;
+    assert_eq!(r.status(), 200);
+    roles_seen(&r.text().await.unwrap())
+}
+
+/// A refusal's status, error code and detail.
+async fn refusal(r: reqwest::Response) -> (u16, String, String) {
+    let status = r.status().as_u16();
+    let v: Value = r.json().await.unwrap();
+    (
+        status,
+        v["error"].as_str().unwrap_or_default().to_string(),
+        v["detail"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn paired_users_hold_tenant_roles_that_admins_and_the_partners_primary_user_change_on_every_node(
+) {
+    let (_redis, a, b) = demo_nodes_on_redis().await;
+    let c = client();
+    let enter = |f: &Fixture, who: Signed, tenant: &'static str| {
+        let c = c.clone();
+        let url = f.url(&format!("/_guise/tenants/{tenant}/enter"));
+        let origin = f.url("");
+        async move {
+            let r = c
+                .post(url)
+                .header("cookie", &who.cookie)
+                .header("origin", origin)
+                .header("x-csrf-token", &who.csrf)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 303, "{:?}", r.text().await);
+            r
+        }
+    };
+    // Anna in Initech (hub `default`), Arlo in Umbrella (hub `emea`), on A.
+    let anna = login(&c, &a.url(""), "anna@acme.test", DEMO_PW).await;
+    let r = enter(&a, anna, "initech").await;
+    let anna_ghost = switched(&c, &a, &r).await;
+    let arlo = login(&c, &a.url(""), "arlo@acme.test", DEMO_PW).await;
+    let r = enter(&a, arlo, "umbrella").await;
+    let arlo_ghost = switched(&c, &a, &r).await;
+    assert_eq!(
+        tenant_roles_upstream(&c, &a, &anna_ghost, "initech").await,
+        "Partner User"
+    );
+    assert_eq!(
+        tenant_roles_upstream(&c, &a, &arlo_ghost, "umbrella").await,
+        "Partner User,Viewer"
+    );
+
+    // The admin API lists them; their gateway role is `user`, whatever
+    // the admin tries.
+    let ada = login(&c, &b.url(""), "admin@demo.test", DEMO_PW).await;
+    let v: Value = get(&c, &b.url(""), &ada, "/_guise/admin/tenants/initech/paired")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let listed = &v["paired_users"][0];
+    assert_eq!(listed["id"], "u-acme-anna~initech", "{v}");
+    assert_eq!(listed["paired"]["roles"], json!(["Partner User"]), "{v}");
+    assert_eq!(listed["roles"], json!(["user"]), "{v}");
+    // Not even a super admin, who may grant admin roles to anyone else.
+    let sam = login(&c, &b.url(""), "super@demo.test", DEMO_PW).await;
+    for roles in [json!(["admin"]), json!(["user", "super_admin"])] {
+        let r = admin(
+            &c,
+            &b,
+            &sam,
+            "PATCH",
+            "/_guise/admin/users/u-acme-anna~initech",
+            json!({ "roles": roles }),
+        )
+        .await;
+        let (status, _, detail) = refusal(r).await;
+        assert_eq!(status, 400, "{detail}");
+        assert!(
+            detail.contains("`roles`") && detail.contains("gateway role `user` only"),
+            "{detail}"
+        );
+    }
+
+    // Bad roles name the field and change nothing.
+    let roles_path = "/_guise/admin/tenants/initech/paired/u-acme-anna~initech/roles";
+    for (body, field) in [
+        (
+            json!({"roles": ["Root"]}),
+            "roles[0]: `Root` is not one of the tenant roles",
+        ),
+        (
+            json!({"roles": ["Viewer", "Viewer"]}),
+            "roles[1]: `Viewer` is given twice",
+        ),
+        (json!({"roles": ["Bad,Role"]}), "roles[0]:"),
+        (json!({"roles": []}), "roles: give at least one role"),
+    ] {
+        let (status, code, detail) =
+            refusal(admin(&c, &b, &ada, "PUT", roles_path, body).await).await;
+        assert_eq!((status, code.as_str()), (400, "bad_request"), "{detail}");
+        assert!(
+            detail.starts_with(field),
+            "{detail:?} should start with {field:?}"
+        );
+    }
+    let r = admin(
+        &c,
+        &b,
+        &ada,
+        "PUT",
+        roles_path,
+        json!({"rolez": ["Viewer"]}),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let r = admin(
+        &c,
+        &b,
+        &ada,
+        "PUT",
+        "/_guise/admin/tenants/umbrella/paired/u-acme-anna/roles",
+        json!({"roles": ["Viewer"]}),
+    )
+    .await;
+    assert_eq!(r.status(), 404, "Anna has no paired user in Umbrella");
+
+    // An admin gives any tenant role, here one partners may not give;
+    // Anna's live paired session on the other node carries it next.
+    let r = admin(
+        &c,
+        &b,
+        &ada,
+        "PUT",
+        roles_path,
+        json!({"roles": ["Account Admin", "Viewer"]}),
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    eventually(
+        std::time::Duration::from_secs(5),
+        "node A sends Anna's new tenant roles",
+        || async {
+            (tenant_roles_upstream(&c, &a, &anna_ghost, "initech").await == "Account Admin,Viewer")
+                .then_some(())
+        },
+    )
+    .await;
+    // The partner id works in place of the paired user's.
+    let r = admin(
+        &c,
+        &b,
+        &ada,
+        "PUT",
+        "/_guise/admin/tenants/initech/paired/u-acme-anna/roles",
+        json!({"roles": ["Account Admin"]}),
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let v: Value = get(
+        &c,
+        &b.url(""),
+        &ada,
+        "/_guise/admin/users/u-acme-anna~initech",
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        v["user"]["paired"]["roles"],
+        json!(["Account Admin"]),
+        "{v}"
+    );
+    assert_eq!(v["user"]["roles"], json!(["user"]), "{v}");
+
+    // The partner's primary user: Anna, signed in as herself on B.
+    let anna = login(&c, &b.url(""), "anna@acme.test", DEMO_PW).await;
+    let partner_path =
+        |tenant: &str, user: &str| format!("/_guise/partner/paired/{tenant}/{user}/roles");
+    // CSRF-safe like every change.
+    let r = c
+        .put(b.url(&partner_path("initech", "u-acme-anna")))
+        .header("cookie", &anna.cookie)
+        .json(&json!({"roles": ["Viewer"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refusal(r).await.1, "csrf");
+    let r = admin(
+        &c,
+        &b,
+        &anna,
+        "PUT",
+        &partner_path("initech", "u-acme-anna"),
+        json!({"roles": ["Viewer"]}),
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    eventually(
+        std::time::Duration::from_secs(5),
+        "node A sends the roles Anna gave",
+        || async {
+            (tenant_roles_upstream(&c, &a, &anna_ghost, "initech").await == "Viewer").then_some(())
+        },
+    )
+    .await;
+    // Her partner's other paired users too.
+    let r = admin(
+        &c,
+        &b,
+        &anna,
+        "PUT",
+        &partner_path("umbrella", "u-acme-arlo"),
+        json!({"roles": ["Partner User"]}),
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    eventually(
+        std::time::Duration::from_secs(5),
+        "node A sends the roles Anna gave Arlo",
+        || async {
+            (tenant_roles_upstream(&c, &a, &arlo_ghost, "umbrella").await == "Partner User")
+                .then_some(())
+        },
+    )
+    .await;
+    // The partner page shows them to her, with a form per paired user.
+    let page = get_as(&c, &b, &anna, "/_guise/partner", "text/html")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("data-paired=\"u-acme-anna~initech\"")
+            && page.contains("data-paired=\"u-acme-arlo~umbrella\"")
+            && page.contains("action=\"/_guise/partner/paired/initech/u-acme-anna/roles\""),
+        "{page}"
+    );
+    let r = c
+        .post(b.url(&partner_path("initech", "u-acme-anna")))
+        .header("cookie", &anna.cookie)
+        .header("origin", b.url(""))
+        .header("accept", "text/html")
+        .form(&[
+            ("csrf_token", anna.csrf.as_str()),
+            ("role", "Partner User"),
+            ("role", "Viewer"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "{:?}", r.text().await);
+    assert_eq!(r.headers()["location"], "/_guise/partner");
+    eventually(
+        std::time::Duration::from_secs(5),
+        "node A sends the roles of Anna's form",
+        || async {
+            (tenant_roles_upstream(&c, &a, &anna_ghost, "initech").await == "Partner User,Viewer")
+                .then_some(())
+        },
+    )
+    .await;
+    // Only within `partner_assignable`; bad names still name the field.
+    let r = admin(
+        &c,
+        &b,
+        &anna,
+        "PUT",
+        &partner_path("initech", "u-acme-anna"),
+        json!({"roles": ["Viewer", "Account Admin"]}),
+    )
+    .await;
+    let (status, code, detail) = refusal(r).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (403, "role_not_partner_assignable"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("`Account Admin` is not one of them"),
+        "{detail}"
+    );
+    let r = admin(
+        &c,
+        &b,
+        &anna,
+        "PUT",
+        &partner_path("initech", "u-acme-anna"),
+        json!({"roles": ["admin"]}),
+    )
+    .await;
+    let (status, _, detail) = refusal(r).await;
+    assert_eq!(status, 400, "{detail}");
+    assert!(
+        detail.starts_with("roles[0]: `admin` is not one of the tenant roles"),
+        "{detail}"
+    );
+    // A paired user nobody made yet: the same refusal as another partner's.
+    let r = admin(
+        &c,
+        &b,
+        &anna,
+        "PUT",
+        &partner_path("umbrella", "u-acme-anna"),
+        json!({"roles": ["Viewer"]}),
+    )
+    .await;
+    assert_eq!(refusal(r).await.1, "not_your_paired_user");
+
+    // Arlo is not Acme's primary user; Gia is Globex's, not Acme's; a
+    // paired session changes nothing.
+    let arlo = login(&c, &b.url(""), "arlo@acme.test", DEMO_PW).await;
+    let r = admin(
+        &c,
+        &b,
+        &arlo,
+        "PUT",
+        &partner_path("umbrella", "u-acme-arlo"),
+        json!({"roles": ["Viewer"]}),
+    )
+    .await;
+    let (status, code, detail) = refusal(r).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (403, "not_primary_user"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("only the primary user of p-acme"),
+        "{detail}"
+    );
+    let gia = login(&c, &b.url(""), "gia@globex.test", DEMO_PW).await;
+    let r = admin(
+        &c,
+        &b,
+        &gia,
+        "PUT",
+        &partner_path("initech", "u-acme-anna"),
+        json!({"roles": ["Viewer"]}),
+    )
+    .await;
+    let (status, code, detail) = refusal(r).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (403, "not_your_paired_user"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("belongs to your partner organisation"),
+        "{detail}"
+    );
+    let r = admin(
+        &c,
+        &a,
+        &anna_ghost,
+        "PUT",
+        &partner_path("initech", "u-acme-anna"),
+        json!({"roles": ["Partner User"]}),
+    )
+    .await;
+    let (status, code, _) = refusal(r).await;
+    assert_eq!((status, code.as_str()), (403, "paired_session"));
+    // Internal users are no partner.
+    let bea = login(&c, &b.url(""), "bu1@demo.test", DEMO_PW).await;
+    let r = admin(
+        &c,
+        &b,
+        &bea,
+        "PUT",
+        &partner_path("initech", "u-acme-anna"),
+        json!({"roles": ["Viewer"]}),
+    )
+    .await;
+    assert_eq!(refusal(r).await.1, "not_a_partner_user");
+
+    // Arlo's page offers no roles to change.
+    let page = get_as(&c, &b, &arlo, "/_guise/partner", "text/html")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains("data-paired"), "{page}");
+
+    // Nothing refused was stored; each change was counted where made.
+    assert_eq!(
+        tenant_roles_upstream(&c, &a, &anna_ghost, "initech").await,
+        "Partner User,Viewer"
+    );
+    assert_eq!(
+        b.metric("guise_paired_role_changes_total{by=\"admin\"}")
+            .await,
+        2.0
+    );
+    assert_eq!(
+        b.metric("guise_paired_role_changes_total{by=\"partner\"}")
+            .await,
+        3.0
+    );
 }
 
 #[tokio::test]

@@ -81,7 +81,7 @@ const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
 
 /// The template filter `segment`: `id` percent-encoded as one path
 /// segment of a form's action ([`user_id`] reads it back).
-fn segment(id: &str) -> String {
+pub(crate) fn segment(id: &str) -> String {
     percent_encoding::utf8_percent_encode(id, SEGMENT).to_string()
 }
 

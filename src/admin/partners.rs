@@ -13,7 +13,8 @@
 //! | `GET /_guise/admin/licences` | Full seats: used, free, total |
 //! | `GET /_guise/admin/tenants` | client tenants with their quota use |
 //! | `PUT /_guise/admin/tenants/{id}` | create or replace a tenant (turning partner login off revokes its paired sessions) |
-//! | `GET /_guise/admin/tenants/{id}/paired` | the tenant's paired users |
+//! | `GET /_guise/admin/tenants/{id}/paired` | the tenant's paired users, with their tenant roles |
+//! | `PUT /_guise/admin/tenants/{id}/paired/{user}/roles` | a paired user's tenant roles (`{"roles": [...]}`) |
 //!
 //! A change is checked whole before it is stored (a refusal names the
 //! field), saved in the store, and announced so every node rebuilds its
@@ -26,7 +27,8 @@ use super::{AdminApi, AdminError};
 use crate::body;
 use crate::config::Config;
 use crate::partners::{
-    holds_full_seat, import, seats, Bundle, Partner, Seats, Tenant, BUNDLE, PARTNER, TENANT,
+    self as rules, holds_full_seat, import, seats, Bundle, Partner, Seats, Tenant, BUNDLE, PARTNER,
+    TENANT,
 };
 use crate::users::User;
 
@@ -368,11 +370,60 @@ pub fn paired(api: &AdminApi, id: &str) -> Result<(u16, Value), AdminError> {
     Ok((200, json!({ "tenant": id, "paired_users": users })))
 }
 
+/// The body of a change of tenant roles, from an admin or a partner.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RolesBody {
+    pub roles: Vec<String>,
+}
+
+/// What a change of tenant roles body looks like, for refusals.
+pub(crate) const ROLES_BODY: &str = "the tenant roles: {\"roles\": [\"Partner User\", ...]}";
+
+/// `PUT /_guise/admin/tenants/{id}/paired/{user}/roles`: the paired user's
+/// roles inside the tenant (the app's role names; any of `tenants.roles`,
+/// not only those a partner may give). `user` is the paired user's id
+/// (`u-anna~initech`) or the id of the partner user it stands in for. The
+/// change is stored and announced like every user change, so the next
+/// request of its live sessions, on any node, carries the new roles.
+pub async fn put_paired_roles(
+    api: &AdminApi,
+    config: &Config,
+    actor: &User,
+    (tenant, user): (&str, &str),
+    raw: &[u8],
+) -> Result<(u16, Value), AdminError> {
+    let b: RolesBody = body::parse_json(raw, ROLES_BODY)?;
+    if api.partners.snapshot().tenant(tenant).is_none() {
+        return Err(AdminError::NotFound(format!("tenant {tenant}")));
+    }
+    let in_tenant = |id: &str| {
+        api.directory
+            .get(id)
+            .filter(|u| u.paired.as_ref().is_some_and(|p| p.tenant == tenant))
+    };
+    let target = in_tenant(user)
+        .or_else(|| in_tenant(&rules::paired_id(user, tenant)))
+        .ok_or_else(|| AdminError::NotFound(format!("paired user {user} in tenant {tenant}")))?;
+    rules::check_tenant_roles(&config.partners.tenants, &b.roles)?;
+    let before = target.paired.as_ref().map(|p| p.roles.clone());
+    let changed = rules::tenant_roles_changed(&target, b.roles);
+    api.save(changed.clone()).await?;
+    api.metrics
+        .paired_role_changes
+        .with_label_values(&["admin"])
+        .inc();
+    let after = changed.paired.as_ref().map(|p| p.roles.clone());
+    tracing::info!(actor = %actor.id, tenant = %tenant, paired = %changed.id, before = ?before, after = ?after, by = "admin", "paired user's tenant roles changed");
+    Ok((200, json!({ "user": changed.public_json() })))
+}
+
 /// `PUT /_guise/admin/tenants/{id}`: the whole tenant. Turning
 /// `allow_partner_login` off stops new paired logins at once and revokes
 /// the tenant's live paired sessions on every node.
 pub async fn put_tenant(
     api: &AdminApi,
+    config: &Config,
     actor: &User,
     id: &str,
     raw: &[u8],
@@ -396,6 +447,11 @@ pub async fn put_tenant(
     if tenant.name.trim().is_empty() {
         return Err(AdminError::Invalid("name: must not be empty".into()));
     }
+    config
+        .partners
+        .tenants
+        .check_hub(&tenant.hub)
+        .map_err(|why| AdminError::Invalid(format!("hub: {why}")))?;
     let before = api.partners.snapshot().tenant(id);
     api.partners
         .save(TENANT, id, &tenant)

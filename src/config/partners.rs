@@ -7,8 +7,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::users::Role;
-
 /// The areas of the seed's default partner bundle.
 pub const DEFAULT_AREAS: [&str; 7] = [
     "dashboard",
@@ -88,14 +86,33 @@ fn yes() -> bool {
     true
 }
 
+/// The tenant role a paired user gets when no hub is configured (and the
+/// app's roles are not listed): the one role every app has in some form.
+pub const DEFAULT_TENANT_ROLE: &str = "user";
+
 /// Tenants and paired users, as configured.
+///
+/// A paired user's roles inside a tenant are the app's role names, never
+/// the gateway's [`crate::users::Role`]s: the tenant's admin and the
+/// partner may change them (issue 11), which must never make anyone a
+/// gateway admin.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TenantSettings {
     /// How a request names its tenant: the path prefix around `{tenant}`
     /// (`/t/` and `/` for `/t/{tenant}/`).
     pub path_prefix: Option<(String, String)>,
-    /// Paired users' default roles by hub.
-    pub hubs: BTreeMap<String, Vec<Role>>,
+    /// Paired users' default tenant roles by hub (`default` serves hubs not
+    /// listed).
+    pub hubs: BTreeMap<String, Vec<String>>,
+    /// The app's tenant roles, in the file's order; `None`: any name the
+    /// roles header can carry.
+    pub roles: Option<Vec<String>>,
+    /// The tenant roles a partner's primary user may give their partner's
+    /// paired users. Defaults to every role some hub gives by default: a
+    /// partner may move its paired users between the roles the tenants'
+    /// automation already hands partners, and nothing more, unless the
+    /// file says otherwise.
+    pub partner_assignable: BTreeSet<String>,
     /// Route features paired users may not use.
     pub refused_for_paired: BTreeSet<String>,
     pub list: Vec<Tenant>,
@@ -122,13 +139,37 @@ impl TenantSettings {
         }
     }
 
-    /// Paired users' default roles in a tenant of `hub`.
-    pub fn roles_for(&self, hub: &str) -> Vec<Role> {
-        self.hubs
-            .get(hub)
-            .or_else(|| self.hubs.get("default"))
+    /// Paired users' default tenant roles in a tenant of `hub`.
+    pub fn roles_for(&self, hub: &str) -> Vec<String> {
+        self.hub_roles(hub)
             .cloned()
-            .unwrap_or_else(|| vec![Role::User])
+            .unwrap_or_else(|| vec![DEFAULT_TENANT_ROLE.to_string()])
+    }
+
+    /// The configured default roles of `hub` (its own, else `default`'s).
+    fn hub_roles(&self, hub: &str) -> Option<&Vec<String>> {
+        self.hubs.get(hub).or_else(|| self.hubs.get("default"))
+    }
+
+    /// Whether a tenant of `hub` gets configured default roles; why not.
+    /// Only a file that lists the app's roles needs one: elsewhere the
+    /// built-in [`DEFAULT_TENANT_ROLE`] serves, which such an app may not
+    /// have.
+    pub fn check_hub(&self, hub: &str) -> Result<(), String> {
+        if self.roles.is_some() && self.hub_roles(hub).is_none() {
+            return Err(format!(
+                "hub `{hub}` has no default roles in `tenants.hubs`, and there is no `default` hub"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether `role` is one of the app's tenant roles (any header-safe
+    /// name when they are not listed).
+    pub fn is_role(&self, role: &str) -> bool {
+        self.roles
+            .as_ref()
+            .is_none_or(|all| all.iter().any(|r| r == role))
     }
 }
 
@@ -149,7 +190,7 @@ pub struct Settings {
     /// The largest JSON answer filtered for a partner user; a larger one
     /// is refused (502), never passed on unfiltered.
     pub answer_max_bytes: usize,
-    /// Client tenants, where paired users work.
+    /// Client tenants, paired users and their tenant roles.
     pub tenants: TenantSettings,
     /// Resources whose records sit inside assigned ones, and how to find
     /// where.

@@ -465,9 +465,16 @@ pub struct RawTenants {
     /// How a request names its tenant: a path prefix with `{tenant}`
     /// (`/t/{tenant}/`).
     pub path_prefix: Option<String>,
-    /// Default roles of paired users, by the tenant's hub.
+    /// Default tenant roles of paired users (the app's role names), by
+    /// the tenant's hub; `default` serves hubs not listed.
     #[serde(default, deserialize_with = "empty_is_default")]
-    pub hubs: std::collections::BTreeMap<String, Vec<crate::users::Role>>,
+    pub hubs: std::collections::BTreeMap<String, Vec<String>>,
+    /// The app's tenant roles; when given, hubs and every change use only
+    /// these (default: any role name).
+    pub roles: Option<Vec<String>>,
+    /// The tenant roles a partner's primary user may give their paired
+    /// users (default: every role some hub gives by default).
+    pub partner_assignable: Option<Vec<String>>,
     /// Route features paired users may not use (`ess`, `linked_records`).
     #[serde(default, deserialize_with = "empty_is_default")]
     pub refused_for_paired: Vec<String>,
@@ -623,6 +630,10 @@ pub(super) fn expected_at(pattern: &str) -> Option<&'static str> {
         "tenants" => "a mapping of tenant settings such as `list` and `path_prefix`",
         "tenants.list" => "a sequence of tenants, each a mapping with `id` and `name`",
         "tenants.list[]" => "a tenant: a mapping with `id` and `name`",
+        "tenants.hubs" => "a mapping of hub names to role lists, such as `default: [Partner User]`",
+        "tenants.roles" | "tenants.partner_assignable" => {
+            "a sequence of tenant role names, such as `[Partner User, Viewer]`"
+        }
         "users" | "users_file" => "a sequence of users, each a mapping with `id`, `name` and `email`",
         "users[]" | "users_file[]" => "a user: a mapping with `id`, `name` and `email`",
         "users[].status" | "users_file[].status" => "`active` or `disabled`",

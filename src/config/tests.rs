@@ -677,3 +677,99 @@ fn partner_parents_are_checked_with_their_lines() {
         }]
     );
 }
+
+#[test]
+fn tenant_roles_are_app_role_names_and_partner_assignable_defaults_to_the_hubs() {
+    let c = parse(&format!(
+        "{GOOD}tenants:
+  path_prefix: \"/t/{{tenant}}/\"
+  hubs:
+    default: [user]
+    emea: [Partner User, Viewer]
+  list:
+    - {{ id: t1, name: T1, hub: emea }}
+"
+    ))
+    .unwrap();
+    let t = &c.partners.tenants;
+    assert_eq!(t.roles_for("emea"), ["Partner User", "Viewer"]);
+    assert_eq!(t.roles_for("apac"), ["user"]);
+    assert_eq!(t.roles, None);
+    let assignable: Vec<&str> = t.partner_assignable.iter().map(String::as_str).collect();
+    assert_eq!(assignable, ["Partner User", "Viewer", "user"]);
+    // Without hubs: the built-in default role, which partners may give.
+    let c = parse(GOOD).unwrap();
+    assert_eq!(c.partners.tenants.roles_for("any"), ["user"]);
+    assert!(c.partners.tenants.partner_assignable.contains("user"));
+}
+
+#[test]
+fn every_tenant_role_problem_is_reported_with_its_path_and_line() {
+    let src = format!(
+        "{GOOD}tenants:
+  path_prefix: \"/t/{{tenant}}/\"
+  roles: [Partner User, Viewer, Viewer]
+  hubs:
+    default: [Partner User, Admin]
+    emea: []
+    apac: [\"Bad,Name\"]
+  partner_assignable: [Viewer, Root]
+  list:
+    - {{ id: t1, name: T1, hub: default }}
+"
+    );
+    let err = parse(&src).unwrap_err();
+    let got: Vec<(String, Option<usize>)> = err
+        .issues()
+        .iter()
+        .map(|i| (i.path.clone(), i.line))
+        .collect();
+    for want in [
+        ("tenants.roles[2]", 10),
+        ("tenants.hubs.default[1]", 12),
+        ("tenants.hubs.emea", 13),
+        ("tenants.hubs.apac[0]", 14),
+        ("tenants.partner_assignable[1]", 15),
+    ] {
+        assert!(
+            got.contains(&(want.0.to_string(), Some(want.1))),
+            "missing {want:?} in {got:?}"
+        );
+    }
+    let text = err.to_string();
+    for says in [
+        "`Viewer` is listed twice",
+        "`Admin` is not one of `tenants.roles` (Partner User, Viewer, Viewer)",
+        "give at least one role",
+        "without commas",
+        "`Root` is not one of `tenants.roles`",
+    ] {
+        assert!(text.contains(says), "{says:?} not in {text}");
+    }
+
+    // With the app's roles listed, every tenant's hub must give some.
+    let err = parse(&format!(
+        "{GOOD}tenants:
+  path_prefix: \"/t/{{tenant}}/\"
+  roles: [Viewer]
+  hubs:
+    emea: [Viewer]
+  list:
+    - {{ id: t1, name: T1, hub: emea }}
+    - {{ id: t2, name: T2, hub: apac }}
+"
+    ))
+    .unwrap_err();
+    let issue = &err.issues()[0];
+    assert_eq!(
+        (issue.path.as_str(), issue.line),
+        ("tenants.list[1].hub", Some(15)),
+        "{err}"
+    );
+    assert!(
+        issue.message.contains("hub `apac` has no default roles"),
+        "{issue}"
+    );
+    // Gateway role names are not special: a hub's `[user]` is the app's.
+    assert!(parse(&format!("{GOOD}tenants:\n  hubs:\n    default: [user]\n")).is_ok());
+}

@@ -745,9 +745,11 @@ impl Checker<'_> {
         let t = &raw.tenants;
         let mut tenants = TenantSettings {
             hubs: t.hubs.clone(),
+            roles: t.roles.clone(),
             refused_for_paired: t.refused_for_paired.iter().cloned().collect(),
             ..TenantSettings::default()
         };
+        self.tenant_roles(&mut tenants, t);
         if let Some(prefix) = &t.path_prefix {
             match prefix.split_once("{tenant}") {
                 Some((before, after))
@@ -790,6 +792,9 @@ impl Checker<'_> {
                     format!("`{}` is used by another tenant", x.id),
                 );
             }
+            if let Err(why) = tenants.check_hub(&x.hub) {
+                self.issue(&format!("{at}.hub"), why);
+            }
             tenants.list.push(Tenant {
                 id: x.id.clone(),
                 name: x.name.clone(),
@@ -801,6 +806,68 @@ impl Checker<'_> {
         }
         settings.tenants = tenants;
         settings
+    }
+
+    /// `tenants.roles`, `tenants.hubs` and `tenants.partner_assignable`:
+    /// every name one the roles header can carry and, when the app's roles
+    /// are listed, one of them; each hub gives at least one role.
+    fn tenant_roles(&mut self, tenants: &mut partners::TenantSettings, raw: &raw::RawTenants) {
+        let check = |me: &mut Self, at: String, name: &str, listed: bool| {
+            if let Err(why) = crate::users::check_tenant_role(name) {
+                me.issue(&at, why);
+            } else if listed && !tenants.is_role(name) {
+                me.issue(
+                    &at,
+                    format!(
+                        "`{name}` is not one of `tenants.roles` ({})",
+                        tenants.roles.as_deref().unwrap_or_default().join(", ")
+                    ),
+                );
+            }
+        };
+        if let Some(roles) = &raw.roles {
+            if roles.is_empty() {
+                self.issue(
+                    "tenants.roles",
+                    "list at least one role, or leave `roles` out",
+                );
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for (i, r) in roles.iter().enumerate() {
+                check(self, format!("tenants.roles[{i}]"), r, false);
+                if !seen.insert(r) {
+                    self.issue(
+                        &format!("tenants.roles[{i}]"),
+                        format!("`{r}` is listed twice"),
+                    );
+                }
+            }
+        }
+        for (hub, roles) in &raw.hubs {
+            if roles.is_empty() {
+                self.issue(
+                    &format!("tenants.hubs.{hub}"),
+                    "give at least one role: a paired user with none could do nothing in the tenant",
+                );
+            }
+            for (i, r) in roles.iter().enumerate() {
+                check(self, format!("tenants.hubs.{hub}[{i}]"), r, true);
+            }
+        }
+        let assignable = match &raw.partner_assignable {
+            Some(given) => {
+                for (i, r) in given.iter().enumerate() {
+                    check(self, format!("tenants.partner_assignable[{i}]"), r, true);
+                }
+                given.iter().cloned().collect()
+            }
+            // No hubs: every paired user gets the built-in default role.
+            None if raw.hubs.is_empty() && raw.roles.is_none() => {
+                [partners::DEFAULT_TENANT_ROLE.to_string()].into()
+            }
+            None => raw.hubs.values().flatten().cloned().collect(),
+        };
+        tenants.partner_assignable = assignable;
     }
 
     fn auth(&mut self, raw: &RawConfig) -> Option<Auth> {

@@ -143,6 +143,7 @@ fn further_classes_are_targets_only_when_configured() {
     paired.paired = Some(Paired {
         tenant: "t1".into(),
         partner_user: "u-pat".into(),
+        roles: Vec::new(),
     });
     let s = settings();
     assert!(may_target(&s, &admin(), &ordinary).is_err());

@@ -58,6 +58,7 @@ mod tests {
         ghost.paired = Some(crate::users::Paired {
             partner_user: "a".into(),
             tenant: "t".into(),
+            roles: Vec::new(),
         });
         let users = [
             user("a", Licence::Full),

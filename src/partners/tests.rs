@@ -339,3 +339,222 @@ fn every_request_refusal_code_is_listed_for_the_metric() {
         );
     }
 }
+
+// === tenant roles of paired users ===
+
+fn tenant_settings() -> TenantSettings {
+    TenantSettings {
+        hubs: [
+            ("default".to_string(), vec!["Partner User".to_string()]),
+            (
+                "emea".to_string(),
+                vec!["Partner User".to_string(), "Viewer".to_string()],
+            ),
+        ]
+        .into(),
+        roles: Some(vec![
+            "Partner User".into(),
+            "Viewer".into(),
+            "Account Admin".into(),
+        ]),
+        partner_assignable: ["Partner User".to_string(), "Viewer".to_string()].into(),
+        list: vec![
+            Tenant {
+                id: "initech".into(),
+                name: "Initech".into(),
+                hub: "emea".into(),
+                user_quota: None,
+                users: 0,
+                allow_partner_login: true,
+            },
+            Tenant {
+                id: "closed".into(),
+                name: "Closed".into(),
+                hub: "default".into(),
+                user_quota: None,
+                users: 0,
+                allow_partner_login: false,
+            },
+        ],
+        ..TenantSettings::default()
+    }
+}
+
+/// Acme with Anna as primary user, and Globex with Gia.
+fn partner_settings() -> Settings {
+    let mut s = settings();
+    s.partners[0].primary_user = Some("u-anna".into());
+    s.partners.push(Partner {
+        id: "p-globex".into(),
+        name: "Globex".into(),
+        status: PartnerStatus::Active,
+        companies: BTreeSet::new(),
+        relationships: BTreeSet::new(),
+        reports: BTreeSet::new(),
+        primary_user: Some("u-gia".into()),
+    });
+    s.tenants = tenant_settings();
+    s
+}
+
+fn arlo() -> User {
+    let mut u = partner_user("p-acme");
+    u.id = "u-arlo".into();
+    u
+}
+
+fn gia() -> User {
+    let mut u = partner_user("p-globex");
+    u.id = "u-gia".into();
+    u
+}
+
+fn ghost_of(u: &User, tenant: &str) -> User {
+    let s = tenant_settings();
+    let t = s.list.iter().find(|t| t.id == tenant).unwrap();
+    paired_user(u, t, &s)
+}
+
+fn names(roles: &[&str]) -> Vec<String> {
+    roles.iter().map(|r| r.to_string()).collect()
+}
+
+#[test]
+fn a_paired_user_gets_its_hubs_tenant_roles_and_the_gateway_role_user_only() {
+    let mut anna = partner_user("p-acme");
+    anna.roles = vec![crate::users::Role::Admin];
+    let ghost = ghost_of(&anna, "initech");
+    assert_eq!(ghost.roles, [crate::users::Role::User]);
+    assert_eq!(ghost.paired.unwrap().roles, ["Partner User", "Viewer"]);
+    assert_eq!(
+        ghost_of(&anna, "closed").paired.unwrap().roles,
+        ["Partner User"]
+    );
+}
+
+#[test]
+fn a_paired_user_stored_before_tenant_roles_is_brought_up_to_date_once() {
+    let s = tenant_settings();
+    let anna = partner_user("p-acme");
+    let mut old = ghost_of(&anna, "initech");
+    old.paired.as_mut().unwrap().roles.clear();
+    old.roles = vec![crate::users::Role::Admin];
+    let updated = paired_brought_up_to_date(&old, &s.list[0], &s).unwrap();
+    assert_eq!(updated.roles, [crate::users::Role::User]);
+    assert_eq!(
+        updated.paired.as_ref().unwrap().roles,
+        ["Partner User", "Viewer"]
+    );
+    assert!(paired_brought_up_to_date(&updated, &s.list[0], &s).is_none());
+    // Roles someone chose are kept.
+    let mut chosen = updated.clone();
+    chosen.paired.as_mut().unwrap().roles = names(&["Account Admin"]);
+    assert!(paired_brought_up_to_date(&chosen, &s.list[0], &s).is_none());
+}
+
+#[test]
+fn tenant_roles_are_refused_naming_the_field() {
+    let s = tenant_settings();
+    assert!(check_tenant_roles(&s, &names(&["Account Admin", "Viewer"])).is_ok());
+    for (roles, says) in [
+        (names(&[]), "roles: give at least one role"),
+        (
+            names(&["Root"]),
+            "roles[0]: `Root` is not one of the tenant roles",
+        ),
+        (
+            names(&["Viewer", "Viewer"]),
+            "roles[1]: `Viewer` is given twice",
+        ),
+        (names(&["Viewer", " Viewer"]), "roles[1]:"),
+        (names(&["admin"]), "roles[0]: `admin` is not one"),
+    ] {
+        let e = check_tenant_roles(&s, &roles).unwrap_err();
+        assert_eq!(e.status(), 400);
+        assert!(e.to_string().starts_with(says), "{e} for {roles:?}");
+    }
+    // Without the app's roles listed, any header-safe name goes.
+    let open = TenantSettings::default();
+    assert!(check_tenant_roles(&open, &names(&["Whatever It Is"])).is_ok());
+    assert!(check_tenant_roles(&open, &names(&["A,B"])).is_err());
+}
+
+#[test]
+fn only_the_primary_user_changes_their_own_partners_paired_users() {
+    let s = partner_settings();
+    let snap = snapshot(&s);
+    let anna = {
+        let mut u = partner_user("p-acme");
+        u.name = "Anna".into();
+        u
+    };
+    let anna_ghost = ghost_of(&anna, "initech");
+    let arlo_ghost = ghost_of(&arlo(), "initech");
+    let at = ("initech", "u-anna");
+    assert!(may_change_paired(&snap, &anna, Some(&anna_ghost), at).is_ok());
+    assert!(may_change_paired(&snap, &anna, Some(&arlo_ghost), ("initech", "u-arlo")).is_ok());
+    let refused = |actor: &User, target: Option<&User>, at| {
+        may_change_paired(&snap, actor, target, at)
+            .unwrap_err()
+            .code()
+    };
+    assert_eq!(
+        refused(&arlo(), Some(&arlo_ghost), ("initech", "u-arlo")),
+        "not_primary_user"
+    );
+    assert_eq!(
+        refused(&gia(), Some(&anna_ghost), at),
+        "not_your_paired_user"
+    );
+    // The path must name the target: not Anna's ghost under Arlo's name.
+    assert_eq!(
+        refused(&anna, Some(&anna_ghost), ("initech", "u-arlo")),
+        "not_your_paired_user"
+    );
+    assert_eq!(refused(&anna, None, at), "not_your_paired_user");
+    assert_eq!(
+        refused(&anna_ghost, Some(&anna_ghost), at),
+        "paired_session"
+    );
+    let internal = User::new("u-bea", "Bea", "bea@x.test");
+    assert_eq!(
+        refused(&internal, Some(&anna_ghost), at),
+        "not_a_partner_user"
+    );
+    let mut viewer = anna.clone();
+    viewer.licence = Licence::Viewer;
+    assert_eq!(refused(&viewer, Some(&anna_ghost), at), "no_full_licence");
+    let closed = ghost_of(&anna, "closed");
+    assert_eq!(
+        refused(&anna, Some(&closed), ("closed", "u-anna")),
+        "partner_login_off"
+    );
+    for e in [
+        PartnerError::PairedSession,
+        PartnerError::NotPrimaryUser("p".into()),
+    ] {
+        assert_eq!(e.status(), 403);
+    }
+}
+
+#[test]
+fn partners_give_only_the_assignable_roles() {
+    let s = tenant_settings();
+    assert!(partner_may_give(&s, &names(&["Viewer", "Partner User"])).is_ok());
+    let e = partner_may_give(&s, &names(&["Viewer", "Account Admin"])).unwrap_err();
+    assert_eq!((e.status(), e.code()), (403, "role_not_partner_assignable"));
+    assert!(
+        e.to_string()
+            .contains("only `Partner User`, `Viewer`; `Account Admin` is not one of them"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_change_of_tenant_roles_keeps_the_gateway_role_user_only() {
+    let mut ghost = ghost_of(&partner_user("p-acme"), "initech");
+    ghost.roles = vec![crate::users::Role::Admin];
+    let changed = tenant_roles_changed(&ghost, names(&["Viewer"]));
+    assert_eq!(changed.roles, [crate::users::Role::User]);
+    assert_eq!(changed.paired.unwrap().roles, ["Viewer"]);
+}

@@ -71,7 +71,7 @@ async fn the_pipelines_future_stays_small() {
     );
     let proxy = GatewayProxy {
         live: Live::build(config).expect("live").shared(),
-        metrics,
+        metrics: metrics.clone(),
         endpoints: Arc::new(Endpoints {
             auth,
             admin: AdminApi {
@@ -81,6 +81,7 @@ async fn the_pipelines_future_stays_small() {
                 welcome: welcome.clone(),
                 permissions: permissions.clone(),
                 audit: audit.clone(),
+                metrics: metrics.clone(),
             },
             partners,
             welcome,

@@ -326,3 +326,74 @@ fn roles_print_as_in_the_file() {
     assert_eq!(ada().role_names(), ["user"]);
     assert_eq!(Role::SuperAdmin.to_string(), "super_admin");
 }
+
+fn paired(roles: &[&str]) -> User {
+    let mut u = User::new("u-anna~initech", "Anna (paired)", "");
+    u.origin = Origin::Paired;
+    u.partner = Some("p-acme".into());
+    u.paired = Some(Paired {
+        partner_user: "u-anna".into(),
+        tenant: "initech".into(),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+    });
+    u
+}
+
+#[test]
+fn a_paired_user_never_holds_a_gateway_role_beyond_user() {
+    assert!(paired(&["Partner User"]).check().is_ok());
+    for roles in [
+        vec![Role::Admin],
+        vec![Role::User, Role::SuperAdmin],
+        vec![],
+    ] {
+        let mut u = paired(&["Partner User"]);
+        u.roles = roles;
+        let err = u.check().unwrap_err();
+        assert!(
+            matches!(&err, UsersError::InvalidUser { field: "roles", .. }),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn tenant_roles_are_items_the_roles_header_can_carry() {
+    for ok in [
+        "Partner User",
+        "Viewer",
+        "a",
+        &"x".repeat(TENANT_ROLE_MAX_LEN),
+    ] {
+        assert!(check_tenant_role(ok).is_ok(), "{ok}");
+    }
+    for bad in [
+        "",
+        " Viewer",
+        "Viewer ",
+        "A,B",
+        "Zuschauer\u{e4}",
+        "line\nbreak",
+        &"x".repeat(TENANT_ROLE_MAX_LEN + 1),
+    ] {
+        assert!(check_tenant_role(bad).is_err(), "{bad:?}");
+        let err = paired(&[bad]).check().unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                UsersError::InvalidUser {
+                    field: "paired.roles",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_paired_user_stored_before_tenant_roles_still_loads() {
+    let old = r#"{"id":"u-anna~initech","name":"Anna (paired)","email":"","origin":"paired","partner":"p-acme","paired":{"partner_user":"u-anna","tenant":"initech"}}"#;
+    let u: User = serde_json::from_str(old).unwrap();
+    assert_eq!(u.paired.unwrap().roles, Vec::<String>::new());
+}
