@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::{Delivered, MailError, Mailer};
@@ -21,11 +21,23 @@ pub struct SmtpMailer {
 }
 
 impl SmtpMailer {
-    /// The server `s` names. The server's certificate is checked against
-    /// the system's roots for the configured host name.
+    /// The server `s` names. Its certificate is checked for the configured
+    /// host name against the CAs of `mail.smtp.ca_file` when set (and then
+    /// only those: see [`crate::config::SmtpCa`]), else the system's roots.
     pub fn new(s: &Smtp) -> Result<SmtpMailer, MailError> {
         let tls_params = || {
-            TlsParameters::new_rustls(s.host.clone()).map_err(|e| MailError::Setup(e.to_string()))
+            let mut params = TlsParameters::builder(s.host.clone());
+            if let Some(ca) = &s.ca {
+                params = params.certificate_store(CertificateStore::None);
+                for der in &ca.certs {
+                    let cert = Certificate::from_der(der.to_vec())
+                        .map_err(|e| MailError::Setup(e.to_string()))?;
+                    params = params.add_root_certificate(cert);
+                }
+            }
+            params
+                .build_rustls()
+                .map_err(|e| MailError::Setup(e.to_string()))
         };
         let tls = match s.security {
             SmtpSecurity::Starttls => Tls::Required(tls_params()?),
