@@ -474,6 +474,7 @@ async fn the_outbox_gets_each_welcome_email_as_a_private_eml_file() {
         to: Vec::new(),
         auth: None,
         data: std::fs::read_to_string(file).unwrap(),
+        tls: false,
     };
     assert!(m.header("to").unwrap().contains("gia@globex.test"));
     assert_eq!(m.header("subject").as_deref(), Some("Set your password"));
