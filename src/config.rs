@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use mail::{Mail, MailTransport, Smtp, SmtpCredentials};
+pub use mail::{Mail, MailTransport, Smtp, SmtpCa, SmtpCredentials};
 pub use raw::{AppCookies, LogFormat, SmtpSecurity, StoreKind};
 
 use crate::routes::RouteSpec;

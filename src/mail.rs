@@ -2,11 +2,12 @@
 //! ways it leaves the gateway.
 //!
 //! A [`Mailer`] delivers a finished [`Message`]: [`smtp::SmtpMailer`] hands
-//! it to an SMTP server (STARTTLS or TLS on rustls), [`outbox::Outbox`]
-//! writes it as an `.eml` file into a folder (the demo's default, and a way
-//! to hand mail to another system). Which one runs is `mail` in the
-//! configuration, compiled into [`crate::live::Live`] so a reload can
-//! change it. [`welcome`] renders the message itself.
+//! it to an SMTP server (STARTTLS or TLS on rustls, the server's
+//! certificate checked against the system's roots or `mail.smtp.ca_file`),
+//! [`outbox::Outbox`] writes it as an `.eml` file into a folder (the demo's
+//! default, and a way to hand mail to another system). Which one runs is
+//! `mail` in the configuration, compiled into [`crate::live::Live`] so a
+//! reload can change it. [`welcome`] renders the message itself.
 //!
 //! Messages carry one-time secrets, so nothing here logs a message body.
 
@@ -35,6 +36,11 @@ pub enum MailError {
     /// The SMTP server refused the message or could not be reached.
     #[error("the mail server did not take the message: {0}")]
     Smtp(String),
+    /// The connection to the SMTP server could not be secured as
+    /// `mail.smtp.security` asks (a certificate refused, no STARTTLS), so
+    /// nothing was sent over it, neither the password nor the message.
+    #[error("no secure connection to the mail server {server}, so nothing was sent: {reason}")]
+    NotSecured { server: String, reason: String },
     /// The outbox file could not be written.
     #[error("the message could not be written to the outbox {dir}: {reason}")]
     Outbox { dir: PathBuf, reason: String },
@@ -50,7 +56,7 @@ impl Refuse for MailError {
             MailError::Compose(_) | MailError::Setup(_) => 500,
             // The gateway itself is fine; the next hop (a mail server, a
             // disk) failed it.
-            MailError::Smtp(_) | MailError::Outbox { .. } => 502,
+            MailError::Smtp(_) | MailError::NotSecured { .. } | MailError::Outbox { .. } => 502,
         }
     }
     fn code(&self) -> &'static str {
@@ -58,6 +64,7 @@ impl Refuse for MailError {
             MailError::Address(_) => "bad_address",
             MailError::Compose(_) | MailError::Setup(_) => "mail_setup",
             MailError::Smtp(_) | MailError::Outbox { .. } => "mail_failed",
+            MailError::NotSecured { .. } => "mail_not_secured",
         }
     }
     fn title(&self) -> &'static str {

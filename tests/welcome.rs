@@ -4,16 +4,20 @@
 //! loopback (tests/support/smtp.rs) or into an outbox folder; the test
 //! reads the message that arrived, follows its link like a browser, sets a
 //! password, and signs in with it. Links that are used, expired or forged
-//! are asked for too, and who may send.
+//! are asked for too, and who may send. Over STARTTLS and implicit TLS the
+//! server's certificate comes from a CA made for the test and named by
+//! `mail.smtp.ca_file`; a certificate of another CA, or a server without
+//! STARTTLS, gets nothing.
 
 mod support;
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::login::*;
 use support::redis::RedisServer;
-use support::smtp::{Received, SmtpServer};
+use support::smtp::{Received, SmtpServer, TestCerts, Tls};
 use support::*;
 
 /// Every demo user's password.
@@ -474,6 +478,7 @@ async fn the_outbox_gets_each_welcome_email_as_a_private_eml_file() {
         to: Vec::new(),
         auth: None,
         data: std::fs::read_to_string(file).unwrap(),
+        tls: false,
     };
     assert!(m.header("to").unwrap().contains("gia@globex.test"));
     assert_eq!(m.header("subject").as_deref(), Some("Set your password"));
@@ -511,6 +516,176 @@ async fn smtp_credentials_come_from_the_environment() {
     assert_eq!(
         m.auth,
         Some(("portal".to_string(), SMTP_PASSWORD.to_string()))
+    );
+}
+
+/// A `mail:` section sending through `smtp` at `host` with `security`
+/// (`starttls` or `tls`), trusting the CA in `ca_file` only, as `portal`
+/// with the password from the environment.
+fn tls_mail(smtp: &SmtpServer, host: &str, security: &str, ca_file: &Path) -> String {
+    format!(
+        "mail:\n  from: \"Partner Portal <portal@gw.test>\"\n  smtp:\n    host: {host}\n    port: {}\n    security: {security}\n    ca_file: {}\n    username: portal\n    password_env: {SMTP_PASSWORD_ENV}\n",
+        smtp.addr.port(),
+        ca_file.display()
+    )
+}
+
+/// Commands that carry the password or the mail.
+const SENDING: [&str; 4] = ["AUTH", "MAIL", "RCPT", "DATA"];
+
+/// An admin sends Anna a welcome email through a server that speaks TLS as
+/// `mode` says, with a certificate of the configured CA: it arrives
+/// encrypted, authenticated with the password from the environment, and
+/// its link sets her password.
+async fn a_welcome_email_arrives_encrypted(mode: Tls, host: &str, security: &str) {
+    let certs = TestCerts::generate();
+    let smtp = SmtpServer::builder()
+        .credentials("portal", SMTP_PASSWORD)
+        .tls(mode, &certs)
+        .start()
+        .await;
+    let mail = tls_mail(&smtp, host, security, &certs.ca_file);
+    let f = Fixture::start_with(&demo_yaml(MEMORY, &mail)).await;
+    let c = client();
+    let ada = login(&c, &f.url(""), "admin@demo.test", DEMO_PW).await;
+    let r = send_welcome(&c, &f, &ada, "u-acme-anna").await;
+    let status = r.status();
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["transport"], "smtp");
+
+    let m = smtp.message(0).await;
+    assert!(m.tls, "the message came over TLS");
+    assert_eq!(
+        m.auth,
+        Some(("portal".to_string(), SMTP_PASSWORD.to_string()))
+    );
+    assert_eq!(m.to, vec!["anna@acme.test".to_string()]);
+    // In clear at most the first EHLO and the STARTTLS; the client greets
+    // again once encrypted.
+    let commands = smtp.commands();
+    let clear: Vec<&str> = commands
+        .iter()
+        .filter(|(_, tls)| !tls)
+        .map(|(verb, _)| verb.as_str())
+        .collect();
+    match mode {
+        Tls::Starttls => assert_eq!(clear, ["EHLO", "STARTTLS"], "{commands:?}"),
+        _ => assert!(clear.is_empty(), "{commands:?}"),
+    }
+    assert_eq!(commands.iter().find(|(_, tls)| *tls).unwrap().0, "EHLO");
+
+    let r = choose_password(&c, &f, &link_in(&m), NEW_PW).await;
+    assert_eq!(r.status(), 303);
+    login(&c, &f.url(""), "anna@acme.test", NEW_PW).await;
+    assert_eq!(emails(&f, "smtp", "sent").await, 1.0);
+}
+
+#[tokio::test]
+async fn a_welcome_email_goes_over_starttls_to_a_server_the_configured_ca_signed() {
+    // By name: the certificate is checked for the DNS name `localhost`.
+    a_welcome_email_arrives_encrypted(Tls::Starttls, "localhost", "starttls").await;
+}
+
+#[tokio::test]
+async fn a_welcome_email_goes_over_implicit_tls_to_a_server_the_configured_ca_signed() {
+    // By address: the certificate is checked for the IP address.
+    a_welcome_email_arrives_encrypted(Tls::Implicit, "127.0.0.1", "tls").await;
+}
+
+#[tokio::test]
+async fn a_server_with_a_certificate_of_another_ca_gets_nothing_and_the_admin_is_told_why() {
+    let trusted = TestCerts::generate();
+    // Another CA of the same name (as a regenerated development CA would
+    // be), and a certificate that names an issuer nobody trusts.
+    let (other_ca, self_signed) = (TestCerts::generate(), TestCerts::self_signed());
+    for (mode, security, certs, rustls_says) in [
+        (Tls::Starttls, "starttls", &other_ca, "BadSignature"),
+        (Tls::Implicit, "tls", &self_signed, "UnknownIssuer"),
+        (Tls::Starttls, "starttls", &self_signed, "UnknownIssuer"),
+        (Tls::Implicit, "tls", &other_ca, "BadSignature"),
+    ] {
+        let smtp = SmtpServer::builder()
+            .credentials("portal", SMTP_PASSWORD)
+            .tls(mode, certs)
+            .start()
+            .await;
+        let mail = tls_mail(&smtp, "127.0.0.1", security, &trusted.ca_file);
+        let f = Fixture::start_with(&demo_yaml(MEMORY, &mail)).await;
+        let c = client();
+        let ada = login(&c, &f.url(""), "admin@demo.test", DEMO_PW).await;
+        let why = format!(
+            "no secure connection to the mail server 127.0.0.1:{}, so nothing was sent: its certificate is not signed by a CA in {} (mail.smtp.ca_file)",
+            smtp.addr.port(),
+            trusted.ca_file.display()
+        );
+
+        // The API says why.
+        let r = send_welcome(&c, &f, &ada, "u-acme-anna").await;
+        assert_eq!(r.status(), 502, "{security}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"], "mail_not_secured", "{security}: {v}");
+        let detail = v["detail"].as_str().unwrap();
+        assert!(detail.starts_with(&why), "{security}: {detail}");
+        assert!(detail.contains(rustls_says), "{security}: {detail}");
+
+        // So does the admin page's Send Welcome Email button.
+        let r = c
+            .post(f.url("/_guise/admin/page/users/u-acme-anna/welcome"))
+            .header("cookie", &ada.cookie)
+            .header("origin", f.url(""))
+            .header("accept", "text/html")
+            .form(&[("csrf_token", ada.csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 502, "{security}");
+        let page = r.text().await.unwrap();
+        assert!(
+            page.contains("its certificate is not signed by a CA in")
+                && page.contains("smtp-ca.pem"),
+            "{security}: {page}"
+        );
+
+        assert!(smtp.messages().is_empty(), "{security}: nothing arrived");
+        let commands = smtp.commands();
+        assert!(
+            !commands
+                .iter()
+                .any(|(verb, _)| SENDING.contains(&verb.as_str())),
+            "{security}: neither the password nor the mail was sent: {commands:?}"
+        );
+        assert_eq!(emails(&f, "smtp", "failed").await, 2.0, "{security}");
+    }
+}
+
+#[tokio::test]
+async fn starttls_to_a_server_that_does_not_offer_it_sends_nothing_in_clear() {
+    let certs = TestCerts::generate();
+    // A plain server that would take the password and the message.
+    let smtp = SmtpServer::with_credentials("portal", SMTP_PASSWORD).await;
+    let mail = tls_mail(&smtp, "127.0.0.1", "starttls", &certs.ca_file);
+    let f = Fixture::start_with(&demo_yaml(MEMORY, &mail)).await;
+    let c = client();
+    let ada = login(&c, &f.url(""), "admin@demo.test", DEMO_PW).await;
+    let r = send_welcome(&c, &f, &ada, "u-acme-anna").await;
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "mail_not_secured", "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the server does not offer STARTTLS"),
+        "{v}"
+    );
+    assert!(smtp.messages().is_empty());
+    let commands = smtp.commands();
+    assert!(
+        commands
+            .iter()
+            .all(|(verb, _)| verb == "EHLO" || verb == "QUIT"),
+        "the client gave up after EHLO: {commands:?}"
     );
 }
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use lettre::message::Mailbox;
+use rustls::pki_types::CertificateDer;
 
 use super::raw::SmtpSecurity;
 
@@ -37,6 +38,37 @@ pub struct Smtp {
     pub port: u16,
     pub security: SmtpSecurity,
     pub credentials: Option<SmtpCredentials>,
+    /// `mail.smtp.ca_file`: the only roots the server's certificate may
+    /// chain to; `None`: the system's roots.
+    pub ca: Option<SmtpCa>,
+}
+
+/// The CA certificates of `mail.smtp.ca_file`, read when the configuration
+/// is loaded, so a missing or broken file stops start-up (or a reload)
+/// rather than the first welcome email, and a running gateway never reads
+/// the file again.
+///
+/// They replace the system's roots instead of adding to them: a relay with
+/// a private CA is the reason to set the file, and trusting every public CA
+/// as well would let anyone who can get a public certificate for the relay's
+/// name (by taking over its DNS, say) read the mail and the SMTP password.
+/// A relay with a public certificate needs no file.
+#[derive(Clone)]
+pub struct SmtpCa {
+    /// The file as configured, joined to the configuration's folder; for
+    /// messages.
+    pub file: PathBuf,
+    /// Its certificates, each one webpki accepts as a trust anchor.
+    pub certs: Vec<CertificateDer<'static>>,
+}
+
+impl fmt::Debug for SmtpCa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpCa")
+            .field("file", &self.file)
+            .field("certs", &self.certs.len())
+            .finish()
+    }
 }
 
 /// A user name and the password read from the environment.

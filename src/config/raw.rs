@@ -963,6 +963,10 @@ pub struct RawSmtp {
     pub username: Option<String>,
     /// Name of the environment variable that holds the password.
     pub password_env: Option<String>,
+    /// PEM file (relative to this file) of the CA certificates the
+    /// server's certificate must chain to, instead of the system's roots:
+    /// for a relay whose certificate a private CA signed.
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]

@@ -773,3 +773,112 @@ fn every_tenant_role_problem_is_reported_with_its_path_and_line() {
     // Gateway role names are not special: a hub's `[user]` is the app's.
     assert!(parse(&format!("{GOOD}tenants:\n  hubs:\n    default: [user]\n")).is_ok());
 }
+
+/// A `mail` section sending to `127.0.0.1` with `security` and `ca_file`;
+/// `ca_file` is on line 13.
+fn smtp_with_ca(security: &str, ca_file: &str) -> String {
+    format!(
+        "{GOOD}mail:\n  from: guise@x.test\n  smtp:\n    host: 127.0.0.1\n    security: {security}\n    ca_file: {ca_file}\n"
+    )
+}
+
+#[test]
+fn smtp_ca_file_is_read_relative_to_the_file_and_every_certificate_in_it_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let [a, b] = [0, 1].map(|_| crate::tls::DevCerts::generate(&["127.0.0.1"]).unwrap());
+    std::fs::create_dir(dir.path().join("certs")).unwrap();
+    let file = dir.path().join("certs/relay-ca.pem");
+    std::fs::write(&file, format!("{}{}", a.ca_pem, b.ca_pem)).unwrap();
+    for security in ["starttls", "tls"] {
+        let src = smtp_with_ca(security, "certs/relay-ca.pem");
+        let c = Config::parse(&src, "t.yaml", dir.path(), &env_with_key).unwrap();
+        let mail = c.mail.unwrap();
+        let MailTransport::Smtp(smtp) = &mail.transport else {
+            panic!("smtp expected")
+        };
+        let ca = smtp.ca.as_ref().expect("the CA file's certificates");
+        assert_eq!(ca.file, file);
+        assert_eq!(ca.certs.len(), 2, "both CAs");
+        assert!(
+            format!("{ca:?}").contains("certs: 2"),
+            "Debug counts them: {ca:?}"
+        );
+        crate::mail::build(&mail).expect("the mailer builds with them");
+    }
+    let plain = smtp_with_ca("tls", "x").replace("    ca_file: x\n", "");
+    let mail = parse(&plain).unwrap().mail.unwrap();
+    let MailTransport::Smtp(smtp) = &mail.transport else {
+        panic!("smtp expected")
+    };
+    assert!(smtp.ca.is_none(), "no file: the system's roots");
+}
+
+#[test]
+fn an_smtp_ca_file_that_cannot_be_used_is_refused_with_its_path_line_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = crate::tls::DevCerts::generate(&["127.0.0.1"]).unwrap();
+    let write = |name: &str, body: &str| std::fs::write(dir.path().join(name), body).unwrap();
+    write("ca.pem", &certs.ca_pem);
+    write("key.pem", &certs.key_pem);
+    write(
+        "not-base64.pem",
+        "-----BEGIN CERTIFICATE-----\n!!! not base64 !!!\n-----END CERTIFICATE-----\n",
+    );
+    // Three zero bytes: PEM, but no X.509 certificate.
+    write(
+        "not-a-certificate.pem",
+        &format!(
+            "{}-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+            certs.ca_pem
+        ),
+    );
+    let at = |name: &str| dir.path().join(name).display().to_string();
+    for (security, file, says) in [
+        (
+            "starttls",
+            "missing.pem",
+            format!("cannot read {}: ", at("missing.pem")),
+        ),
+        ("tls", ".", format!("cannot read {}: ", at("."))),
+        (
+            "tls",
+            "key.pem",
+            format!(
+                "{} holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)",
+                at("key.pem")
+            ),
+        ),
+        (
+            "starttls",
+            "not-base64.pem",
+            format!("{} is not valid PEM: ", at("not-base64.pem")),
+        ),
+        (
+            "tls",
+            "not-a-certificate.pem",
+            format!(
+                "certificate 2 of 2 in {} cannot be a trusted root: ",
+                at("not-a-certificate.pem")
+            ),
+        ),
+        (
+            "none",
+            "ca.pem",
+            "`security: none` checks no certificate".to_string(),
+        ),
+        ("tls", "\"\"", "name a PEM file".to_string()),
+    ] {
+        let src = smtp_with_ca(security, file);
+        let err = Config::parse(&src, "t.yaml", dir.path(), &env_with_key).unwrap_err();
+        let issues = err.issues();
+        assert_eq!(issues.len(), 1, "{file}: {err}");
+        assert_eq!(issues[0].path, "mail.smtp.ca_file", "{file}: {err}");
+        assert_eq!(issues[0].line, Some(13), "{file}: {err}");
+        assert!(issues[0].message.contains(&says), "{file}: {err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("t.yaml: line 13: mail.smtp.ca_file: {says}")),
+            "{file}: {err}"
+        );
+    }
+}

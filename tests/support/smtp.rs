@@ -1,16 +1,26 @@
 //! A small real SMTP server on a loopback port, for tests that send mail:
 //! it speaks enough of RFC 5321 for a real client (lettre) to deliver a
 //! message (EHLO/HELO, AUTH PLAIN, MAIL, RCPT, DATA, RSET, NOOP, QUIT) and
-//! keeps what arrived for the test to read. No TLS.
+//! keeps what arrived for the test to read.
+//!
+//! TLS as real servers do it ([`Tls`]): from the first byte (port 465), or
+//! STARTTLS (RFC 3207) on a plain connection, after which the client starts
+//! over with EHLO; a STARTTLS server offers AUTH and takes mail only once
+//! the connection is encrypted, as a submission server that requires TLS
+//! does. Certificates come from [`TestCerts`], made at test time.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
 /// One message as it arrived.
 #[derive(Debug, Clone)]
@@ -23,6 +33,8 @@ pub struct Received {
     pub auth: Option<(String, String)>,
     /// The message (RFC 5322), dot-unstuffed, CRLF line ends.
     pub data: String,
+    /// Whether the connection was encrypted when the message came.
+    pub tls: bool,
 }
 
 impl Received {
@@ -97,12 +109,86 @@ fn decode(body: &str, encoding: &str) -> String {
     }
 }
 
+/// How the server speaks TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tls {
+    /// Never, and it offers no STARTTLS.
+    None,
+    /// Plain first, `STARTTLS` in the EHLO answer; AUTH and mail only after
+    /// the upgrade.
+    Starttls,
+    /// TLS from the first byte (SMTPS, port 465).
+    Implicit,
+}
+
+/// The names the server's certificates are for.
+const NAMES: [&str; 2] = ["localhost", "127.0.0.1"];
+
+/// A CA made now and a server certificate it signed for `localhost` and
+/// `127.0.0.1`, with the CA's certificate in a PEM file for `ca_file`.
+/// Made by the gateway's own development-certificate code (rcgen), whose
+/// certificates pass strict verifiers; the CA's key is gone once the leaf
+/// is signed, so nothing else ever chains to it. Every such CA has the same
+/// name, so another one's server is refused for a bad signature, not an
+/// unknown issuer; [`TestCerts::self_signed`] gives the unknown issuer.
+pub struct TestCerts {
+    /// The CA certificate (PEM): what a client configured with it trusts.
+    pub ca_file: PathBuf,
+    server: Arc<rustls::ServerConfig>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestCerts {
+    pub fn generate() -> TestCerts {
+        let certs = guise::tls::DevCerts::generate(&NAMES).expect("test certificates");
+        TestCerts::of(&certs.ca_pem, &certs.chain_pem, &certs.key_pem)
+    }
+
+    /// A server certificate no CA signed: its own issuer, under a name no
+    /// other certificate here has (rcgen's). `ca_file` holds the
+    /// certificate itself.
+    pub fn self_signed() -> TestCerts {
+        let names = NAMES.map(String::from).to_vec();
+        let certified = rcgen::generate_simple_self_signed(names).expect("a certificate");
+        let pem = certified.cert.pem();
+        TestCerts::of(&pem, &pem, &certified.key_pair.serialize_pem())
+    }
+
+    fn of(ca_pem: &str, chain_pem: &str, key_pem: &str) -> TestCerts {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ca_file = dir.path().join("smtp-ca.pem");
+        std::fs::write(&ca_file, ca_pem).expect("write the CA");
+        let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .expect("the chain's PEM");
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("the key's PEM");
+        // The ring provider by name: the process may hold no default.
+        let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("the server's certificate");
+        TestCerts {
+            ca_file,
+            server: Arc::new(server),
+            _dir: dir,
+        }
+    }
+}
+
 /// Settings shared by the server's connections.
-#[derive(Default)]
 struct Shared {
     received: Mutex<Vec<Received>>,
+    /// Every command's verb in order, with whether it came encrypted.
+    commands: Mutex<Vec<(String, bool)>>,
     /// `Some((user, password))`: mail is taken only after AUTH with these.
     credentials: Option<(String, String)>,
+    tls: Tls,
+    /// The certificate for [`Tls::Starttls`] and [`Tls::Implicit`].
+    acceptor: Option<TlsAcceptor>,
     /// Answer every RCPT with 550, as a server that refuses the address.
     refuse_recipients: AtomicBool,
 }
@@ -114,23 +200,40 @@ pub struct SmtpServer {
     task: tokio::task::JoinHandle<()>,
 }
 
-impl SmtpServer {
-    /// A server that takes mail from anyone on loopback.
-    pub async fn start() -> SmtpServer {
-        SmtpServer::start_with(None).await
+/// A server with some of: credentials, TLS.
+#[derive(Default)]
+pub struct SmtpServerBuilder {
+    credentials: Option<(String, String)>,
+    tls: Option<(Tls, Arc<rustls::ServerConfig>)>,
+}
+
+impl SmtpServerBuilder {
+    /// Take mail only after `AUTH PLAIN` with these.
+    pub fn credentials(mut self, user: &str, password: &str) -> SmtpServerBuilder {
+        self.credentials = Some((user.to_string(), password.to_string()));
+        self
     }
 
-    /// A server that takes mail only after `AUTH PLAIN` with these.
-    pub async fn with_credentials(user: &str, password: &str) -> SmtpServer {
-        SmtpServer::start_with(Some((user.to_string(), password.to_string()))).await
+    /// Speak TLS as `mode` says, with the server certificate of `certs`.
+    pub fn tls(mut self, mode: Tls, certs: &TestCerts) -> SmtpServerBuilder {
+        self.tls = Some((mode, certs.server.clone()));
+        self
     }
 
-    async fn start_with(credentials: Option<(String, String)>) -> SmtpServer {
+    pub async fn start(self) -> SmtpServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind SMTP");
         let addr = listener.local_addr().expect("SMTP address");
+        let (tls, acceptor) = match self.tls {
+            None | Some((Tls::None, _)) => (Tls::None, None),
+            Some((mode, config)) => (mode, Some(TlsAcceptor::from(config))),
+        };
         let shared = Arc::new(Shared {
-            credentials,
-            ..Shared::default()
+            received: Mutex::default(),
+            commands: Mutex::default(),
+            credentials: self.credentials,
+            tls,
+            acceptor,
+            refuse_recipients: AtomicBool::new(false),
         });
         let s = shared.clone();
         let task = tokio::spawn(async move {
@@ -143,6 +246,25 @@ impl SmtpServer {
         });
         SmtpServer { addr, shared, task }
     }
+}
+
+impl SmtpServer {
+    /// A server that takes mail from anyone on loopback.
+    pub async fn start() -> SmtpServer {
+        SmtpServer::builder().start().await
+    }
+
+    /// A server that takes mail only after `AUTH PLAIN` with these.
+    pub async fn with_credentials(user: &str, password: &str) -> SmtpServer {
+        SmtpServer::builder()
+            .credentials(user, password)
+            .start()
+            .await
+    }
+
+    pub fn builder() -> SmtpServerBuilder {
+        SmtpServerBuilder::default()
+    }
 
     /// Refuse (550) or accept recipients from now on.
     pub fn refuse_recipients(&self, refuse: bool) {
@@ -154,6 +276,12 @@ impl SmtpServer {
     /// Every message so far.
     pub fn messages(&self) -> Vec<Received> {
         self.shared.received.lock().unwrap().clone()
+    }
+
+    /// Every command so far (its verb, such as `EHLO`), on every
+    /// connection, with whether it came over TLS.
+    pub fn commands(&self) -> Vec<(String, bool)> {
+        self.shared.commands.lock().unwrap().clone()
     }
 
     /// The `n`th message (from 0), waiting for it up to a deadline.
@@ -172,32 +300,81 @@ impl Drop for SmtpServer {
 }
 
 async fn serve(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read);
-    write
-        .write_all(b"220 localhost ESMTP guise-test\r\n")
-        .await?;
+    let acceptor = shared.acceptor.as_ref();
+    match (shared.tls, acceptor) {
+        (Tls::Implicit, Some(acceptor)) => {
+            let stream = acceptor.accept(stream).await?;
+            session(stream, shared, true).await?;
+        }
+        _ => {
+            if let Some(plain) = session(stream, shared, false).await? {
+                let acceptor = acceptor.expect("STARTTLS is offered with a certificate only");
+                let stream = acceptor.accept(plain).await?;
+                session(stream, shared, true).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One SMTP session on `stream`, from the greeting (or, after STARTTLS,
+/// from the client's new EHLO) to QUIT. `Some(stream)` when the client
+/// asked for STARTTLS: the session ends there, and whatever it had sent
+/// after the command is dropped with the buffer, as RFC 3207 asks (no
+/// plain-text command may leak into the encrypted session).
+async fn session<S>(stream: S, shared: &Shared, tls: bool) -> std::io::Result<Option<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut io = BufReader::new(stream);
+    if !(tls && shared.tls == Tls::Starttls) {
+        io.write_all(b"220 localhost ESMTP guise-test\r\n").await?;
+    }
+    // Before TLS a STARTTLS server offers neither AUTH nor mail.
+    let secure_enough = tls || shared.tls != Tls::Starttls;
+    let mut greeted = false;
     let mut from = None::<String>;
     let mut to = Vec::new();
     let mut authed = None::<(String, String)>;
     let mut line = String::new();
     loop {
         line.clear();
-        if lines.read_line(&mut line).await? == 0 {
-            return Ok(());
+        if io.read_line(&mut line).await? == 0 {
+            return Ok(None);
         }
         let cmd = line.trim_end_matches(['\r', '\n']).to_string();
         let verb = cmd.split(' ').next().unwrap_or("").to_ascii_uppercase();
+        shared.commands.lock().unwrap().push((verb.clone(), tls));
         let reply: String = match verb.as_str() {
             "EHLO" => {
-                let auth = if shared.credentials.is_some() {
-                    "250-AUTH PLAIN\r\n"
-                } else {
-                    ""
-                };
-                format!("250-localhost\r\n{auth}250-8BITMIME\r\n250 SMTPUTF8\r\n")
+                greeted = true;
+                let mut lines = vec!["localhost"];
+                if shared.tls == Tls::Starttls && !tls {
+                    lines.push("STARTTLS");
+                }
+                if shared.credentials.is_some() && secure_enough {
+                    lines.push("AUTH PLAIN");
+                }
+                lines.extend(["8BITMIME", "SMTPUTF8"]);
+                let last = lines.len() - 1;
+                lines
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| format!("250{}{l}\r\n", if i == last { ' ' } else { '-' }))
+                    .collect()
             }
-            "HELO" => "250 localhost\r\n".into(),
+            "HELO" => {
+                greeted = true;
+                "250 localhost\r\n".into()
+            }
+            "STARTTLS" if shared.tls == Tls::Starttls && !tls => {
+                io.write_all(b"220 2.0.0 Ready to start TLS\r\n").await?;
+                io.flush().await?;
+                return Ok(Some(io.into_inner()));
+            }
+            "AUTH" if !secure_enough => {
+                "538 5.7.11 Encryption required for requested authentication mechanism\r\n".into()
+            }
             "AUTH" => {
                 let mut parts = cmd.split_whitespace().skip(1);
                 match (
@@ -226,6 +403,8 @@ async fn serve(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
                     _ => "504 5.5.4 Only AUTH PLAIN with an initial response\r\n".into(),
                 }
             }
+            "MAIL" if !greeted => "503 5.5.1 Send EHLO or HELO first\r\n".into(),
+            "MAIL" if !secure_enough => "530 5.7.0 Must issue a STARTTLS command first\r\n".into(),
             "MAIL" if shared.credentials.is_some() && authed.is_none() => {
                 "530 5.7.0 Authentication required\r\n".into()
             }
@@ -243,14 +422,14 @@ async fn serve(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
             }
             "RCPT" => "503 5.5.1 MAIL first\r\n".into(),
             "DATA" if from.is_some() && !to.is_empty() => {
-                write
-                    .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                io.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
                     .await?;
+                io.flush().await?;
                 let mut data = String::new();
                 loop {
                     line.clear();
-                    if lines.read_line(&mut line).await? == 0 {
-                        return Ok(());
+                    if io.read_line(&mut line).await? == 0 {
+                        return Ok(None);
                     }
                     if line == ".\r\n" || line == ".\n" {
                         break;
@@ -263,6 +442,7 @@ async fn serve(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
                     to: std::mem::take(&mut to),
                     auth: authed.clone(),
                     data,
+                    tls,
                 });
                 "250 2.0.0 Ok: queued\r\n".into()
             }
@@ -274,12 +454,14 @@ async fn serve(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
             }
             "NOOP" => "250 2.0.0 Ok\r\n".into(),
             "QUIT" => {
-                write.write_all(b"221 2.0.0 Bye\r\n").await?;
-                return Ok(());
+                io.write_all(b"221 2.0.0 Bye\r\n").await?;
+                io.flush().await?;
+                return Ok(None);
             }
             _ => "502 5.5.2 Command not recognised\r\n".into(),
         };
-        write.write_all(reply.as_bytes()).await?;
+        io.write_all(reply.as_bytes()).await?;
+        io.flush().await?;
     }
 }
 

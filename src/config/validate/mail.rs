@@ -4,9 +4,12 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+
 use super::Checker;
 use crate::config::raw::{RawConfig, RawSmtp, SmtpSecurity};
-use crate::config::{Env, Mail, MailTransport, Smtp, SmtpCredentials};
+use crate::config::{Env, Mail, MailTransport, Smtp, SmtpCa, SmtpCredentials};
 
 /// The longest a set-password link may work: a link is a password in the
 /// user's mailbox, so it must not outlive a forgotten email by much.
@@ -33,7 +36,7 @@ impl Checker<'_> {
             }
         };
         let transport = match (&m.smtp, &m.outbox) {
-            (Some(smtp), None) => self.smtp(smtp, env).map(MailTransport::Smtp),
+            (Some(smtp), None) => self.smtp(smtp, base, env).map(MailTransport::Smtp),
             (None, Some(dir)) if dir.trim().is_empty() => {
                 self.issue("mail.outbox", "name a folder");
                 None
@@ -83,7 +86,7 @@ impl Checker<'_> {
         })
     }
 
-    fn smtp(&mut self, s: &RawSmtp, env: &dyn Env) -> Option<Smtp> {
+    fn smtp(&mut self, s: &RawSmtp, base: &Path, env: &dyn Env) -> Option<Smtp> {
         let host_ok = s.host.parse::<IpAddr>().is_ok()
             || (!s.host.is_empty()
                 && s.host
@@ -149,12 +152,77 @@ impl Checker<'_> {
                 None
             }
         };
+        let ca = match &s.ca_file {
+            None => None,
+            Some(file) => Some(self.smtp_ca(file, s.security, base)?),
+        };
         Some(Smtp {
             host: s.host.clone(),
             port,
             security: s.security,
             credentials,
+            ca,
         })
+    }
+
+    /// `mail.smtp.ca_file`, read and checked now: every certificate in it
+    /// must be one rustls will take as a root, since lettre would only fail
+    /// on it when building the mailer, without the file's place in the
+    /// configuration, and would silently take a file without any.
+    fn smtp_ca(&mut self, file: &str, security: SmtpSecurity, base: &Path) -> Option<SmtpCa> {
+        const AT: &str = "mail.smtp.ca_file";
+        if security == SmtpSecurity::None {
+            self.issue(
+                AT,
+                "`security: none` checks no certificate; use `starttls` or `tls` with a `ca_file`",
+            );
+            return None;
+        }
+        if file.trim().is_empty() {
+            self.issue(AT, "name a PEM file of CA certificates");
+            return None;
+        }
+        let path = base.join(file);
+        let pem = match std::fs::read(&path) {
+            Ok(pem) => pem,
+            Err(e) => {
+                self.issue(AT, format!("cannot read {}: {e}", path.display()));
+                return None;
+            }
+        };
+        let certs = match CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>() {
+            Ok(certs) if !certs.is_empty() => certs,
+            Ok(_) => {
+                self.issue(
+                    AT,
+                    format!(
+                        "{} holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)",
+                        path.display()
+                    ),
+                );
+                return None;
+            }
+            Err(e) => {
+                self.issue(AT, format!("{} is not valid PEM: {e}", path.display()));
+                return None;
+            }
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for (i, cert) in certs.iter().enumerate() {
+            if let Err(e) = roots.add(cert.clone()) {
+                self.issue(
+                    AT,
+                    format!(
+                        "certificate {} of {} in {} cannot be a trusted root: {e}",
+                        i + 1,
+                        certs.len(),
+                        path.display()
+                    ),
+                );
+                return None;
+            }
+        }
+        Some(SmtpCa { file: path, certs })
     }
 
     /// `scheme://host[:port]` of an `http(s)` URL that is nothing more.
