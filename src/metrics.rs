@@ -34,6 +34,9 @@ pub struct Metrics {
     pub logins: IntCounterVec,
     pub sessions_active: IntGauge,
     pub session_cache: IntCounterVec,
+    /// Idle-deadline slides this node wrote to the store; with several
+    /// nodes, the sum over nodes is the store's write rate for them.
+    pub session_refreshes: IntCounter,
     pub redis_errors: IntCounter,
     pub revocations: IntCounterVec,
     pub login_limited: IntCounterVec,
@@ -157,6 +160,11 @@ impl Metrics {
                 "Session lookups in this node's cache, by result (hit, miss).",
             ),
             &["result"],
+        )
+        .expect("valid metric");
+        let session_refreshes = IntCounter::new(
+            "guise_session_refreshes_total",
+            "Sessions whose idle deadline this node slid in the store (a refresh another node had just made is not repeated or counted).",
         )
         .expect("valid metric");
         let redis_errors = IntCounter::new(
@@ -350,6 +358,7 @@ impl Metrics {
             Box::new(logins.clone()),
             Box::new(sessions_active.clone()),
             Box::new(session_cache.clone()),
+            Box::new(session_refreshes.clone()),
             Box::new(redis_errors.clone()),
             Box::new(revocations.clone()),
             Box::new(login_limited.clone()),
@@ -387,6 +396,7 @@ impl Metrics {
             logins,
             sessions_active,
             session_cache,
+            session_refreshes,
             redis_errors,
             revocations,
             login_limited,

@@ -12,7 +12,9 @@
 //!   in case a message was lost anyway.
 //!
 //! Sliding expiry is written to the store at most once per
-//! `refresh_interval`, not per request. While the store is unreachable, a
+//! `refresh_interval` per session, not per request and not per node: the
+//! stored `last_seen` says when it was last written, and the re-read a
+//! node makes anyway slides it when due (see [`SessionManager::resolve`]). While the store is unreachable, a
 //! cached session keeps working for `stale_grace` past its cache life, then
 //! requests get 503.
 
@@ -71,7 +73,9 @@ struct Cached {
     prepared: Arc<PreparedSlot>,
     /// When this node last read the record from the store.
     fetched: tokio::time::Instant,
-    /// Unix seconds of the last idle-timeout refresh known to this node.
+    /// Unix seconds from which this node's next refresh is due: the stored
+    /// `last_seen` as of its last read (whichever node wrote it), or the
+    /// time a request of this node claimed the refresh.
     refreshed: AtomicU64,
 }
 
@@ -88,6 +92,7 @@ pub struct SessionManager {
     /// Resolved once: a labelled lookup per request costs a hash and a lock.
     hits: prometheus::IntCounter,
     misses: prometheus::IntCounter,
+    refreshes: prometheus::IntCounter,
 }
 
 impl SessionManager {
@@ -107,6 +112,7 @@ impl SessionManager {
             .build();
         let hits = metrics.session_cache.with_label_values(&["hit"]);
         let misses = metrics.session_cache.with_label_values(&["miss"]);
+        let refreshes = metrics.session_refreshes.clone();
         Arc::new(SessionManager {
             store,
             cache,
@@ -116,6 +122,7 @@ impl SessionManager {
             clock,
             hits,
             misses,
+            refreshes,
         })
     }
 
@@ -198,6 +205,15 @@ impl SessionManager {
     }
 
     /// The live session for `token`, if any.
+    ///
+    /// A cached entry younger than `cache_ttl` is served without asking
+    /// the store, unless the idle deadline is due for a refresh; otherwise
+    /// the session is re-read with [`Store::read_session_touching`], which
+    /// slides the idle deadline in the same round trip when the *stored*
+    /// `last_seen` is a `refresh_interval` old. So a node makes one round
+    /// trip per session per `cache_ttl` (or per `refresh_interval`, if that
+    /// is shorter), and the store writes about once per `refresh_interval`
+    /// per session however many nodes serve it.
     pub async fn resolve(&self, token: &Token) -> Result<Option<Active>, SessionError> {
         let key = token.key();
         if self.tombstones.contains_key(&key) {
@@ -209,24 +225,53 @@ impl SessionManager {
             Some(_) => self.hits.inc(),
             None => self.misses.inc(),
         }
+        // The `refreshed` this request claimed for its re-read, to give
+        // back should the store not answer.
+        let mut claimed = None;
         if let Some(c) = &cached {
             if c.record.absolute_expiry <= now {
                 self.cache.invalidate(&key).await;
                 return Ok(None);
             }
-            let last = c.record.last_seen.max(c.refreshed.load(Ordering::Relaxed));
+            let refreshed = c.refreshed.load(Ordering::Relaxed);
+            let last = c.record.last_seen.max(refreshed);
             let idle_ok = now < last + self.settings.idle_timeout.as_secs();
             if idle_ok && self.age(c) < self.settings.cache_ttl {
-                return self.refresh_if_due(key, c.clone(), now).await;
+                let due = now >= refreshed + self.settings.refresh_interval.as_secs();
+                // Only one request per interval makes the early re-read;
+                // the others are served from the cache meanwhile.
+                if !due
+                    || c.refreshed
+                        .compare_exchange(refreshed, now, Ordering::AcqRel, Ordering::Relaxed)
+                        .is_err()
+                {
+                    return Ok(Some(Self::active(key, c)));
+                }
+                claimed = Some(refreshed);
             }
         }
-        // Not cached, too old, or idle as far as this node knows (another
-        // node may have refreshed it): ask the store.
-        match self.store.get_session(&key).await {
-            Ok(Some(rec)) if rec.absolute_expiry > now => {
-                let refreshed = rec.last_seen;
-                let c = self.cache_insert(&key, Arc::new(rec), refreshed).await;
-                self.refresh_if_due(key, c, now).await
+        // Not cached, too old, idle as far as this node knows (another
+        // node may have refreshed it), or due for a refresh: ask the store,
+        // which slides the idle deadline if nobody did so recently.
+        let read = self
+            .store
+            .read_session_touching(
+                &key,
+                now,
+                self.settings.idle_timeout,
+                self.settings.refresh_interval,
+            )
+            .await;
+        match read {
+            Ok(Some(r)) if r.record.absolute_expiry > now => {
+                if r.written {
+                    self.refreshes.inc();
+                }
+                // Whoever wrote last, this node or another: the next
+                // refresh is due an interval after the stored `last_seen`.
+                let refreshed = r.record.last_seen;
+                let c = self.cache_insert(&key, Arc::new(r.record), refreshed).await;
+                Ok(Some(Self::active(key, &c)))
             }
             Ok(_) => {
                 self.cache.invalidate(&key).await;
@@ -236,16 +281,17 @@ impl SessionManager {
                 let err = self.store_err(e);
                 match cached {
                     // Within the staleness bound a cached session still
-                    // serves; moka drops entries past it on its own.
+                    // serves; moka drops entries past it on its own. A
+                    // refresh that failed is tried again by a later
+                    // request.
                     Some(c)
                         if self.age(&c) < self.settings.cache_ttl + self.settings.stale_grace =>
                     {
+                        if let Some(refreshed) = claimed {
+                            c.refreshed.store(refreshed, Ordering::Relaxed);
+                        }
                         tracing::debug!(error = %err, "session store unavailable; serving cached session");
-                        Ok(Some(Active {
-                            key,
-                            record: c.record.clone(),
-                            prepared: c.prepared.clone(),
-                        }))
+                        Ok(Some(Self::active(key, &c)))
                     }
                     _ => Err(err),
                 }
@@ -253,49 +299,17 @@ impl SessionManager {
         }
     }
 
-    /// How long ago this node read the entry from the store.
-    fn age(&self, c: &Cached) -> std::time::Duration {
-        self.clock.instant().duration_since(c.fetched)
-    }
-
-    /// Extend the idle timeout in the store, at most once per interval.
-    async fn refresh_if_due(
-        &self,
-        key: SessionKey,
-        c: Arc<Cached>,
-        now: u64,
-    ) -> Result<Option<Active>, SessionError> {
-        let last = c.refreshed.load(Ordering::Relaxed);
-        let due = now >= last + self.settings.refresh_interval.as_secs();
-        // Only one request per interval does the write.
-        if due
-            && c.refreshed
-                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
-            match self
-                .store
-                .touch_session(&key, now, self.settings.idle_timeout)
-                .await
-            {
-                Ok(true) => {}
-                Ok(false) => {
-                    self.cache.invalidate(&key).await;
-                    return Ok(None);
-                }
-                Err(e) => {
-                    // The session was valid a moment ago; let it through and
-                    // retry the refresh on a later request.
-                    c.refreshed.store(last, Ordering::Relaxed);
-                    let _ = self.store_err(e);
-                }
-            }
-        }
-        Ok(Some(Active {
+    fn active(key: SessionKey, c: &Cached) -> Active {
+        Active {
             key,
             record: c.record.clone(),
             prepared: c.prepared.clone(),
-        }))
+        }
+    }
+
+    /// How long ago this node read the entry from the store.
+    fn age(&self, c: &Cached) -> std::time::Duration {
+        self.clock.instant().duration_since(c.fetched)
     }
 
     /// End one session on every node.

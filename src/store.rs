@@ -68,6 +68,29 @@ pub enum StoreEvent {
     Resync,
 }
 
+/// What [`Store::touch_session`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Touch {
+    /// `last_seen` and the idle deadline were written.
+    Written,
+    /// Nothing was written: the session was refreshed recently enough (or
+    /// is past its absolute expiry). Carries the stored `last_seen`, from
+    /// which the caller's next refresh is due.
+    Recent(u64),
+    /// The session does not exist (expired, deleted or never was); nothing
+    /// is created.
+    Gone,
+}
+
+/// A session read by [`Store::read_session_touching`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reread {
+    /// The record after the read, with the new `last_seen` if it was slid.
+    pub record: SessionRecord,
+    /// Whether this read wrote the slide (for counting refreshes).
+    pub written: bool,
+}
+
 /// A counter bumped within a window (login attempts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hit {
@@ -159,14 +182,42 @@ pub trait Store: Send + Sync + 'static {
     /// The session, if it exists and has not expired.
     async fn get_session(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError>;
 
-    /// Refresh the idle timeout to `idle` from now and set `last_seen`.
-    /// `false` if the session no longer exists.
+    /// Slide the session's idle deadline: set `last_seen` to `now` and the
+    /// idle timeout to `idle` from now, unless the stored `last_seen` is
+    /// already within `refresh_gap` of `now` (or the session is past its
+    /// `absolute_expiry`, which no refresh can help). Atomic per session.
+    ///
+    /// The stored `last_seen`, not each node's memory, decides whether a
+    /// refresh is due: of several nodes serving one session without sticky
+    /// balancing, only the first to find it due writes, and the others
+    /// learn from [`Touch::Recent`] when it was written, so the session is
+    /// written about once per `refresh_gap` however many nodes serve it.
+    /// A stored `last_seen` ahead of `now` (another node's clock is ahead)
+    /// counts as recent; a zero `refresh_gap` always writes.
     async fn touch_session(
         &self,
         key: &SessionKey,
-        last_seen: u64,
+        now: u64,
         idle: Duration,
-    ) -> Result<bool, StoreError>;
+        refresh_gap: Duration,
+    ) -> Result<Touch, StoreError>;
+
+    /// The session as [`Store::get_session`] reads it, slid in the same
+    /// step as [`Store::touch_session`] would slide it: one round trip for
+    /// the re-read a node makes of a cached session anyway. The record is
+    /// returned as it is after the step (with the new `last_seen` when it
+    /// was written).
+    ///
+    /// Only for reads made because the session is being used (a request
+    /// carries it); reads that must not keep a session alive (an open
+    /// tab's keep-alive check) use [`Store::get_session`].
+    async fn read_session_touching(
+        &self,
+        key: &SessionKey,
+        now: u64,
+        idle: Duration,
+        refresh_gap: Duration,
+    ) -> Result<Option<Reread>, StoreError>;
 
     /// Delete the session and drop it from its user's index; the record it
     /// had, if any. Does not publish anything.

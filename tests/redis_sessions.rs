@@ -1,10 +1,19 @@
 //! End-to-end: sessions kept in a real Redis (standalone and Cluster), two
 //! gateway nodes sharing it, revocation between nodes, Redis going away
-//! and coming back, and the zero-commands steady state.
+//! and coming back, the zero-commands steady state, and the sliding idle
+//! deadline written once per interval however many nodes serve a session.
 
 mod support;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use guise::clock::{Clock, SystemClock};
+use guise::config::{RedisConfig, SessionStoreConfig, Sessions};
+use guise::metrics::Metrics;
+use guise::session::SessionManager;
+use guise::store::redis::{RedisStore, RedisTimeouts};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -355,4 +364,154 @@ async fn sessions_work_on_a_redis_cluster() {
             .status(),
         200
     );
+}
+
+/// Session settings for nodes built directly on a [`SessionManager`].
+fn session_settings(url: &str, idle: u64, refresh: u64, cache_ttl: u64) -> Sessions {
+    Sessions {
+        store: SessionStoreConfig::Redis(RedisConfig::Single {
+            url: url.to_string(),
+        }),
+        cookie_name: "guise_session".into(),
+        idle_timeout: Duration::from_secs(idle),
+        absolute_lifetime: Duration::from_secs(3600),
+        refresh_interval: Duration::from_secs(refresh),
+        cache_ttl: Duration::from_secs(cache_ttl),
+        stale_grace: Duration::from_secs(1),
+        cache_capacity: 1000,
+        redis_connect_timeout: Duration::from_millis(250),
+        redis_response_timeout: Duration::from_millis(500),
+    }
+}
+
+/// A node: a session manager with its own Redis store (its own
+/// connections) and metrics, on the shared `clock`.
+fn node(settings: &Sessions, clock: Arc<dyn Clock>) -> (Arc<SessionManager>, Metrics) {
+    let SessionStoreConfig::Redis(cfg) = &settings.store else {
+        unreachable!("redis settings")
+    };
+    let store = RedisStore::open(cfg, RedisTimeouts::default()).expect("store opens");
+    let metrics = Metrics::new();
+    let m = SessionManager::new(Arc::new(store), settings.clone(), metrics.clone(), clock);
+    (m, metrics)
+}
+
+/// Wall-clock seconds and the monotonic instant, moved only by hand: the
+/// nodes' decisions (cache age, refresh due) follow it, while Redis keeps
+/// its own clock for TTLs.
+#[derive(Debug)]
+struct HandClock {
+    unix_at_start: u64,
+    start: tokio::time::Instant,
+    offset_s: AtomicU64,
+}
+
+impl HandClock {
+    fn now() -> HandClock {
+        HandClock {
+            unix_at_start: guise::clock::unix_now(),
+            start: tokio::time::Instant::now(),
+            offset_s: AtomicU64::new(0),
+        }
+    }
+
+    fn advance(&self, secs: u64) {
+        self.offset_s.fetch_add(secs, Ordering::Relaxed);
+    }
+}
+
+impl Clock for HandClock {
+    fn unix_now(&self) -> u64 {
+        self.unix_at_start + self.offset_s.load(Ordering::Relaxed)
+    }
+
+    fn instant(&self) -> tokio::time::Instant {
+        self.start + Duration::from_secs(self.offset_s.load(Ordering::Relaxed))
+    }
+}
+
+#[tokio::test]
+async fn two_nodes_serving_one_session_write_it_once_per_refresh_interval_between_them() {
+    let redis = RedisServer::start();
+    // The defaults: idle 600 s, refresh 60 s, cache_ttl 30 s.
+    let settings = session_settings(&redis.url(), 600, 60, 30);
+    let clock = Arc::new(HandClock::now());
+    let (a, a_metrics) = node(&settings, clock.clone());
+    let (b, b_metrics) = node(&settings, clock.clone());
+    let (token, active) = a.create("u-1", None, Default::default()).await.unwrap();
+    // B's first read (which also loads the script into Redis).
+    assert!(b.resolve(&token).await.unwrap().is_some());
+
+    let session_commands = || {
+        let stats = redis.commandstats();
+        ["evalsha", "get", "set", "zadd"].map(|c| stats.get(c).copied().unwrap_or(0))
+    };
+    let before = session_commands();
+    // Both nodes serve the session every 10 s for two refresh intervals.
+    for _ in 0..12 {
+        clock.advance(10);
+        assert!(a.resolve(&token).await.unwrap().is_some());
+        assert!(b.resolve(&token).await.unwrap().is_some());
+    }
+    let after = session_commands();
+    let delta: Vec<u64> = after.iter().zip(before).map(|(n, m)| n - m).collect();
+    // Each node re-reads every cache_ttl (at 30, 60, 90 and 120 s): 8
+    // scripts that GET the record; two of them were due and wrote it
+    // (SET), each followed by one active-set script (ZADD). Before the
+    // stored last_seen decided, both nodes wrote at 60 and 120 s.
+    assert_eq!(
+        delta,
+        vec![8 + 2, 8, 2, 2],
+        "EVALSHA, GET, SET, ZADD over 120 s"
+    );
+    assert_eq!(
+        a_metrics.session_refreshes.get() + b_metrics.session_refreshes.get(),
+        2
+    );
+    let stored = a.store().get_session(&active.key).await.unwrap().unwrap();
+    assert_eq!(stored.last_seen, clock.unix_now());
+}
+
+#[tokio::test]
+async fn on_redis_a_session_used_only_through_the_other_node_stays_alive_and_an_idle_one_expires() {
+    let redis = RedisServer::start();
+    // Real time, shortened: idle 4 s, refresh 1 s, cache_ttl 1 s.
+    let settings = session_settings(&redis.url(), 4, 1, 1);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let (a, _) = node(&settings, clock.clone());
+    let (b, _) = node(&settings, clock);
+    let (used, _) = a.create("u-1", None, Default::default()).await.unwrap();
+    let (idle, idle_active) = a.create("u-2", None, Default::default()).await.unwrap();
+    let started = Instant::now();
+    // Poll until the idle session is gone from Redis (its 4 s TTL, never
+    // slid), using the other one through B all the while. `get_session`
+    // does not slide what it reads.
+    eventually(
+        Duration::from_secs(20),
+        "the idle session to expire",
+        || {
+            let (a, b, used, key) = (a.clone(), b.clone(), used.clone(), idle_active.key.clone());
+            async move {
+                assert!(
+                    b.resolve(&used).await.unwrap().is_some(),
+                    "a session in use through B expired after {:?}",
+                    started.elapsed()
+                );
+                a.store()
+                    .get_session(&key)
+                    .await
+                    .unwrap()
+                    .is_none()
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    // The used session was created first, so its first deadline is past.
+    assert!(started.elapsed() >= Duration::from_secs(3));
+    assert!(
+        a.resolve(&used).await.unwrap().is_some(),
+        "B's use kept the session alive for A"
+    );
+    assert!(a.resolve(&idle).await.unwrap().is_none());
 }

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use guise::config::RedisConfig;
 use guise::store::memory::MemoryStore;
 use guise::store::redis::{RedisStore, RedisTimeouts};
-use guise::store::{SessionKey, SessionRecord, Store, StoreError, StoreEvent, StreamId};
+use guise::store::{
+    Reread, SessionKey, SessionRecord, Store, StoreError, StoreEvent, StreamId, Touch,
+};
 use support::redis::{RedisCluster, RedisSentinel, RedisServer, SENTINEL_MASTER};
 use support::{eventually, free_port};
 use tokio::sync::broadcast;
@@ -25,6 +27,11 @@ const SHORT: Duration = Duration::from_millis(300);
 const DEADLINE: Duration = Duration::from_secs(10);
 /// What "fails fast" means for an operation while Redis is down.
 const PROMPT: Duration = Duration::from_secs(2);
+/// `last_seen` of every [`record`], in unix seconds.
+const T0: u64 = 1_700_000_000;
+/// The refresh gap touches pass: a touch writes when the stored
+/// `last_seen` is at least this much older than its `now`.
+const GAP: Duration = Duration::from_secs(60);
 
 fn key(s: &str) -> SessionKey {
     SessionKey(format!("{s:0>64}"))
@@ -38,8 +45,8 @@ fn record(user: &str, reference: &str) -> SessionRecord {
     SessionRecord {
         user_id: user.to_string(),
         reference: reference.to_string(),
-        created_at: 1_700_000_000,
-        last_seen: 1_700_000_000,
+        created_at: T0,
+        last_seen: T0,
         absolute_expiry: 4_000_000_000,
         csrf_token: format!("csrf-{reference}"),
         client_ip: Some("127.0.0.1".to_string()),
@@ -139,9 +146,12 @@ async fn conformance(a: Arc<dyn Store>, b: Arc<dyn Store>) {
         "a session is shared by every store on the backend"
     );
 
-    assert!(a.touch_session(&k1, 1_700_000_123, LONG).await.unwrap());
+    assert_eq!(
+        a.touch_session(&k1, T0 + 123, LONG, GAP).await.unwrap(),
+        Touch::Written
+    );
     let touched = a.get_session(&k1).await.unwrap().expect("still there");
-    assert_eq!(touched.last_seen, 1_700_000_123);
+    assert_eq!(touched.last_seen, T0 + 123);
     assert_eq!(
         SessionRecord {
             last_seen: r1.last_seen,
@@ -152,7 +162,12 @@ async fn conformance(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     );
 
     let missing = key("missing");
-    assert!(!a.touch_session(&missing, 1, LONG).await.unwrap());
+    assert_eq!(
+        a.touch_session(&missing, T0 + 123, LONG, GAP)
+            .await
+            .unwrap(),
+        Touch::Gone
+    );
     assert_eq!(
         a.get_session(&missing).await.unwrap(),
         None,
@@ -162,7 +177,10 @@ async fn conformance(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     assert_eq!(a.delete_session(&k1).await.unwrap(), Some(touched));
     assert_eq!(a.get_session(&k1).await.unwrap(), None);
     assert_eq!(a.delete_session(&k1).await.unwrap(), None);
-    assert!(!a.touch_session(&k1, 1, LONG).await.unwrap());
+    assert_eq!(
+        a.touch_session(&k1, T0 + 999, LONG, GAP).await.unwrap(),
+        Touch::Gone
+    );
     assert_eq!(
         a.get_session(&k1).await.unwrap(),
         None,
@@ -181,8 +199,9 @@ async fn conformance(a: Arc<dyn Store>, b: Arc<dyn Store>) {
         async move { a.get_session(&k2).await.unwrap().is_none().then_some(()) }
     })
     .await;
-    assert!(
-        !a.touch_session(&k2, 1, LONG).await.unwrap(),
+    assert_eq!(
+        a.touch_session(&k2, T0 + 999, LONG, GAP).await.unwrap(),
+        Touch::Gone,
         "touch does not resurrect an expired session"
     );
     assert_eq!(a.get_session(&k2).await.unwrap(), None);
@@ -194,19 +213,168 @@ async fn conformance(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     a.put_session(&k3, &record("bob", "r3"), SHORT)
         .await
         .unwrap();
-    assert!(a.touch_session(&k3, 2, LONG).await.unwrap());
+    assert_eq!(
+        a.touch_session(&k3, T0 + 100, LONG, GAP).await.unwrap(),
+        Touch::Written
+    );
     tokio::time::sleep((SHORT * 2).saturating_sub(started.elapsed())).await;
     assert!(
         a.get_session(&k3).await.unwrap().is_some(),
         "touched session outlived its first idle time"
     );
-    assert!(a.touch_session(&k3, 3, SHORT).await.unwrap());
+    assert_eq!(
+        a.touch_session(&k3, T0 + 200, SHORT, GAP).await.unwrap(),
+        Touch::Written
+    );
     eventually(DEADLINE, "touched session to expire", || {
         let a = a.clone();
         let k3 = k3.clone();
         async move { a.get_session(&k3).await.unwrap().is_none().then_some(()) }
     })
     .await;
+
+    // --- the stored last_seen decides whether a touch writes ---
+    // Two stores on one backend stand for two gateway nodes serving one
+    // session: whichever touches first when a refresh is due writes, and
+    // the other learns when, instead of writing again.
+    let k5 = key("5");
+    let r5 = record("bob", "r5");
+    a.put_session(&k5, &r5, LONG).await.unwrap();
+    assert_eq!(
+        b.touch_session(&k5, T0 + 59, LONG, GAP).await.unwrap(),
+        Touch::Recent(T0),
+        "within the gap of the stored last_seen nothing is written"
+    );
+    assert_eq!(
+        b.touch_session(&k5, T0 - 5, LONG, GAP).await.unwrap(),
+        Touch::Recent(T0),
+        "a stored last_seen ahead of now (clock skew) is recent too"
+    );
+    assert_eq!(a.get_session(&k5).await.unwrap(), Some(r5.clone()));
+    assert_eq!(
+        a.touch_session(&k5, T0 + 60, LONG, GAP).await.unwrap(),
+        Touch::Written,
+        "a gap after the stored last_seen the touch is due"
+    );
+    assert_eq!(
+        b.touch_session(&k5, T0 + 61, LONG, GAP).await.unwrap(),
+        Touch::Recent(T0 + 60),
+        "the other store sees the first one's write and does not repeat it"
+    );
+    assert_eq!(
+        b.touch_session(&k5, T0 + 120, LONG, GAP).await.unwrap(),
+        Touch::Written
+    );
+    assert_eq!(
+        a.touch_session(&k5, T0 + 120, LONG, Duration::ZERO)
+            .await
+            .unwrap(),
+        Touch::Written,
+        "a zero gap always writes"
+    );
+    assert_eq!(
+        b.get_session(&k5).await.unwrap().map(|r| r.last_seen),
+        Some(T0 + 120)
+    );
+
+    // No slide past the absolute expiry, which no activity extends.
+    let k6 = key("6");
+    let r6 = SessionRecord {
+        absolute_expiry: T0 + 100,
+        ..record("bob", "r6")
+    };
+    a.put_session(&k6, &r6, LONG).await.unwrap();
+    assert_eq!(
+        a.touch_session(&k6, T0 + 100, LONG, GAP).await.unwrap(),
+        Touch::Recent(T0)
+    );
+    assert_eq!(a.get_session(&k6).await.unwrap(), Some(r6));
+
+    // A touch that is not due leaves the idle deadline where it was.
+    let k7 = key("7");
+    a.put_session(&k7, &record("bob", "r7"), SHORT)
+        .await
+        .unwrap();
+    assert_eq!(
+        a.touch_session(&k7, T0 + 1, LONG, GAP).await.unwrap(),
+        Touch::Recent(T0)
+    );
+    eventually(DEADLINE, "a session touched too early to expire", || {
+        let a = a.clone();
+        let k7 = k7.clone();
+        async move { a.get_session(&k7).await.unwrap().is_none().then_some(()) }
+    })
+    .await;
+
+    // --- the re-read that slides in the same step ---
+    let k8 = key("8");
+    let r8 = record("bob", "r8");
+    a.put_session(&k8, &r8, LONG).await.unwrap();
+    assert_eq!(
+        a.read_session_touching(&k8, T0 + 30, LONG, GAP)
+            .await
+            .unwrap(),
+        Some(Reread {
+            record: r8.clone(),
+            written: false
+        }),
+        "not due: the record as stored, nothing written"
+    );
+    let slid = SessionRecord {
+        last_seen: T0 + 60,
+        ..r8.clone()
+    };
+    assert_eq!(
+        b.read_session_touching(&k8, T0 + 60, LONG, GAP)
+            .await
+            .unwrap(),
+        Some(Reread {
+            record: slid.clone(),
+            written: true
+        }),
+        "due: the record with its new last_seen, and only that changed"
+    );
+    assert_eq!(a.get_session(&k8).await.unwrap(), Some(slid.clone()));
+    assert_eq!(
+        a.read_session_touching(&k8, T0 + 61, LONG, GAP)
+            .await
+            .unwrap(),
+        Some(Reread {
+            record: slid,
+            written: false
+        }),
+        "the other store's slide counts"
+    );
+    assert_eq!(
+        a.read_session_touching(&key("missing"), T0 + 999, LONG, GAP)
+            .await
+            .unwrap(),
+        None,
+        "a re-read creates nothing"
+    );
+    // It moves the idle deadline when it writes, and only then.
+    let (k9, k10) = (key("9"), key("10"));
+    a.put_session(&k9, &record("bob", "r9"), SHORT)
+        .await
+        .unwrap();
+    a.put_session(&k10, &record("bob", "r10"), SHORT)
+        .await
+        .unwrap();
+    let due = a.read_session_touching(&k9, T0 + 60, LONG, GAP).await;
+    assert!(due.unwrap().is_some_and(|r| r.written));
+    let early = a.read_session_touching(&k10, T0 + 59, LONG, GAP).await;
+    assert!(early.unwrap().is_some_and(|r| !r.written));
+    eventually(DEADLINE, "the session re-read too early to expire", || {
+        let a = a.clone();
+        let k10 = k10.clone();
+        async move { a.get_session(&k10).await.unwrap().is_none().then_some(()) }
+    })
+    .await;
+    // k9 was put before k10, so its first deadline has passed too.
+    assert!(
+        a.get_session(&k9).await.unwrap().is_some(),
+        "the session slid by a re-read outlived its first idle time"
+    );
 
     // --- user index ---
     let (u1, u2, u3) = (key("u1"), key("u2"), key("u3"));
@@ -261,7 +429,10 @@ async fn conformance(a: Arc<dyn Store>, b: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(b.session_count().await.unwrap(), base + 3);
     a.delete_session(&c1).await.unwrap();
-    assert!(a.touch_session(&c2, 5, LONG).await.unwrap());
+    assert_eq!(
+        a.touch_session(&c2, T0 + 100, LONG, GAP).await.unwrap(),
+        Touch::Written
+    );
     eventually(DEADLINE, "the short session to expire", || {
         let a = a.clone();
         let c3 = c3.clone();
@@ -273,7 +444,10 @@ async fn conformance(a: Arc<dyn Store>, b: Arc<dyn Store>) {
         async move { (a.session_count().await.unwrap() == base + 1).then_some(()) }
     })
     .await;
-    assert!(!a.touch_session(&c3, 5, LONG).await.unwrap());
+    assert_eq!(
+        a.touch_session(&c3, T0 + 100, LONG, GAP).await.unwrap(),
+        Touch::Gone
+    );
     assert_eq!(
         a.session_count().await.unwrap(),
         base + 1,
@@ -646,7 +820,12 @@ async fn every_operation_fails_promptly(s: &dyn Store) {
     fails_promptly("ping", s.ping()).await;
     fails_promptly("put_session", s.put_session(&k, &record("x", "x"), LONG)).await;
     fails_promptly("get_session", s.get_session(&k)).await;
-    fails_promptly("touch_session", s.touch_session(&k, 1, LONG)).await;
+    fails_promptly("touch_session", s.touch_session(&k, T0, LONG, GAP)).await;
+    fails_promptly(
+        "read_session_touching",
+        s.read_session_touching(&k, T0, LONG, GAP),
+    )
+    .await;
     fails_promptly("delete_session", s.delete_session(&k)).await;
     fails_promptly("user_sessions", s.user_sessions("x")).await;
     fails_promptly("session_count", s.session_count()).await;
@@ -855,6 +1034,62 @@ async fn redis_store_sends_nothing_beyond_the_commands_it_is_asked_for() {
         .collect();
     delta.sort();
     assert_eq!(delta, vec![("get".to_string(), 25)]);
+}
+
+#[tokio::test]
+async fn redis_store_writes_a_slide_and_the_active_set_only_when_one_is_due() {
+    let server = RedisServer::start();
+    let store = redis_store(single(&server.url()));
+    let k = key("slide");
+    store
+        .put_session(&k, &record("x", "x"), LONG)
+        .await
+        .unwrap();
+    let sent_by = |before: &std::collections::HashMap<String, u64>| {
+        let mut delta: Vec<(String, u64)> = server
+            .commandstats()
+            .iter()
+            .filter(|(name, _)| name.as_str() != "info")
+            .map(|(name, n)| (name.clone(), n - before.get(name).copied().unwrap_or(0)))
+            .filter(|(_, d)| *d > 0)
+            .collect();
+        delta.sort();
+        delta
+    };
+    let counts = |v: &[(&str, u64)]| {
+        v.iter()
+            .map(|(k, n)| (k.to_string(), *n))
+            .collect::<Vec<_>>()
+    };
+
+    // The first use of a script loads it (`NOSCRIPT`, `SCRIPT LOAD`).
+    store.touch_session(&k, T0, LONG, GAP).await.unwrap();
+
+    // Not due (ten nodes re-reading within the gap): one script each,
+    // reading and nothing else.
+    let before = server.commandstats();
+    for i in 0..10 {
+        let r = store.read_session_touching(&k, T0 + i, LONG, GAP).await;
+        assert!(!r.unwrap().expect("live").written);
+        let t = store.touch_session(&k, T0 + i, LONG, GAP).await.unwrap();
+        assert_eq!(t, Touch::Recent(T0));
+    }
+    assert_eq!(sent_by(&before), counts(&[("evalsha", 20), ("get", 20)]));
+
+    // Due: the script writes, and the active set is updated once.
+    let before = server.commandstats();
+    let r = store.read_session_touching(&k, T0 + 60, LONG, GAP).await;
+    assert!(r.unwrap().expect("live").written);
+    assert_eq!(
+        sent_by(&before),
+        counts(&[
+            ("evalsha", 2),
+            ("get", 1),
+            ("set", 1),
+            ("zadd", 1),
+            ("zremrangebyscore", 1)
+        ])
+    );
 }
 
 #[tokio::test]

@@ -244,7 +244,9 @@ pub struct RawSessions {
     /// A session ends this long after login, however active.
     #[serde(default = "absolute_lifetime")]
     pub absolute_lifetime_seconds: u64,
-    /// Sliding expiry is refreshed in the store at most this often.
+    /// Sliding expiry is refreshed in the store at most this often per
+    /// session, whichever node serves it: a node slides the deadline only
+    /// when the stored `last_seen` is this old.
     #[serde(default = "refresh_interval")]
     pub refresh_interval_seconds: u64,
     /// A cached session is re-read from the store after this long (the

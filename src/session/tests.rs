@@ -165,3 +165,104 @@ async fn users_sessions_are_listed_and_revoked_together() {
     }
     assert!(m.resolve(&other).await.unwrap().is_some());
 }
+
+/// Two nodes on one store, sharing a clock: what a gateway cluster
+/// without sticky balancing looks like to one session.
+fn two_nodes() -> (Arc<SessionManager>, Arc<SessionManager>, Arc<MemoryStore>) {
+    let store = Arc::new(MemoryStore::new());
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(1_800_000_000));
+    let node = || {
+        SessionManager::new(
+            store.clone(),
+            settings(7200, 30),
+            Metrics::new(),
+            clock.clone(),
+        )
+    };
+    (node(), node(), store)
+}
+
+fn refreshes(m: &SessionManager) -> u64 {
+    m.metrics.session_refreshes.get()
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_nodes_serving_one_session_refresh_it_once_per_interval_between_them() {
+    let (a, b, store) = two_nodes();
+    let (token, active) = a.create("u-1", None, BTreeMap::new()).await.unwrap();
+    assert!(b.resolve(&token).await.unwrap().is_some());
+    // Both nodes serve the session every 10 s for six refresh intervals.
+    for _ in 0..36 {
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(a.resolve(&token).await.unwrap().is_some());
+        assert!(b.resolve(&token).await.unwrap().is_some());
+    }
+    assert_eq!(
+        refreshes(&a) + refreshes(&b),
+        6,
+        "one write per refresh interval, not one per node"
+    );
+    let stored = store.get_session(&active.key).await.unwrap().unwrap();
+    assert_eq!(stored.last_seen, 1_800_000_360);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_is_due_an_interval_after_the_other_nodes_write_not_this_nodes() {
+    let (a, b, _) = two_nodes();
+    let (token, _) = a.create("u-1", None, BTreeMap::new()).await.unwrap();
+    // B reads the session 50 s in; A then refreshes it at 60 s.
+    tokio::time::advance(Duration::from_secs(50)).await;
+    assert!(b.resolve(&token).await.unwrap().is_some());
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert!(a.resolve(&token).await.unwrap().is_some());
+    assert_eq!((refreshes(&a), refreshes(&b)), (1, 0));
+    // At 110 s B's own read is a minute old, but A wrote 50 s ago: B
+    // re-reads (its cache entry is past cache_ttl) and writes nothing.
+    tokio::time::advance(Duration::from_secs(50)).await;
+    assert!(b.resolve(&token).await.unwrap().is_some());
+    assert_eq!((refreshes(&a), refreshes(&b)), (1, 0));
+    // From 120 s the next write is due, whoever makes it.
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert!(b.resolve(&token).await.unwrap().is_some());
+    assert!(a.resolve(&token).await.unwrap().is_some());
+    assert_eq!((refreshes(&a), refreshes(&b)), (1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_used_only_through_another_node_stays_alive_and_an_idle_one_expires() {
+    let (a, b, _) = two_nodes();
+    let (used, _) = a.create("u-1", None, BTreeMap::new()).await.unwrap();
+    let (idle, _) = a.create("u-2", None, BTreeMap::new()).await.unwrap();
+    // Twice the 600 s idle timeout, the first session only ever through B.
+    for _ in 0..24 {
+        tokio::time::advance(Duration::from_secs(50)).await;
+        assert!(b.resolve(&used).await.unwrap().is_some());
+    }
+    assert!(
+        a.resolve(&used).await.unwrap().is_some(),
+        "B's use kept it alive for A"
+    );
+    assert!(a.resolve(&idle).await.unwrap().is_none());
+    assert!(b.resolve(&idle).await.unwrap().is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_whose_cache_outlives_the_interval_still_refreshes_once_per_interval() {
+    // cache_ttl longer than refresh_interval: the refresh, not the cache
+    // TTL, decides when the one node re-reads.
+    let store = Arc::new(MemoryStore::new());
+    let m = SessionManager::new(
+        store.clone(),
+        settings(7200, 300),
+        Metrics::new(),
+        Arc::new(TokioClock::starting_at(1_800_000_000)),
+    );
+    let (token, active) = m.create("u-1", None, BTreeMap::new()).await.unwrap();
+    for _ in 0..30 {
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(m.resolve(&token).await.unwrap().is_some());
+    }
+    assert_eq!(refreshes(&m), 5);
+    let stored = store.get_session(&active.key).await.unwrap().unwrap();
+    assert_eq!(stored.last_seen, 1_800_000_300);
+}

@@ -20,7 +20,9 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
-use super::{Hit, SessionKey, SessionRecord, Store, StoreError, StoreEvent, StreamId};
+use super::{
+    Hit, Reread, SessionKey, SessionRecord, Store, StoreError, StoreEvent, StreamId, Touch,
+};
 
 /// How many events a slow subscriber may fall behind before it lags (and
 /// sees `RecvError::Lagged`, on which a cache should drop everything).
@@ -72,6 +74,20 @@ struct Entry {
 impl Entry {
     fn live(&self, now: Instant) -> bool {
         now < self.expires
+    }
+
+    /// Set `last_seen` to `now` and the deadline to `idle` from `at`,
+    /// unless the stored `last_seen` is within `gap` of `now` or the
+    /// session is past its absolute expiry; whether it wrote. The rule of
+    /// the Redis store's `TOUCH` script.
+    fn slide(&mut self, now: u64, idle: Duration, gap: Duration, at: Instant) -> bool {
+        let age = now.saturating_sub(self.rec.last_seen);
+        if age < gap.as_secs() || self.rec.absolute_expiry <= now {
+            return false;
+        }
+        self.rec.last_seen = now;
+        self.expires = at + idle;
+        true
     }
 }
 
@@ -224,19 +240,37 @@ impl Store for MemoryStore {
     async fn touch_session(
         &self,
         key: &SessionKey,
-        last_seen: u64,
+        now: u64,
         idle: Duration,
-    ) -> Result<bool, StoreError> {
-        let now = Instant::now();
+        refresh_gap: Duration,
+    ) -> Result<Touch, StoreError> {
+        let at = Instant::now();
         let mut st = self.lock();
-        Ok(match st.live(key, now) {
-            Some(e) => {
-                e.rec.last_seen = last_seen;
-                e.expires = now + idle;
-                true
-            }
-            None => false,
+        Ok(match st.live(key, at) {
+            Some(e) => match e.slide(now, idle, refresh_gap, at) {
+                true => Touch::Written,
+                false => Touch::Recent(e.rec.last_seen),
+            },
+            None => Touch::Gone,
         })
+    }
+
+    async fn read_session_touching(
+        &self,
+        key: &SessionKey,
+        now: u64,
+        idle: Duration,
+        refresh_gap: Duration,
+    ) -> Result<Option<Reread>, StoreError> {
+        let at = Instant::now();
+        let mut st = self.lock();
+        Ok(st.live(key, at).map(|e| {
+            let written = e.slide(now, idle, refresh_gap, at);
+            Reread {
+                record: e.rec.clone(),
+                written,
+            }
+        }))
     }
 
     async fn delete_session(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {

@@ -62,7 +62,9 @@ use self::runtime::StoreRuntime;
 use self::scripts::Scripts;
 use self::subscriber::Subscriber;
 use super::memory::MemoryStore;
-use super::{Hit, SessionKey, SessionRecord, Store, StoreError, StoreEvent, StreamId};
+use super::{
+    Hit, Reread, SessionKey, SessionRecord, Store, StoreError, StoreEvent, StreamId, Touch,
+};
 use crate::config::{RedisConfig, SessionStoreConfig};
 
 /// The pub/sub channel events travel on.
@@ -361,6 +363,74 @@ impl RedisStore {
     }
 }
 
+/// What the `TOUCH` script did (see `scripts.rs`), with the record when
+/// it was asked for.
+enum Slid {
+    Written {
+        json: Option<String>,
+    },
+    Recent {
+        last_seen: u64,
+        json: Option<String>,
+    },
+    Gone,
+}
+
+impl RedisStore {
+    /// Run the `TOUCH` script on one session and, only when it wrote,
+    /// move the session's deadline in the active set: a refresh that was
+    /// not due sends one script and nothing else. The two are separate
+    /// round trips because the active set is another key (another slot on
+    /// a Cluster); they are no longer sent together as when every touch
+    /// wrote, since the second now depends on the first. Should the active
+    /// set update fail after the write, the session is missing from the
+    /// count until its next slide: the count only feeds a gauge.
+    async fn slide(
+        &self,
+        op: &'static str,
+        key: &SessionKey,
+        now: u64,
+        idle: Duration,
+        refresh_gap: Duration,
+        with_record: bool,
+    ) -> Result<Slid, StoreError> {
+        let member = key.0.clone();
+        let skey = session_key(&key.0);
+        let idle_ms = millis(idle);
+        let gap_s = refresh_gap.as_secs();
+        self.exec(op, move |sh, mut c| async move {
+            let mut touch = sh.scripts.touch.key(&skey);
+            touch
+                .arg(now)
+                .arg(idle_ms)
+                .arg(gap_s)
+                .arg(u8::from(with_record));
+            let (code, last_seen, json): (i64, u64, Option<String>) =
+                touch.invoke_async(&mut c).await?;
+            match code {
+                1 => {
+                    let now_ms = unix_ms();
+                    let mut active = sh.scripts.active_add.key(ACTIVE_KEY);
+                    active
+                        .arg(now_ms)
+                        .arg(now_ms.saturating_add(idle_ms))
+                        .arg(&member);
+                    active.invoke_async::<()>(&mut c).await?;
+                    Ok(Slid::Written { json })
+                }
+                2 => Ok(Slid::Recent { last_seen, json }),
+                0 => Ok(Slid::Gone),
+                _ => Err(StoreError::Corrupt {
+                    key: skey,
+                    reason: "no `last_seen` field".to_string(),
+                }
+                .into()),
+            }
+        })
+        .await
+    }
+}
+
 fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -448,47 +518,44 @@ impl Store for RedisStore {
     async fn touch_session(
         &self,
         key: &SessionKey,
-        last_seen: u64,
+        now: u64,
         idle: Duration,
-    ) -> Result<bool, StoreError> {
-        let member = key.0.clone();
-        let skey = session_key(&key.0);
-        let idle_ms = millis(idle);
-        let now_ms = unix_ms();
-        self.exec("touch_session", move |sh, conn| async move {
-            let (mut c1, mut c2) = (conn.clone(), conn);
-            let mut touch = sh.scripts.touch.key(&skey);
-            touch.arg(last_seen).arg(idle_ms);
-            // Sent together with the touch for one round trip of latency;
-            // undone below in the rare case the session was gone.
-            let mut active = sh.scripts.active_add.key(ACTIVE_KEY);
-            active
-                .arg(now_ms)
-                .arg(now_ms.saturating_add(idle_ms))
-                .arg(&member);
-            let (touched, counted) = tokio::join!(
-                touch.invoke_async::<i64>(&mut c1),
-                active.invoke_async::<()>(&mut c2),
-            );
-            counted?;
-            match touched? {
-                1 => Ok(true),
-                0 => {
-                    redis::cmd("ZREM")
-                        .arg(ACTIVE_KEY)
-                        .arg(&member)
-                        .query_async::<()>(&mut c1)
-                        .await?;
-                    Ok(false)
-                }
-                _ => Err(StoreError::Corrupt {
-                    key: skey,
-                    reason: "no `last_seen` field".to_string(),
-                }
-                .into()),
-            }
+        refresh_gap: Duration,
+    ) -> Result<Touch, StoreError> {
+        let slid = self
+            .slide("touch_session", key, now, idle, refresh_gap, false)
+            .await?;
+        Ok(match slid {
+            Slid::Gone => Touch::Gone,
+            Slid::Written { .. } => Touch::Written,
+            Slid::Recent { last_seen, .. } => Touch::Recent(last_seen),
         })
-        .await
+    }
+
+    async fn read_session_touching(
+        &self,
+        key: &SessionKey,
+        now: u64,
+        idle: Duration,
+        refresh_gap: Duration,
+    ) -> Result<Option<Reread>, StoreError> {
+        let slid = self
+            .slide("read_session_touching", key, now, idle, refresh_gap, true)
+            .await?;
+        let skey = session_key(&key.0);
+        let (json, written) = match slid {
+            Slid::Gone => return Ok(None),
+            Slid::Written { json, .. } => (json, true),
+            Slid::Recent { json, .. } => (json, false),
+        };
+        let json = json.ok_or_else(|| StoreError::Corrupt {
+            key: skey.clone(),
+            reason: "the touch script returned no record".to_string(),
+        })?;
+        Ok(Some(Reread {
+            record: parse_record(&skey, &json)?,
+            written,
+        }))
     }
 
     async fn delete_session(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::MemoryStore;
-use crate::store::{SessionKey, SessionRecord, Store, StoreEvent};
+use crate::store::{SessionKey, SessionRecord, Store, StoreEvent, Touch};
 
 fn key(s: &str) -> SessionKey {
     SessionKey(s.to_string())
@@ -24,6 +24,8 @@ fn record(user: &str, reference: &str) -> SessionRecord {
 }
 
 const IDLE: Duration = Duration::from_secs(60);
+/// Refresh gap of the touches: shorter than the 50 s steps below.
+const GAP: Duration = Duration::from_secs(30);
 
 async fn advance(d: Duration) {
     tokio::time::advance(d).await;
@@ -52,13 +54,63 @@ async fn touch_extends_idle_time_and_sets_last_seen() {
         .await
         .unwrap();
     advance(Duration::from_secs(50)).await;
-    assert!(s
-        .touch_session(&key("a"), 1_700_000_050, IDLE)
-        .await
-        .unwrap());
+    assert_eq!(
+        s.touch_session(&key("a"), 1_700_000_050, IDLE, GAP)
+            .await
+            .unwrap(),
+        Touch::Written
+    );
     advance(Duration::from_secs(50)).await;
     let got = s.get_session(&key("a")).await.unwrap().expect("still live");
     assert_eq!(got.last_seen, 1_700_000_050);
+    advance(Duration::from_secs(10)).await;
+    assert_eq!(s.get_session(&key("a")).await.unwrap(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_touch_within_the_gap_of_the_stored_last_seen_leaves_the_deadline_alone() {
+    let s = MemoryStore::new();
+    s.put_session(&key("a"), &record("u1", "r1"), IDLE)
+        .await
+        .unwrap();
+    advance(Duration::from_secs(50)).await;
+    // Stored last_seen 1_700_000_000; "now" 20 s later is within the gap.
+    assert_eq!(
+        s.touch_session(&key("a"), 1_700_000_020, IDLE, GAP)
+            .await
+            .unwrap(),
+        Touch::Recent(1_700_000_000)
+    );
+    let r = s
+        .read_session_touching(&key("a"), 1_700_000_020, IDLE, GAP)
+        .await
+        .unwrap()
+        .expect("live");
+    assert!(!r.written);
+    advance(Duration::from_secs(10)).await;
+    assert_eq!(
+        s.get_session(&key("a")).await.unwrap(),
+        None,
+        "the first idle deadline still holds"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_re_read_that_is_due_slides_the_deadline() {
+    let s = MemoryStore::new();
+    s.put_session(&key("a"), &record("u1", "r1"), IDLE)
+        .await
+        .unwrap();
+    advance(Duration::from_secs(50)).await;
+    let r = s
+        .read_session_touching(&key("a"), 1_700_000_050, IDLE, GAP)
+        .await
+        .unwrap()
+        .expect("live");
+    assert!(r.written);
+    assert_eq!(r.record.last_seen, 1_700_000_050);
+    advance(Duration::from_secs(50)).await;
+    assert!(s.get_session(&key("a")).await.unwrap().is_some());
     advance(Duration::from_secs(10)).await;
     assert_eq!(s.get_session(&key("a")).await.unwrap(), None);
 }
@@ -73,7 +125,12 @@ async fn touch_does_not_resurrect_an_expired_or_deleted_session() {
         .await
         .unwrap();
     advance(IDLE).await;
-    assert!(!s.touch_session(&key("a"), 1, IDLE).await.unwrap());
+    assert_eq!(
+        s.touch_session(&key("a"), 1_700_000_999, IDLE, GAP)
+            .await
+            .unwrap(),
+        Touch::Gone
+    );
     assert_eq!(s.get_session(&key("a")).await.unwrap(), None);
 
     s.put_session(&key("c"), &record("u1", "r3"), IDLE)
@@ -83,7 +140,12 @@ async fn touch_does_not_resurrect_an_expired_or_deleted_session() {
         s.delete_session(&key("c")).await.unwrap(),
         Some(record("u1", "r3"))
     );
-    assert!(!s.touch_session(&key("c"), 1, IDLE).await.unwrap());
+    assert_eq!(
+        s.touch_session(&key("c"), 1_700_000_999, IDLE, GAP)
+            .await
+            .unwrap(),
+        Touch::Gone
+    );
     assert_eq!(s.get_session(&key("c")).await.unwrap(), None);
 }
 

@@ -32,23 +32,40 @@ impl Scripts {
     }
 }
 
-/// Refresh a session: set `last_seen` and the idle TTL, only if the key
-/// still exists (a deleted or expired session is never re-created).
-/// The JSON is edited as text instead of through `cjson`, which would turn
-/// integers into doubles and re-order fields; `SessionRecord` is written
-/// by serde, so `"last_seen":<digits>` occurs once, before any free-form
-/// field (string values cannot contain an unescaped quote).
+/// Slide a session's idle deadline if it is due, and optionally return
+/// the record, in one step: `last_seen` and the idle TTL are written only
+/// when the stored `last_seen` is at least the refresh gap older than now,
+/// so of many nodes serving one session only the first to find it due
+/// writes; the others get the stored `last_seen` back and wait a gap from
+/// it. A session past its `absolute_expiry` is never slid (the gateway
+/// refuses it anyway), and a missing one is never created.
 ///
-/// `KEYS[1]` session key; `ARGV[1]` last_seen (unix s); `ARGV[2]` idle (ms).
-/// Returns 1 when touched, 0 when the session is gone, -1 when the value
-/// has no `last_seen` field (corrupt).
+/// The JSON is read and edited as text instead of through `cjson`, which
+/// would turn integers into doubles and re-order fields; `SessionRecord`
+/// is written by serde, so `"last_seen":<digits>` and
+/// `"absolute_expiry":<digits>` each occur once as keys, before any
+/// free-form field (string values cannot contain an unescaped quote).
+///
+/// `KEYS[1]` session key; `ARGV[1]` now (unix s); `ARGV[2]` idle (ms);
+/// `ARGV[3]` refresh gap (s); `ARGV[4]` `1` to return the record.
+/// Returns `{code, last_seen, record or nil}`: code 1 written (last_seen
+/// is now), 2 not due (the stored last_seen), 0 gone, -1 no `last_seen`
+/// field (corrupt).
 const TOUCH: &str = r#"
 local v = redis.call('GET', KEYS[1])
-if not v then return 0 end
-local nv, n = string.gsub(v, '"last_seen"%s*:%s*%d+', '"last_seen":' .. ARGV[1], 1)
-if n == 0 then return -1 end
+if not v then return {0, 0, false} end
+local seen = string.match(v, '"last_seen"%s*:%s*(%d+)')
+if not seen then return {-1, 0, false} end
+local now = tonumber(ARGV[1])
+local age = now - tonumber(seen)
+if age < 0 then age = 0 end
+local abs = string.match(v, '"absolute_expiry"%s*:%s*(%d+)')
+if age < tonumber(ARGV[3]) or (abs and tonumber(abs) <= now) then
+  return {2, tonumber(seen), ARGV[4] == '1' and v}
+end
+local nv = string.gsub(v, '"last_seen"%s*:%s*%d+', '"last_seen":' .. ARGV[1], 1)
 redis.call('SET', KEYS[1], nv, 'PX', ARGV[2])
-return 1
+return {1, now, ARGV[4] == '1' and nv}
 "#;
 
 /// Add a session to its user's index, a sorted set scored by the unix
