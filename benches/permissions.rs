@@ -13,8 +13,12 @@
 //! guise/Cedar ratios (time per decision, guise's over Cedar's: below 1
 //! is faster), since criterion reports each function alone.
 //!
-//! Every rule's criteria hold for the bench user, so a record no rule
-//! grants runs the advice of all 100 (the worst case); Cedar always
+//! Every rule's criteria hold for the bench user. All but the last rule
+//! pin an attribute with `=` or `in`, so the policy's rule index leaves a
+//! record no rule grants with the last rule to run rather than all 100.
+//! The worst case, where no rule can be indexed and a refused record runs
+//! the advice of all 100, is measured too: the same policy with every `=`
+//! and `in` written as `starts with` ("no rule indexable"). Cedar always
 //! evaluates every policy. Cedar gets prebuilt requests and entities for
 //! single decisions, which is its best case.
 //!
@@ -130,6 +134,21 @@ fn rule_advice(i: usize) -> (Vec<AdviceSpec>, String) {
             ),
         ),
     }
+}
+
+/// The bench policy with every `=` and `in` advice written as `starts
+/// with` on the same values: it decides the bench records alike, but no
+/// rule can be indexed, so a refused record runs every rule's advice.
+fn unindexed_policy() -> Policy {
+    let (mut spec, _) = policy_specs();
+    for rule in &mut spec.resources[0].rules {
+        for a in &mut rule.advice {
+            if a.operator == "=" || a.operator == "in" {
+                a.operator = "starts with".into();
+            }
+        }
+    }
+    Policy::compile(spec, 1).expect("the unindexed bench policy checks")
 }
 
 /// The same 100 rules as a guise policy and as Cedar policies.
@@ -585,6 +604,14 @@ fn bench(c: &mut Criterion) {
             b.iter(|| cedar.allowed(black_box(&set)))
         });
     }
+    let unindexed = unindexed_policy();
+    let (_, none, _) = cases()[0];
+    assert!(!unindexed
+        .decide(&facts, 0, Action::Read, &none, &NoLookups)
+        .allowed());
+    g.bench_function("guise, 100 rules, none grants, no rule indexable", |b| {
+        b.iter(|| unindexed.decide(&facts, 0, Action::Read, black_box(&none), &NoLookups))
+    });
     g.finish();
 
     let cached = Cached::new();

@@ -902,13 +902,17 @@ mod generated {
         )
     }
 
-    fn resource(i: usize, full: bool) -> impl Strategy<Value = ResourceSpec> {
+    fn resource(
+        i: usize,
+        full: bool,
+        rule_count: std::ops::Range<usize>,
+    ) -> impl Strategy<Value = ResourceSpec> {
         let later: Vec<usize> = (i + 1..RESOURCES).collect();
         let n = later.len();
         (
             subsequence(later, 0..=n),
             prop_oneof![2 => Just(None), 3 => Just(Some(false)), 1 => Just(Some(true))],
-            prop::collection::vec(rule(full), 0..5),
+            prop::collection::vec(rule(full), rule_count),
             any::<bool>(),
         )
             .prop_map(move |(relations, everyone, rules, explicit_key)| {
@@ -1035,7 +1039,19 @@ mod generated {
     }
 
     pub fn case(full: bool) -> impl Strategy<Value = Case> {
-        let resources: Vec<_> = (0..RESOURCES).map(|i| resource(i, full)).collect();
+        case_with(full, 0..5)
+    }
+
+    /// As [`case`], with `rule_count` rules on each resource. Many rules
+    /// over the small value pools file many rules under one value of the
+    /// policy's rule index, several of them granting.
+    pub fn case_with(
+        full: bool,
+        rule_count: std::ops::Range<usize>,
+    ) -> impl Strategy<Value = Case> {
+        let resources: Vec<_> = (0..RESOURCES)
+            .map(|i| resource(i, full, rule_count.clone()))
+            .collect();
         let groups: Vec<_> = (0..GROUPS.len()).map(group).collect();
         let users: Vec<_> = (0..USER_IDS.len()).map(user).collect();
         (
@@ -1233,6 +1249,49 @@ mod model {
         decide_at(spec, store, u, &groups, resource, action, record)
     }
 
+    /// The first of `resource`'s own rules (by its place in the spec) that
+    /// grants `action` on `record` to `u`, relations aside.
+    pub fn first_grant(
+        spec: &PolicySpec,
+        u: &User,
+        resource: usize,
+        action: Action,
+        record: &[Option<String>],
+    ) -> Option<usize> {
+        rules_grant(spec, u, &groups(spec, u), resource, action, record)
+    }
+
+    fn rules_grant(
+        spec: &PolicySpec,
+        u: &User,
+        groups: &[&str],
+        resource: usize,
+        action: Action,
+        record: &[Option<String>],
+    ) -> Option<usize> {
+        let r = &spec.resources[resource];
+        let value = |name: &str| {
+            let i = r.attributes.iter().position(|a| a.name == name).unwrap();
+            record[i].as_deref()
+        };
+        r.rules.iter().position(|rule| {
+            let grants = rule.action == Action::Write || action == Action::Read;
+            let who = rule.criteria.iter().all(|c| criterion(c, u, groups));
+            let what = rule.advice.iter().all(|a| {
+                let values: Vec<String> = a
+                    .values
+                    .iter()
+                    .filter_map(|v| match v.strip_prefix("${user.") {
+                        Some(name) => user_value(u, name.trim_end_matches('}')).map(String::from),
+                        None => Some(v.clone()),
+                    })
+                    .collect();
+                test(&a.operator, value(&a.attribute), &values, a.case_sensitive)
+            });
+            grants && who && what
+        })
+    }
+
     fn decide_at(
         spec: &PolicySpec,
         store: &HashMap<(usize, String), Related>,
@@ -1250,23 +1309,8 @@ mod model {
             let i = r.attributes.iter().position(|a| a.name == name).unwrap();
             record[i].as_deref()
         };
-        for rule in &r.rules {
-            let grants = rule.action == Action::Write || action == Action::Read;
-            let who = rule.criteria.iter().all(|c| criterion(c, u, groups));
-            let what = rule.advice.iter().all(|a| {
-                let values: Vec<String> = a
-                    .values
-                    .iter()
-                    .filter_map(|v| match v.strip_prefix("${user.") {
-                        Some(name) => user_value(u, name.trim_end_matches('}')).map(String::from),
-                        None => Some(v.clone()),
-                    })
-                    .collect();
-                test(&a.operator, value(&a.attribute), &values, a.case_sensitive)
-            });
-            if grants && who && what {
-                return Verdict::Allowed;
-            }
+        if rules_grant(spec, u, groups, resource, action, record).is_some() {
+            return Verdict::Allowed;
         }
         let mut verdict = Verdict::Denied;
         for rel in &r.relations {
@@ -1645,9 +1689,64 @@ mod cedar {
 mod properties {
     use proptest::prelude::*;
 
-    use super::generated::case;
+    use super::generated::{case, case_with, Case};
     use super::model::{self, Verdict};
     use super::*;
+
+    /// guise decides every user and action on `case` as the hand model
+    /// does, down to a failed lookup against a denial.
+    fn decides_as_the_hand_model(case: &Case) -> Result<(), TestCaseError> {
+        let policy = Policy::compile(case.spec.clone(), 1).expect("generated policies check");
+        let record = refs(&case.record);
+        for u in &case.users {
+            let facts = policy.facts(u);
+            let mut groups = model::groups(&case.spec, u);
+            groups.sort_unstable();
+            let mut theirs: Vec<&str> = facts.groups.iter().map(String::as_str).collect();
+            theirs.sort_unstable();
+            prop_assert_eq!(theirs, groups);
+            for action in [Action::Read, Action::Write] {
+                let guise =
+                    policy.decide(&facts, case.resource, action, &record, &Store(&case.store));
+                let expected = model::decide(
+                    &case.spec,
+                    &case.store,
+                    u,
+                    case.resource,
+                    action,
+                    &case.record,
+                );
+                let got = match guise {
+                    Decision::Allowed(_) => Verdict::Allowed,
+                    Decision::Denied => Verdict::Denied,
+                    Decision::Unavailable { .. } => Verdict::Unavailable,
+                };
+                prop_assert_eq!(
+                    got,
+                    expected,
+                    "user {:?} {:?} on r{} {:?}: guise {:?}\n{:#?}",
+                    u,
+                    action,
+                    case.resource,
+                    case.record,
+                    guise,
+                    case.spec.resources
+                );
+                // A grant on the record itself names its first granting
+                // rule (one through a relation is judged above).
+                if let Decision::Allowed(Grant::Rule { resource, rule }) = guise {
+                    if resource == case.resource {
+                        prop_assert_eq!(
+                            Some(rule as usize),
+                            model::first_grant(&case.spec, u, resource, action, &case.record),
+                            "the grant names the first granting rule"
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
@@ -1677,30 +1776,15 @@ mod properties {
         /// telling a failed lookup from a denial.
         #[test]
         fn the_evaluator_decides_as_the_hand_model(case in case(true)) {
-            let policy = Policy::compile(case.spec.clone(), 1).expect("generated policies check");
-            let record = refs(&case.record);
-            for u in &case.users {
-                let facts = policy.facts(u);
-                let mut groups = model::groups(&case.spec, u);
-                groups.sort_unstable();
-                let mut theirs: Vec<&str> = facts.groups.iter().map(String::as_str).collect();
-                theirs.sort_unstable();
-                prop_assert_eq!(theirs, groups);
-                for action in [Action::Read, Action::Write] {
-                    let guise = policy.decide(&facts, case.resource, action, &record, &Store(&case.store));
-                    let expected = model::decide(&case.spec, &case.store, u, case.resource, action, &case.record);
-                    let got = match guise {
-                        Decision::Allowed(_) => Verdict::Allowed,
-                        Decision::Denied => Verdict::Denied,
-                        Decision::Unavailable { .. } => Verdict::Unavailable,
-                    };
-                    prop_assert_eq!(
-                        got, expected,
-                        "user {:?} {:?} on r{} {:?}: guise {:?}\n{:#?}",
-                        u, action, case.resource, case.record, guise, case.spec.resources
-                    );
-                }
-            }
+            decides_as_the_hand_model(&case)?;
+        }
+
+        /// The same over resources of many rules, where the policy's rule
+        /// index files several rules under one value and runs the rest
+        /// in between: same decisions, and the same granting rule.
+        #[test]
+        fn the_rule_index_decides_as_the_hand_model(case in case_with(true, 6..40)) {
+            decides_as_the_hand_model(&case)?;
         }
 
         /// A rule granted for READ never grants WRITE, and a WRITE grant
