@@ -29,6 +29,11 @@
 //! for comparison. The cached decision is what a request does on a hit:
 //! build the [`DecisionKey`] (the user's id shared, the record's key
 //! copied) and read it from the node's decision cache.
+//!
+//! The bench allocates with mimalloc, as the `guise` binary does: with
+//! glibc's allocator the filter's 1 MB output buffer was sometimes fresh
+//! pages from the kernel and sometimes not, which moved the list figure
+//! by a fifth between runs.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -52,6 +57,9 @@ use guise::store::memory::MemoryStore;
 use guise::users::User;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const RULES: usize = 100;
 const EMAIL: &str = "Bench@Example.test";
@@ -456,10 +464,15 @@ impl Cached {
 }
 
 /// Median time of one call of `f`, in nanoseconds, over `rounds` batches
-/// of `batch` calls.
+/// of `batch` calls. Half a second of calls first, as criterion warms up: after a single
+/// call the 1 MB list ran a fifth slower than in criterion's run of the
+/// same code, its buffers and the CPU not yet warm.
 fn median_ns(batch: usize, rounds: usize, mut f: impl FnMut()) -> f64 {
-    for _ in 0..batch {
-        f();
+    let warm = Instant::now();
+    while warm.elapsed() < std::time::Duration::from_millis(500) {
+        for _ in 0..batch {
+            f();
+        }
     }
     let mut times: Vec<f64> = (0..rounds)
         .map(|_| {

@@ -71,8 +71,17 @@ impl Refs {
             Judge::Values(keep) => {
                 let decoded: smallvec::SmallVec<[Option<Cow<'_, str>>; 8]> =
                     found.iter().map(|v| v.and_then(value_of)).collect();
-                let values: smallvec::SmallVec<[Option<&str>; 8]> =
-                    decoded.iter().map(|v| v.as_deref()).collect();
+                // Borrowed into an array rather than collected: this runs
+                // once per list item, and a second collect was a twentieth
+                // of filtering a list.
+                let mut borrowed = [None; 8];
+                if let Some(slots) = borrowed.get_mut(..decoded.len()) {
+                    for (slot, v) in slots.iter_mut().zip(&decoded) {
+                        *slot = v.as_deref();
+                    }
+                    return keep.keep_values(slots);
+                }
+                let values: Vec<Option<&str>> = decoded.iter().map(|v| v.as_deref()).collect();
                 keep.keep_values(&values)
             }
         }

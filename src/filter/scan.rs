@@ -130,8 +130,8 @@ fn walk_object<'a>(
     }
     let mut at = skip_ws(bytes, start + 1);
     while bytes.get(at) == Some(&b'"') {
-        let key_end = string_end(bytes, at);
-        let key = key_text(text.get(at..key_end).unwrap_or_default())?;
+        let (key_end, escaped) = string_span(bytes, at);
+        let key = key_text(text.get(at..key_end).unwrap_or_default(), escaped)?;
         let colon = skip_ws(bytes, key_end);
         let value = skip_ws(bytes, colon + 1);
         let end = match trie.child(&key) {
@@ -164,11 +164,13 @@ fn walk_object<'a>(
 }
 
 /// A key as the application reads it: `quoted` is the key with its
-/// quotes. Escapes are left to serde_json; one it refuses (a lone
-/// surrogate, which its skipping lets pass) refuses the body.
-fn key_text(quoted: &str) -> Result<Cow<'_, str>, Failure> {
+/// quotes, `escaped` whether [`string_span`] met a backslash in it (so
+/// keys without one, nearly all, are not searched again). Escapes are
+/// left to serde_json; one it refuses (a lone surrogate, which its
+/// skipping lets pass) refuses the body.
+fn key_text(quoted: &str, escaped: bool) -> Result<Cow<'_, str>, Failure> {
     let inner = quoted.get(1..quoted.len().saturating_sub(1)).unwrap_or("");
-    if !inner.contains('\\') {
+    if !escaped {
         return Ok(Cow::Borrowed(inner));
     }
     serde_json::from_str::<String>(quoted)
@@ -188,6 +190,12 @@ fn skip_ws(bytes: &[u8], mut at: usize) -> usize {
 /// bytes), then byte by byte; a vectorised search (`memchr`) costs more
 /// to set up than the few bytes of a typical API string take to read.
 fn string_end(bytes: &[u8], start: usize) -> usize {
+    string_span(bytes, start).0
+}
+
+/// Just past the string that starts at `start`, and whether it holds an
+/// escape.
+fn string_span(bytes: &[u8], start: usize) -> (usize, bool) {
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
     const QUOTES: u64 = u64::from_ne_bytes([b'"'; 8]);
@@ -196,6 +204,7 @@ fn string_end(bytes: &[u8], start: usize) -> usize {
     // one, which is all that is used).
     let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
     let mut at = start + 1;
+    let mut escaped = false;
     loop {
         if let Some(word) = bytes.get(at..at + 8) {
             let mut eight = [0; 8];
@@ -209,12 +218,15 @@ fn string_end(bytes: &[u8], start: usize) -> usize {
             at += (stops.trailing_zeros() / 8) as usize;
         }
         match bytes.get(at) {
-            Some(b'"') => return at + 1,
+            Some(b'"') => return (at + 1, escaped),
             // An escape is `\` and one character (`\uXXXX` goes on with
             // hex digits, never a quote): skip both.
-            Some(b'\\') => at += 2,
+            Some(b'\\') => {
+                escaped = true;
+                at += 2;
+            }
             Some(_) => at += 1,
-            None => return bytes.len(),
+            None => return (bytes.len(), escaped),
         }
     }
 }

@@ -145,8 +145,11 @@ struct IndexTable {
     attr: usize,
     case_sensitive: bool,
     /// A literal (folded when case-blind) and the rules filed under it,
-    /// ascending.
-    rules: HashMap<Box<str>, Vec<u32>>,
+    /// ascending. foldhash rather than SipHash: the table is looked up
+    /// once per record of a list, SipHash was a third of a lookup's
+    /// cost, and lookups of upstream values cannot grow the table, so
+    /// there is no flooding to resist.
+    rules: foldhash::HashMap<Box<str>, Vec<u32>>,
 }
 
 impl RuleIndex {
@@ -168,7 +171,7 @@ impl RuleIndex {
                     index.tables.push(IndexTable {
                         attr: a.attr,
                         case_sensitive: a.case_sensitive,
-                        rules: HashMap::new(),
+                        rules: foldhash::HashMap::default(),
                     });
                     index.tables.len() - 1
                 }
@@ -842,10 +845,21 @@ struct Record<'a> {
 
 impl<'a> Record<'a> {
     fn new(values: &'a [Option<&'a str>]) -> Record<'a> {
+        /// Empty cells for `n` values: on the stack, filled in one go, for
+        /// the usual record of at most eight attributes. A record of a
+        /// list is made once per item, and collecting from an iterator
+        /// was a tenth of a decision.
+        fn cells<T>(n: usize) -> SmallVec<[OnceCell<T>; 8]> {
+            if n <= 8 {
+                SmallVec::from_buf_and_len(std::array::from_fn(|_| OnceCell::new()), n)
+            } else {
+                (0..n).map(|_| OnceCell::new()).collect()
+            }
+        }
         Record {
             values,
-            folded: values.iter().map(|_| OnceCell::new()).collect(),
-            numbers: values.iter().map(|_| OnceCell::new()).collect(),
+            folded: cells(values.len()),
+            numbers: cells(values.len()),
         }
     }
 
