@@ -54,6 +54,11 @@ impl Parents {
     /// no such record (so it is refused as any unassigned one is, and the
     /// answer tells nothing of what exists). A lookup that fails refuses
     /// the request: without the parents nothing says it is allowed.
+    ///
+    /// Concurrent requests for one record share one lookup (moka's
+    /// `try_get_with`): a burst on a record nobody asked for yet would
+    /// otherwise send the app one lookup per request. Neither a missing
+    /// record nor a failure is kept, so the next request asks again.
     pub async fn of(
         &self,
         live: &Live,
@@ -62,38 +67,171 @@ impl Parents {
         ttl: Duration,
         unix_now: u64,
     ) -> Result<Found, PartnerError> {
+        if ttl.is_zero() {
+            return self.read(live, spec, id, unix_now).await;
+        }
         let key = (spec.resource.clone(), id.to_string());
         if let Some((at, found)) = self.cache.get(&key).await {
             if at.elapsed() < ttl {
                 return Ok(found);
             }
+            // Kept longer than the configured time (a reload may have
+            // shortened it): read again.
+            self.cache.invalidate(&key).await;
         }
+        let read = self
+            .cache
+            .try_get_with(key, async {
+                match self.read(live, spec, id, unix_now).await {
+                    Ok(found) if found.is_empty() => Err(NotKept::Missing),
+                    Ok(found) => Ok((Instant::now(), found)),
+                    Err(e) => Err(NotKept::Failed(e)),
+                }
+            })
+            .await;
+        match read {
+            Ok((_, found)) => Ok(found),
+            Err(e) => match &*e {
+                NotKept::Missing => Ok(Arc::from([])),
+                NotKept::Failed(e) => Err(e.clone()),
+            },
+        }
+    }
+
+    /// One lookup: the parents named in the app's record, none when it has
+    /// no such record.
+    async fn read(
+        &self,
+        live: &Live,
+        spec: &ParentSpec,
+        id: &str,
+        unix_now: u64,
+    ) -> Result<Found, PartnerError> {
         let got = self
             .lookup
             .record(live, &spec.path, &spec.pointer, id, unix_now)
             .await;
         match got {
-            Fetched::Found(record) => {
-                let found: Found = spec
-                    .refs
-                    .iter()
-                    .filter_map(|(resource, field)| {
-                        let id = record.pointer(field).and_then(scalar_text)?;
-                        Some((resource.clone(), id))
-                    })
-                    .collect();
-                if !ttl.is_zero() {
-                    self.cache
-                        .insert(key, (Instant::now(), found.clone()))
-                        .await;
-                }
-                Ok(found)
-            }
-            // Not kept: a record made a moment later is found at once.
+            Fetched::Found(record) => Ok(spec
+                .refs
+                .iter()
+                .filter_map(|(resource, field)| {
+                    let id = record.pointer(field).and_then(scalar_text)?;
+                    Some((resource.clone(), id))
+                })
+                .collect()),
             Fetched::Missing => Ok(Arc::from([])),
             Fetched::Failed => Err(PartnerError::LookupFailed {
                 resource: spec.resource.clone(),
             }),
         }
+    }
+}
+
+/// Why a lookup's answer is not kept. A record with no parents is not
+/// kept either: it is refused like a missing one, and a record made a
+/// moment later is found at once.
+enum NotKept {
+    Missing,
+    Failed(PartnerError),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::path::Path;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+
+    use super::*;
+    use crate::config::Config;
+
+    /// An app whose every record sits in company `co-1`, counting the
+    /// requests it answers.
+    async fn app(hits: Arc<AtomicUsize>) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let hits = hits.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |_req| {
+                        hits.fetch_add(1, Ordering::SeqCst);
+                        async {
+                            Ok::<_, Infallible>(hyper::Response::new(Full::new(
+                                Bytes::from_static(br#"{"data":{"company_id":"co-1"}}"#),
+                            )))
+                        }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+
+    fn live(upstream: std::net::SocketAddr) -> Live {
+        let yaml = format!(
+            "listeners:\n  http: 127.0.0.1:1\nupstream:\n  address: {upstream}\nidentity:\n  signing_key_env: GUISE_TEST_KEY\n"
+        );
+        let env = |name: &str| (name == "GUISE_TEST_KEY").then(|| "k".repeat(32));
+        let config = Config::parse(&yaml, "test.yaml", Path::new("."), &env).expect("config");
+        Live::build(config).expect("live")
+    }
+
+    fn spec() -> ParentSpec {
+        ParentSpec {
+            resource: "cta".into(),
+            path: "/api/ctas/{id}".into(),
+            pointer: "/data".into(),
+            refs: vec![("company".into(), "/company_id".into())],
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_for_one_record_share_one_lookup() {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let live = live(app(hits.clone()).await);
+        let parents = Parents::default();
+        let spec = spec();
+        let ttl = Duration::from_secs(5);
+        let all = futures_util::future::join_all(
+            (0..8).map(|_| parents.of(&live, &spec, "cta-11", ttl, 0)),
+        )
+        .await;
+        for found in all {
+            assert_eq!(
+                &*found.expect("found"),
+                &[("company".to_string(), "co-1".to_string())]
+            );
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "one lookup for eight");
+        // Kept: the next request asks nobody.
+        parents.of(&live, &spec, "cta-11", ttl, 0).await.unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        // Another record is looked up on its own.
+        parents.of(&live, &spec, "cta-12", ttl, 0).await.unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn with_no_time_to_keep_every_request_looks_up() {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let live = live(app(hits.clone()).await);
+        let parents = Parents::default();
+        for _ in 0..2 {
+            parents
+                .of(&live, &spec(), "cta-11", Duration::ZERO, 0)
+                .await
+                .unwrap();
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
     }
 }
