@@ -29,13 +29,21 @@ async fn status(c: &reqwest::Client, f: &Fixture, who: &Signed, path: &str) -> u
     get(c, &f.url(""), who, path).await.status().as_u16()
 }
 
-/// A refusal as JSON: its status and error code, with the message checked
-/// against `says`.
-async fn refused(r: reqwest::Response, code: &str, says: &str) {
-    assert_eq!(r.status(), if code == "seats_full" { 409 } else { 403 });
+/// A refusal's status, error code and detail.
+async fn refusal(r: reqwest::Response) -> (u16, String, String) {
+    let status = r.status().as_u16();
     let v: Value = r.json().await.unwrap();
-    assert_eq!(v["error"], code, "{v}");
-    let detail = v["detail"].as_str().unwrap_or_default();
+    (
+        status,
+        v["error"].as_str().unwrap_or_default().to_string(),
+        v["detail"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// A refusal with `status` and error code `code` whose detail says `says`.
+async fn refused(r: reqwest::Response, status: u16, code: &str, says: &str) {
+    let (got, error, detail) = refusal(r).await;
+    assert_eq!((got, error.as_str()), (status, code), "{detail}");
     assert!(detail.contains(says), "{detail:?} should say {says:?}");
 }
 
@@ -58,6 +66,7 @@ async fn partner_rules_hold(f: &Fixture) {
     let r = get(&c, &base, &anna, "/api/companies/co-109").await;
     refused(
         r,
+        403,
         "record_not_assigned",
         "this company is not assigned to your partner",
     )
@@ -65,7 +74,13 @@ async fn partner_rules_hold(f: &Fixture) {
     // A company that does not exist is refused in the same words: the
     // answer does not tell what exists.
     let r = get(&c, &base, &anna, "/api/companies/co-999").await;
-    refused(r, "record_not_assigned", "this company is not assigned").await;
+    refused(
+        r,
+        403,
+        "record_not_assigned",
+        "this company is not assigned",
+    )
+    .await;
     // Browsers get the refusal as a page.
     let r = get_as(&c, f, &anna, "/companies/co-109", "text/html").await;
     assert_eq!(r.status(), 403);
@@ -109,7 +124,7 @@ async fn partner_rules_hold(f: &Fixture) {
     // Reports: only those shared with the partner, downloads included.
     assert_eq!(status(&c, f, &anna, "/api/reports/rep-1").await, 200);
     let r = get(&c, &base, &anna, "/api/reports/rep-3/export").await;
-    refused(r, "record_not_assigned", "this report is not assigned").await;
+    refused(r, 403, "record_not_assigned", "this report is not assigned").await;
     assert_eq!(status(&c, f, &anna, "/api/reports/rep-2").await, 403);
 
     // Areas outside the bundle: contacts and leads are outside Anna's
@@ -117,6 +132,7 @@ async fn partner_rules_hold(f: &Fixture) {
     let r = get(&c, &base, &anna, "/contacts").await;
     refused(
         r,
+        403,
         "area_not_in_bundle",
         "the contacts area is not in your permission bundle",
     )
@@ -138,16 +154,16 @@ async fn partner_rules_hold(f: &Fixture) {
     assert!(page.contains("High-priority CTAs"), "{page}");
     let arlo = login(&c, &base, "arlo@acme.test", DEMO_PW).await;
     let r = get(&c, &base, &arlo, "/cockpit").await;
-    refused(r, "area_not_in_bundle", "(no-cockpit)").await;
+    refused(r, 403, "area_not_in_bundle", "(no-cockpit)").await;
     assert_eq!(status(&c, f, &arlo, "/dashboard").await, 200);
     // A path no route names is outside every area.
     let r = get(&c, &base, &anna, "/api/echo/x").await;
-    refused(r, "partner_unrouted", "not part of the areas").await;
+    refused(r, 403, "partner_unrouted", "not part of the areas").await;
 
     // Without a Full licence: the right password says why; a wrong one
     // says no more than for a stranger.
     let r = try_login(&c, &base, "vera@acme.test", DEMO_PW).await;
-    refused(r, "no_full_licence", "Full licence").await;
+    refused(r, 403, "no_full_licence", "Full licence").await;
     let wrong = try_login(&c, &base, "vera@acme.test", "nope").await;
     let stranger = try_login(&c, &base, "nobody@acme.test", "nope").await;
     assert_eq!(wrong.status(), 401);
@@ -282,16 +298,16 @@ async fn partner_rules_hold(f: &Fixture) {
     let r = write(reqwest::Method::PATCH, "/api/ctas/cta-11")
         .await
         .unwrap();
-    refused(r, "record_not_assigned", "this cta is not assigned").await;
+    refused(r, 403, "record_not_assigned", "this cta is not assigned").await;
     let r = write(reqwest::Method::DELETE, "/api/ctas/cta-11")
         .await
         .unwrap();
-    refused(r, "record_not_assigned", "this cta is not assigned").await;
+    refused(r, 403, "record_not_assigned", "this cta is not assigned").await;
     // A CTA the app does not have: the same words.
     let r = write(reqwest::Method::PATCH, "/api/ctas/cta-999")
         .await
         .unwrap();
-    refused(r, "record_not_assigned", "this cta is not assigned").await;
+    refused(r, 403, "record_not_assigned", "this cta is not assigned").await;
     // Acme's own CTA passes the partner rules; the data-permission rules,
     // which grant her no CTA writes, decide next.
     let r = write(reqwest::Method::PATCH, "/api/ctas/cta-8")
@@ -375,16 +391,13 @@ async fn a_failed_parent_lookup_refuses_with_a_reason() {
     let base = f.url("");
     let anna = login(&c, &base, "anna@acme.test", DEMO_PW).await;
     let r = get(&c, &base, &anna, "/api/ctas/cta-8").await;
-    assert_eq!(r.status(), 503);
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(v["error"], "partner_lookup_failed", "{v}");
-    assert!(
-        v["detail"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("which company or relationship this cta belongs to"),
-        "{v}"
-    );
+    refused(
+        r,
+        503,
+        "partner_lookup_failed",
+        "which company or relationship this cta belongs to",
+    )
+    .await;
     assert_eq!(
         f.metric("guise_partner_refusals_total{reason=\"partner_lookup_failed\"}")
             .await,
@@ -586,7 +599,13 @@ async fn full_seats_are_counted_and_refused_past_the_limit() {
         json!({"licence": "full"}),
     )
     .await;
-    refused(r, "seats_full", "all 7 Full licences are in use (7 of 7)").await;
+    refused(
+        r,
+        409,
+        "seats_full",
+        "all 7 Full licences are in use (7 of 7)",
+    )
+    .await;
     // Vera still cannot sign in.
     let r = try_login(&c, &f.url(""), "vera@acme.test", DEMO_PW).await;
     assert_eq!(r.status(), 403);
@@ -717,7 +736,7 @@ async fn a_crm_export_imports_through_the_admin_api_with_every_bad_row_named() {
         .send()
         .await
         .unwrap();
-    refused(r, "seats_full", "Full licences are in use").await;
+    refused(r, 409, "seats_full", "Full licences are in use").await;
     assert_eq!(
         status(&c, &f, &ada, "/_guise/admin/partners/p-big").await,
         404
@@ -836,7 +855,7 @@ async fn login_as_me_holds(a: &Fixture, b: &Fixture) {
     assert!(page.contains("Login as me"));
     // Not as herself: client accounts are entered as the paired user.
     let r = get(&c, &a.url(""), &anna, "/t/initech/").await;
-    refused(r, "tenant_needs_paired_login", "Login as me").await;
+    refused(r, 403, "tenant_needs_paired_login", "Login as me").await;
     // Entering is CSRF-safe.
     let r = post_form(&c, a, &anna, "/_guise/tenants/initech/enter", None).await;
     assert_eq!(r.status(), 403);
@@ -885,13 +904,19 @@ async fn login_as_me_holds(a: &Fixture, b: &Fixture) {
     assert_eq!(roles_seen(&page), "Partner User", "{page}");
     // Features not for paired users, and nothing outside the tenant.
     let r = get(&c, &a.url(""), &ghost, "/t/initech/ess").await;
-    refused(r, "not_for_paired_users", "paired users cannot use ess").await;
+    refused(
+        r,
+        403,
+        "not_for_paired_users",
+        "paired users cannot use ess",
+    )
+    .await;
     assert_eq!(
         status(&c, a, &ghost, "/t/initech/linked-records").await,
         403
     );
     let r = get(&c, &a.url(""), &ghost, "/t/umbrella/").await;
-    refused(r, "outside_tenant", "initech").await;
+    refused(r, 403, "outside_tenant", "initech").await;
     assert_eq!(status(&c, a, &ghost, "/api/companies/co-106").await, 403);
 
     // Quota: the paired user is listed apart and not counted.
@@ -967,7 +992,7 @@ async fn login_as_me_holds(a: &Fixture, b: &Fixture) {
         .send()
         .await
         .unwrap();
-    refused(r, "partner_login_off", "does not allow partner logins").await;
+    refused(r, 403, "partner_login_off", "does not allow partner logins").await;
 }
 
 /// The `x-guise-roles` value the demo app received, as its page shows it.
@@ -988,17 +1013,6 @@ async fn tenant_roles_upstream(
     let r = get_as(c, f, who, &format!("/t/{tenant}/"), "text/html").await;
     assert_eq!(r.status(), 200);
     roles_seen(&r.text().await.unwrap())
-}
-
-/// A refusal's status, error code and detail.
-async fn refusal(r: reqwest::Response) -> (u16, String, String) {
-    let status = r.status().as_u16();
-    let v: Value = r.json().await.unwrap();
-    (
-        status,
-        v["error"].as_str().unwrap_or_default().to_string(),
-        v["detail"].as_str().unwrap_or_default().to_string(),
-    )
 }
 
 #[tokio::test]
