@@ -613,10 +613,19 @@ struct UserRow {
     email: String,
     roles: Vec<&'static str>,
     partner: Option<String>,
-    paired: bool,
+    /// For a paired user: the client account it lives in and its roles
+    /// there, the roles the app receives (its gateway role is always
+    /// `user`, which alone would say nothing of what it may do).
+    paired: Option<PairedRow>,
     active: bool,
     can_impersonate: bool,
     grant: Option<Button>,
+}
+
+#[derive(Debug, Serialize)]
+struct PairedRow {
+    tenant: String,
+    roles: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -753,7 +762,10 @@ impl Model {
                 email: u.email.clone(),
                 roles: u.role_names(),
                 partner: u.partner.clone(),
-                paired: u.paired.is_some(),
+                paired: u.paired.as_ref().map(|p| PairedRow {
+                    tenant: p.tenant.clone(),
+                    roles: p.roles.clone(),
+                }),
                 active: u.is_active(),
                 can_impersonate: u.can_impersonate,
                 grant: grant.then(|| Button::of(policy::may_change(viewer, u))),

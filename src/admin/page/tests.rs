@@ -364,3 +364,43 @@ fn ids_in_form_actions_are_one_segment_and_decoded_back() {
     assert_eq!(user_id(&segment("u-a+b@c")), "u-a+b@c");
     assert_eq!(user_id("u-plain"), "u-plain");
 }
+
+#[test]
+fn paired_users_show_their_client_account_and_the_roles_the_app_receives_there() {
+    let mut w = World::new();
+    let mut ghost = user("u-acme-anna~initech", "Anna Acme (paired)");
+    ghost.partner = Some("p-acme".into());
+    ghost.paired = Some(crate::users::Paired {
+        partner_user: "u-acme-anna".into(),
+        tenant: "initech".into(),
+        roles: vec!["Partner User".into(), "Viewer".into()],
+    });
+    let mut old = user("u-acme-otto~initech", "Otto Acme (paired)");
+    old.partner = Some("p-acme".into());
+    old.paired = Some(crate::users::Paired {
+        partner_user: "u-acme-otto".into(),
+        tenant: "initech".into(),
+        roles: Vec::new(),
+    });
+    w.users.push(Arc::new(ghost));
+    w.users.push(Arc::new(old));
+    let html = w.page("u-admin", &settings(), &CLOSED, "");
+    let cell = |id: &str| {
+        let at = html
+            .find(&format!("data-tenant-roles=\"{id}\""))
+            .unwrap_or_else(|| panic!("tenant roles of {id} shown"));
+        let end = at + html[at..].find("</div>").expect("cell ends");
+        html[at..end].to_string()
+    };
+    let anna = cell("u-acme-anna~initech");
+    assert!(anna.contains("in initech:"), "{anna}");
+    assert!(
+        anna.contains(
+            r#"<span class="badge">Partner User</span><span class="badge">Viewer</span>"#
+        ),
+        "{anna}"
+    );
+    assert!(cell("u-acme-otto~initech").contains("defaults at next login"));
+    // Users who are not paired have no tenant roles.
+    assert!(!html.contains("data-tenant-roles=\"u-acme-anna\""));
+}
