@@ -131,6 +131,24 @@ fn rand_suffix() -> u64 {
 
 /// Every claim of the `Store` contract. `a` and `b` share one backend (two
 /// Redis stores on one server, or the same memory store twice).
+/// Wait, with the deadline, until `store` no longer has session `key`
+/// (`what` says which, when it does not happen).
+async fn gone(store: &Arc<dyn Store>, key: &SessionKey, what: &str) {
+    eventually(DEADLINE, what, || {
+        let store = store.clone();
+        let key = key.clone();
+        async move {
+            store
+                .get_session(&key)
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        }
+    })
+    .await;
+}
+
 async fn conformance(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     a.ping().await.expect("ping");
 
@@ -193,12 +211,7 @@ async fn conformance(a: Arc<dyn Store>, b: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(a.get_session(&k2).await.unwrap().is_some());
-    eventually(DEADLINE, "idle session to expire", || {
-        let a = a.clone();
-        let k2 = k2.clone();
-        async move { a.get_session(&k2).await.unwrap().is_none().then_some(()) }
-    })
-    .await;
+    gone(&a, &k2, "idle session to expire").await;
     assert_eq!(
         a.touch_session(&k2, T0 + 999, LONG, GAP).await.unwrap(),
         Touch::Gone,
@@ -226,12 +239,7 @@ async fn conformance(a: Arc<dyn Store>, b: Arc<dyn Store>) {
         a.touch_session(&k3, T0 + 200, SHORT, GAP).await.unwrap(),
         Touch::Written
     );
-    eventually(DEADLINE, "touched session to expire", || {
-        let a = a.clone();
-        let k3 = k3.clone();
-        async move { a.get_session(&k3).await.unwrap().is_none().then_some(()) }
-    })
-    .await;
+    gone(&a, &k3, "touched session to expire").await;
 
     // --- the stored last_seen decides whether a touch writes ---
     // Two stores on one backend stand for two gateway nodes serving one
@@ -299,12 +307,7 @@ async fn conformance(a: Arc<dyn Store>, b: Arc<dyn Store>) {
         a.touch_session(&k7, T0 + 1, LONG, GAP).await.unwrap(),
         Touch::Recent(T0)
     );
-    eventually(DEADLINE, "a session touched too early to expire", || {
-        let a = a.clone();
-        let k7 = k7.clone();
-        async move { a.get_session(&k7).await.unwrap().is_none().then_some(()) }
-    })
-    .await;
+    gone(&a, &k7, "a session touched too early to expire").await;
 
     // --- the re-read that slides in the same step ---
     let k8 = key("8");
@@ -364,12 +367,7 @@ async fn conformance(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     assert!(due.unwrap().is_some_and(|r| r.written));
     let early = a.read_session_touching(&k10, T0 + 59, LONG, GAP).await;
     assert!(early.unwrap().is_some_and(|r| !r.written));
-    eventually(DEADLINE, "the session re-read too early to expire", || {
-        let a = a.clone();
-        let k10 = k10.clone();
-        async move { a.get_session(&k10).await.unwrap().is_none().then_some(()) }
-    })
-    .await;
+    gone(&a, &k10, "the session re-read too early to expire").await;
     // k9 was put before k10, so its first deadline has passed too.
     assert!(
         a.get_session(&k9).await.unwrap().is_some(),
@@ -433,12 +431,7 @@ async fn conformance(a: Arc<dyn Store>, b: Arc<dyn Store>) {
         a.touch_session(&c2, T0 + 100, LONG, GAP).await.unwrap(),
         Touch::Written
     );
-    eventually(DEADLINE, "the short session to expire", || {
-        let a = a.clone();
-        let c3 = c3.clone();
-        async move { a.get_session(&c3).await.unwrap().is_none().then_some(()) }
-    })
-    .await;
+    gone(&a, &c3, "the short session to expire").await;
     eventually(DEADLINE, "count to drop the expired session", || {
         let a = a.clone();
         async move { (a.session_count().await.unwrap() == base + 1).then_some(()) }
