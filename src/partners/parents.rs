@@ -58,7 +58,8 @@ impl Parents {
     /// Concurrent requests for one record share one lookup (moka's
     /// `try_get_with`): a burst on a record nobody asked for yet would
     /// otherwise send the app one lookup per request. Neither a missing
-    /// record nor a failure is kept, so the next request asks again.
+    /// record nor a failure is kept, so the next request asks again (a
+    /// record made a moment later is found at once).
     pub async fn of(
         &self,
         live: &Live,
@@ -68,7 +69,10 @@ impl Parents {
         unix_now: u64,
     ) -> Result<Found, PartnerError> {
         if ttl.is_zero() {
-            return self.read(live, spec, id, unix_now).await;
+            return Ok(self
+                .read(live, spec, id, unix_now)
+                .await?
+                .unwrap_or_else(|| Arc::from([])));
         }
         let key = (spec.resource.clone(), id.to_string());
         if let Some((at, found)) = self.cache.get(&key).await {
@@ -83,8 +87,8 @@ impl Parents {
             .cache
             .try_get_with(key, async {
                 match self.read(live, spec, id, unix_now).await {
-                    Ok(found) if found.is_empty() => Err(NotKept::Missing),
-                    Ok(found) => Ok((Instant::now(), found)),
+                    Ok(Some(found)) => Ok((Instant::now(), found)),
+                    Ok(None) => Err(NotKept::Missing),
                     Err(e) => Err(NotKept::Failed(e)),
                 }
             })
@@ -98,29 +102,30 @@ impl Parents {
         }
     }
 
-    /// One lookup: the parents named in the app's record, none when it has
-    /// no such record.
+    /// One lookup: the parents named in the app's record, `None` when it
+    /// has no such record.
     async fn read(
         &self,
         live: &Live,
         spec: &ParentSpec,
         id: &str,
         unix_now: u64,
-    ) -> Result<Found, PartnerError> {
+    ) -> Result<Option<Found>, PartnerError> {
         let got = self
             .lookup
             .record(live, &spec.path, &spec.pointer, id, unix_now)
             .await;
         match got {
-            Fetched::Found(record) => Ok(spec
-                .refs
-                .iter()
-                .filter_map(|(resource, field)| {
-                    let id = record.pointer(field).and_then(scalar_text)?;
-                    Some((resource.clone(), id))
-                })
-                .collect()),
-            Fetched::Missing => Ok(Arc::from([])),
+            Fetched::Found(record) => Ok(Some(
+                spec.refs
+                    .iter()
+                    .filter_map(|(resource, field)| {
+                        let id = record.pointer(field).and_then(scalar_text)?;
+                        Some((resource.clone(), id))
+                    })
+                    .collect(),
+            )),
+            Fetched::Missing => Ok(None),
             Fetched::Failed => Err(PartnerError::LookupFailed {
                 resource: spec.resource.clone(),
             }),
@@ -128,9 +133,7 @@ impl Parents {
     }
 }
 
-/// Why a lookup's answer is not kept. A record with no parents is not
-/// kept either: it is refused like a missing one, and a record made a
-/// moment later is found at once.
+/// Why a lookup's answer is not kept.
 enum NotKept {
     Missing,
     Failed(PartnerError),
@@ -151,8 +154,8 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
-    /// An app whose every record sits in company `co-1`, counting the
-    /// requests it answers.
+    /// An app whose every record sits in company `co-1`, but for `gone`,
+    /// which it does not have; it counts the requests it answers.
     async fn app(hits: Arc<AtomicUsize>) -> std::net::SocketAddr {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -160,12 +163,17 @@ mod tests {
             while let Ok((stream, _)) = listener.accept().await {
                 let hits = hits.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |_req| {
+                    let service = service_fn(move |req: hyper::Request<_>| {
                         hits.fetch_add(1, Ordering::SeqCst);
-                        async {
-                            Ok::<_, Infallible>(hyper::Response::new(Full::new(
-                                Bytes::from_static(br#"{"data":{"company_id":"co-1"}}"#),
-                            )))
+                        let missing = req.uri().path().ends_with("/gone");
+                        async move {
+                            let mut r = hyper::Response::new(Full::new(Bytes::from_static(
+                                br#"{"data":{"company_id":"co-1"}}"#,
+                            )));
+                            if missing {
+                                *r.status_mut() = hyper::StatusCode::NOT_FOUND;
+                            }
+                            Ok::<_, Infallible>(r)
                         }
                     });
                     let _ = http1::Builder::new()
@@ -219,6 +227,13 @@ mod tests {
         // Another record is looked up on its own.
         parents.of(&live, &spec, "cta-12", ttl, 0).await.unwrap();
         assert_eq!(hits.load(Ordering::SeqCst), 2);
+        // A record the app does not have has no parents, and is asked for
+        // again next time.
+        for n in [3, 4] {
+            let found = parents.of(&live, &spec, "gone", ttl, 0).await.unwrap();
+            assert!(found.is_empty());
+            assert_eq!(hits.load(Ordering::SeqCst), n);
+        }
     }
 
     #[tokio::test]
