@@ -12,7 +12,7 @@
 //! `Account in [..]`), and most records of a list match none of them, so
 //! running every rule's advice on a refused record was most of a list
 //! filter's time (issue 13's list target). Each resource therefore keeps a
-//! [`RuleIndex`]: one such equality per rule, looked up by the record's
+//! `RuleIndex`: one such equality per rule, looked up by the record's
 //! value, picks the only rules that can grant; the others still run in
 //! order. Decisions are the same either way (tests/permissions_model.rs
 //! checks them against a model of the spec written without the index).
