@@ -422,6 +422,24 @@ async fn admin(
     admin_call(c, &f.url(""), who, method, path, body).await
 }
 
+/// The partner's own call (`/_guise/partner`) that sets paired user
+/// `user`'s roles in `tenant`, as `who` on node `f`.
+async fn partner_roles(
+    c: &reqwest::Client,
+    f: &Fixture,
+    who: &Signed,
+    tenant: &str,
+    user: &str,
+    roles: Value,
+) -> reqwest::Response {
+    let path = partner_path(tenant, user);
+    admin(c, f, who, "PUT", &path, json!({ "roles": roles })).await
+}
+
+fn partner_path(tenant: &str, user: &str) -> String {
+    format!("/_guise/partner/paired/{tenant}/{user}/roles")
+}
+
 #[tokio::test]
 async fn admins_assign_records_and_bundles_and_every_node_follows() {
     let (_redis, a, b) = demo_nodes_on_redis().await;
@@ -1179,8 +1197,6 @@ async fn paired_users_hold_tenant_roles_that_admins_and_the_partners_primary_use
 
     // The partner's primary user: Anna, signed in as herself on B.
     let anna = login(&c, &b.url(""), "anna@acme.test", DEMO_PW).await;
-    let partner_path =
-        |tenant: &str, user: &str| format!("/_guise/partner/paired/{tenant}/{user}/roles");
     // CSRF-safe like every change.
     let r = c
         .put(b.url(&partner_path("initech", "u-acme-anna")))
@@ -1190,15 +1206,7 @@ async fn paired_users_hold_tenant_roles_that_admins_and_the_partners_primary_use
         .await
         .unwrap();
     assert_eq!(refusal(r).await.1, "csrf");
-    let r = admin(
-        &c,
-        &b,
-        &anna,
-        "PUT",
-        &partner_path("initech", "u-acme-anna"),
-        json!({"roles": ["Viewer"]}),
-    )
-    .await;
+    let r = partner_roles(&c, &b, &anna, "initech", "u-acme-anna", json!(["Viewer"])).await;
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
     eventually(
         std::time::Duration::from_secs(5),
@@ -1209,13 +1217,13 @@ async fn paired_users_hold_tenant_roles_that_admins_and_the_partners_primary_use
     )
     .await;
     // Her partner's other paired users too.
-    let r = admin(
+    let r = partner_roles(
         &c,
         &b,
         &anna,
-        "PUT",
-        &partner_path("umbrella", "u-acme-arlo"),
-        json!({"roles": ["Partner User"]}),
+        "umbrella",
+        "u-acme-arlo",
+        json!(["Partner User"]),
     )
     .await;
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
@@ -1265,34 +1273,23 @@ async fn paired_users_hold_tenant_roles_that_admins_and_the_partners_primary_use
     )
     .await;
     // Only within `partner_assignable`; bad names still name the field.
-    let r = admin(
+    let r = partner_roles(
         &c,
         &b,
         &anna,
-        "PUT",
-        &partner_path("initech", "u-acme-anna"),
-        json!({"roles": ["Viewer", "Account Admin"]}),
+        "initech",
+        "u-acme-anna",
+        json!(["Viewer", "Account Admin"]),
     )
     .await;
-    let (status, code, detail) = refusal(r).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (403, "role_not_partner_assignable"),
-        "{detail}"
-    );
-    assert!(
-        detail.contains("`Account Admin` is not one of them"),
-        "{detail}"
-    );
-    let r = admin(
-        &c,
-        &b,
-        &anna,
-        "PUT",
-        &partner_path("initech", "u-acme-anna"),
-        json!({"roles": ["admin"]}),
+    refused(
+        r,
+        403,
+        "role_not_partner_assignable",
+        "`Account Admin` is not one of them",
     )
     .await;
+    let r = partner_roles(&c, &b, &anna, "initech", "u-acme-anna", json!(["admin"])).await;
     let (status, _, detail) = refusal(r).await;
     assert_eq!(status, 400, "{detail}");
     assert!(
@@ -1300,81 +1297,43 @@ async fn paired_users_hold_tenant_roles_that_admins_and_the_partners_primary_use
         "{detail}"
     );
     // A paired user nobody made yet: the same refusal as another partner's.
-    let r = admin(
-        &c,
-        &b,
-        &anna,
-        "PUT",
-        &partner_path("umbrella", "u-acme-anna"),
-        json!({"roles": ["Viewer"]}),
-    )
-    .await;
+    let r = partner_roles(&c, &b, &anna, "umbrella", "u-acme-anna", json!(["Viewer"])).await;
     assert_eq!(refusal(r).await.1, "not_your_paired_user");
 
     // Arlo is not Acme's primary user; Gia is Globex's, not Acme's; a
     // paired session changes nothing.
     let arlo = login(&c, &b.url(""), "arlo@acme.test", DEMO_PW).await;
-    let r = admin(
-        &c,
-        &b,
-        &arlo,
-        "PUT",
-        &partner_path("umbrella", "u-acme-arlo"),
-        json!({"roles": ["Viewer"]}),
+    let r = partner_roles(&c, &b, &arlo, "umbrella", "u-acme-arlo", json!(["Viewer"])).await;
+    refused(
+        r,
+        403,
+        "not_primary_user",
+        "only the primary user of p-acme",
     )
     .await;
-    let (status, code, detail) = refusal(r).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (403, "not_primary_user"),
-        "{detail}"
-    );
-    assert!(
-        detail.contains("only the primary user of p-acme"),
-        "{detail}"
-    );
     let gia = login(&c, &b.url(""), "gia@globex.test", DEMO_PW).await;
-    let r = admin(
-        &c,
-        &b,
-        &gia,
-        "PUT",
-        &partner_path("initech", "u-acme-anna"),
-        json!({"roles": ["Viewer"]}),
+    let r = partner_roles(&c, &b, &gia, "initech", "u-acme-anna", json!(["Viewer"])).await;
+    refused(
+        r,
+        403,
+        "not_your_paired_user",
+        "belongs to your partner organisation",
     )
     .await;
-    let (status, code, detail) = refusal(r).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (403, "not_your_paired_user"),
-        "{detail}"
-    );
-    assert!(
-        detail.contains("belongs to your partner organisation"),
-        "{detail}"
-    );
-    let r = admin(
+    let r = partner_roles(
         &c,
         &a,
         &anna_ghost,
-        "PUT",
-        &partner_path("initech", "u-acme-anna"),
-        json!({"roles": ["Partner User"]}),
+        "initech",
+        "u-acme-anna",
+        json!(["Partner User"]),
     )
     .await;
     let (status, code, _) = refusal(r).await;
     assert_eq!((status, code.as_str()), (403, "paired_session"));
     // Internal users are no partner.
     let bea = login(&c, &b.url(""), "bu1@demo.test", DEMO_PW).await;
-    let r = admin(
-        &c,
-        &b,
-        &bea,
-        "PUT",
-        &partner_path("initech", "u-acme-anna"),
-        json!({"roles": ["Viewer"]}),
-    )
-    .await;
+    let r = partner_roles(&c, &b, &bea, "initech", "u-acme-anna", json!(["Viewer"])).await;
     assert_eq!(refusal(r).await.1, "not_a_partner_user");
 
     // Arlo's page offers no roles to change.
