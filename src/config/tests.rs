@@ -72,6 +72,23 @@ fn first_issue(src: &str) -> ConfigIssue {
     parse(src).unwrap_err().issues()[0].clone()
 }
 
+/// `err` names every one of `want`'s YAML paths at its line (and maybe
+/// more).
+fn names_each_at(err: &ConfigError, want: &[(&str, usize)]) {
+    let got: Vec<(String, Option<usize>)> = err
+        .issues()
+        .iter()
+        .map(|i| (i.path.clone(), i.line))
+        .collect();
+    for &(path, line) in want {
+        assert!(
+            got.contains(&(path.to_string(), Some(line))),
+            "missing {:?} in {got:?}",
+            (path, line)
+        );
+    }
+}
+
 /// A message about the file names its path and line once (the `Display`
 /// of the issue prints them) and never a Rust type.
 fn speaks_the_files_terms(issue: &ConfigIssue) {
@@ -309,23 +326,16 @@ routes:
     action: delete
 ";
     let err = parse(src).unwrap_err();
-    let got: Vec<(String, Option<usize>)> = err
-        .issues()
-        .iter()
-        .map(|i| (i.path.clone(), i.line))
-        .collect();
-    for want in [
-        ("listeners.http", 2),
-        ("upstream.connect_timeout_ms", 5),
-        ("routes[0].path", 7),
-        ("routes[1].methods[1]", 9),
-        ("routes[1].action", 10),
-    ] {
-        assert!(
-            got.contains(&(want.0.to_string(), Some(want.1))),
-            "missing {want:?} in {got:?}"
-        );
-    }
+    names_each_at(
+        &err,
+        &[
+            ("listeners.http", 2),
+            ("upstream.connect_timeout_ms", 5),
+            ("routes[0].path", 7),
+            ("routes[1].methods[1]", 9),
+            ("routes[1].action", 10),
+        ],
+    );
     let text = err.to_string();
     assert!(
         text.contains("test.yaml: line 2: listeners.http:"),
@@ -561,24 +571,17 @@ fn every_mail_problem_is_reported_with_its_path_and_line() {
 "
     );
     let err = parse(&src).unwrap_err();
-    let got: Vec<(String, Option<usize>)> = err
-        .issues()
-        .iter()
-        .map(|i| (i.path.clone(), i.line))
-        .collect();
-    for want in [
-        ("mail.from", 9),
-        ("mail.base_url", 10),
-        ("mail.link_lifetime_hours", 11),
-        ("mail.subject", 12),
-        ("mail.smtp.security", 15),
-        ("mail.smtp.password_env", 17),
-    ] {
-        assert!(
-            got.contains(&(want.0.to_string(), Some(want.1))),
-            "missing {want:?} in {got:?}"
-        );
-    }
+    names_each_at(
+        &err,
+        &[
+            ("mail.from", 9),
+            ("mail.base_url", 10),
+            ("mail.link_lifetime_hours", 11),
+            ("mail.subject", 12),
+            ("mail.smtp.security", 15),
+            ("mail.smtp.password_env", 17),
+        ],
+    );
     let text = err.to_string();
     assert!(
         text.contains("only for a test server on loopback"),
@@ -636,25 +639,18 @@ fn partner_parents_are_checked_with_their_lines() {
 "
     );
     let err = parse(&src).unwrap_err();
-    let got: Vec<(String, Option<usize>)> = err
-        .issues()
-        .iter()
-        .map(|i| (i.path.clone(), i.line))
-        .collect();
-    for want in [
-        ("partners.lookup_seconds", 9),
-        ("partners.parents[0].resource", 11),
-        ("partners.parents[1].lookup.path", 15),
-        ("partners.parents[1].lookup.pointer", 15),
-        ("partners.parents[1].refs[0].resource", 16),
-        ("partners.parents[1].refs[0].field", 16),
-        ("partners.parents[2].refs", 19),
-    ] {
-        assert!(
-            got.contains(&(want.0.to_string(), Some(want.1))),
-            "missing {want:?} in {got:?}"
-        );
-    }
+    names_each_at(
+        &err,
+        &[
+            ("partners.lookup_seconds", 9),
+            ("partners.parents[0].resource", 11),
+            ("partners.parents[1].lookup.path", 15),
+            ("partners.parents[1].lookup.pointer", 15),
+            ("partners.parents[1].refs[0].resource", 16),
+            ("partners.parents[1].refs[0].field", 16),
+            ("partners.parents[2].refs", 19),
+        ],
+    );
 
     let good = format!(
         "{GOOD}partners:
@@ -719,23 +715,16 @@ fn every_tenant_role_problem_is_reported_with_its_path_and_line() {
 "
     );
     let err = parse(&src).unwrap_err();
-    let got: Vec<(String, Option<usize>)> = err
-        .issues()
-        .iter()
-        .map(|i| (i.path.clone(), i.line))
-        .collect();
-    for want in [
-        ("tenants.roles[2]", 10),
-        ("tenants.hubs.default[1]", 12),
-        ("tenants.hubs.emea", 13),
-        ("tenants.hubs.apac[0]", 14),
-        ("tenants.partner_assignable[1]", 15),
-    ] {
-        assert!(
-            got.contains(&(want.0.to_string(), Some(want.1))),
-            "missing {want:?} in {got:?}"
-        );
-    }
+    names_each_at(
+        &err,
+        &[
+            ("tenants.roles[2]", 10),
+            ("tenants.hubs.default[1]", 12),
+            ("tenants.hubs.emea", 13),
+            ("tenants.hubs.apac[0]", 14),
+            ("tenants.partner_assignable[1]", 15),
+        ],
+    );
     let text = err.to_string();
     for says in [
         "`Viewer` is listed twice",
