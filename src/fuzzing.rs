@@ -439,10 +439,12 @@ pub fn check_endpoint_json(data: &[u8]) {
 /// JSON list filter (by ids and by values), a single-record check, field
 /// redaction and the HTML rewriter.
 ///
-/// Invariants: nothing panics; a filtered JSON body is still JSON; no more
-/// items are removed than the list holds; a decision that keeps everything
-/// changes nothing (JSON and HTML alike), so the filters never alter what
-/// they were not asked to remove.
+/// Invariants: nothing panics; a JSON list is filtered only when
+/// serde_json reads the body as JSON, and refused as not JSON only when it
+/// does not; a filtered JSON body is still JSON; no more items are removed
+/// than the list holds; a decision that keeps everything changes nothing
+/// (JSON and HTML alike), so the filters never alter what they were not
+/// asked to remove.
 pub fn check_answer_filters(data: &[u8]) {
     use crate::filter::{
         Hide, HtmlRule, HtmlRules, IdFrom, JsonList, JsonRecord, JsonRedact, Limit,
@@ -463,14 +465,22 @@ pub fn check_answer_filters(data: &[u8]) {
         ["/total"],
     )
     .expect("the list rule builds");
-    let valid = serde_json::from_slice::<serde::de::IgnoredAny>(data).is_ok();
-    for out in [
+    // JSON is UTF-8, and serde_json's skipping of byte input does not
+    // check that strings are.
+    let valid = std::str::from_utf8(data)
+        .is_ok_and(|text| serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok());
+    let judged = [
         list.apply(data, &keep_even),
         list.apply_values(data, &Values(false)),
-    ]
-    .into_iter()
-    .flatten()
-    {
+    ];
+    // The list is checked by guise's own reader as its items are read: it
+    // must call JSON what serde_json calls JSON, and nothing else.
+    for e in judged.iter().filter_map(|r| r.as_ref().err()) {
+        let syntax = e.to_string().contains("the body is not JSON (")
+            || e.to_string().contains("truncated JSON");
+        assert!(!(valid && syntax), "valid JSON refused: {e}");
+    }
+    for out in judged.into_iter().flatten() {
         assert!(valid, "a body that is not JSON was filtered");
         serde_json::from_slice::<serde::de::IgnoredAny>(&out.body)
             .expect("a filtered list is JSON");

@@ -1,9 +1,10 @@
 //! JSON lists, single records and field redaction.
 //!
-//! The body is checked and read once with serde_json's borrowed
-//! deserializer (see [`super::pointer`]), the ids within list items are
-//! then found by a structural reader of the checked text
-//! ([`super::scan`]), and the output is the input with spans cut out or
+//! A list is checked and read in one pass by guise's own reader
+//! ([`super::scan`]), which refuses what serde_json refuses and finds each
+//! item's references as it checks the item. A single record and a
+//! redaction read the body once with serde_json's borrowed deserializer
+//! (see [`super::pointer`]). The output is the input with spans cut out or
 //! replaced: removed items, corrected counts, redacted items. Everything
 //! else keeps the upstream's bytes, so key order, number spelling and
 //! escapes survive without `serde_json`'s `preserve_order` (which would
@@ -168,6 +169,18 @@ fn failure(f: Failure, pointer: &Pointer) -> FilterError {
             };
             FilterError::malformed(format!("{what} (line {}, column {})", e.line(), e.column()))
         }
+        Failure::Syntax {
+            truncated,
+            line,
+            column,
+        } => {
+            let what = if truncated {
+                "the body is truncated JSON"
+            } else {
+                "the body is not JSON"
+            };
+            FilterError::malformed(format!("{what} (line {line}, column {column})"))
+        }
         Failure::Duplicate => FilterError::malformed(format!(
             "a key on the path to {pointer} appears twice in one object"
         )),
@@ -292,51 +305,58 @@ impl JsonList {
 
     fn apply_judged(&self, body: &[u8], keep: Judge<'_>) -> Result<Filtered, FilterError> {
         let text = text(body)?;
-        // One serde_json pass checks the whole body and finds the list and
-        // the counts; the items are then read structurally (see `scan`).
-        let mut found = Found::new(1 + self.counts.len());
-        self.walk
-            .walk(text, &mut found)
-            .map_err(|f| failure(f, &self.pointer))?;
-        let counts: Vec<Option<&RawValue>> = found.values.split_off(1);
-        let Some(list) = found.values.first().copied().flatten() else {
+        // One pass checks the whole body, finds the list and the counts,
+        // and reads each item's references as it goes (see `scan`).
+        let mut found = vec![None; 1 + self.counts.len()];
+        // Spans of every item, and whether it stays.
+        let mut items: Vec<(&str, bool)> = Vec::new();
+        let mut removed = 0usize;
+        let mut scratch = vec![None; self.refs.pointers.len()];
+        let mut each = |item, found: &[Option<&str>]| {
+            let kept = self.refs.keeps(found, keep);
+            removed += usize::from(!kept);
+            items.push((item, kept));
+        };
+        scan::check_document(
+            text,
+            &self.walk,
+            &mut found,
+            Some(scan::List {
+                trie: &self.refs.trie,
+                found: &mut scratch,
+                each: &mut each,
+            }),
+        )
+        .map_err(|f| failure(f, &self.pointer))?;
+        let counts = found.split_off(1);
+        let Some(list) = found.first().copied().flatten() else {
             return Err(FilterError::malformed(format!(
                 "{} names nothing",
                 self.pointer
             )));
         };
-        if !list.get().starts_with('[') {
+        if !list.starts_with('[') {
             return Err(FilterError::malformed(format!(
                 "{} is not an array",
                 self.pointer
             )));
         }
-        // Spans of every item, and whether it stays.
-        let mut items: Vec<(&str, bool)> = Vec::new();
-        let mut removed = 0usize;
-        let mut scratch = vec![None; self.refs.pointers.len()];
-        scan::each_item(list, &self.refs.trie, &mut scratch, |item, found| {
-            let kept = self.refs.keeps(found, keep);
-            removed += usize::from(!kept);
-            items.push((item, kept));
-        })
-        .map_err(|f| failure(f, &self.pointer))?;
         // Counts are checked even when nothing is removed, so a body is
         // refused or not whatever the decision.
         let mut edits = Vec::with_capacity(1 + counts.len());
         for (pointer, value) in self.counts.iter().zip(counts) {
             let Some(value) = value else { continue };
-            if value.get() == "null" {
+            if value == "null" {
                 continue;
             }
-            let n: u64 = value.get().parse().map_err(|_| {
+            let n: u64 = value.parse().map_err(|_| {
                 FilterError::malformed(format!("the count at {pointer} is not a whole number"))
             })?;
-            let start = offset(text, value.get());
+            let start = offset(text, value);
             let corrected = n.saturating_sub(removed as u64).to_string();
             edits.push((
                 start,
-                start + value.get().len(),
+                start + value.len(),
                 Edit::Text(corrected.into_bytes()),
             ));
         }

@@ -205,8 +205,15 @@ impl<'a> Found<'a> {
 /// Why a walk stopped.
 #[derive(Debug)]
 pub(crate) enum Failure {
-    /// The document is not JSON (or is truncated).
+    /// The document is not JSON (or is truncated), as serde_json found.
     Json(serde_json::Error),
+    /// The document is not JSON, as the checking reader of [`super::scan`]
+    /// found: where, and whether because it ended too soon.
+    Syntax {
+        truncated: bool,
+        line: usize,
+        column: usize,
+    },
     /// A key on a configured path appears twice in one object.
     Duplicate,
     /// An object key that must be compared has an escape serde_json's

@@ -238,6 +238,98 @@ fn a_body_that_is_not_json_is_malformed_and_the_reason_quotes_none_of_it() {
     }
 }
 
+/// The list is checked in the same pass that reads its items, so a
+/// mistake anywhere in it (inside an item, between items, in a value no
+/// rule reads) refuses the body, as serde_json would; and says where.
+#[test]
+fn a_list_that_is_not_json_anywhere_is_malformed_and_says_where() {
+    let cases: [(&[u8], &str); 15] = [
+        (br#"{"data": [{"company_id": "co-1" "x": 1}]}"#, "column 33"),
+        (
+            br#"{"data": [{"company_id": "co-1"}{"company_id": "co-1"}]}"#,
+            "column 33",
+        ),
+        (
+            br#"{"data": [{"company_id": "co-1", "n": 01}]}"#,
+            "column 40",
+        ),
+        (
+            br#"{"data": [{"company_id": "co-1", "n": 1.}]}"#,
+            "column 41",
+        ),
+        (
+            br#"{"data": [{"company_id": "co-1", "n": -}]}"#,
+            "column 40",
+        ),
+        (
+            br#"{"data": [{"company_id": "co-1", "n": tru}]}"#,
+            "column 39",
+        ),
+        (
+            br#"{"data": [{"company_id": "co-1", "n": [1,]}]}"#,
+            "column 42",
+        ),
+        (
+            br#"{"data": [{"company_id": "co-1", "n": {"a" 1}}]}"#,
+            "column 44",
+        ),
+        (
+            br#"{"data": [{"company_id": "co-1", "n": {1: 1}}]}"#,
+            "column 40",
+        ),
+        (
+            br#"{"data": [{"company_id": "co-1", "n": "\x"}]}"#,
+            "column 41",
+        ),
+        (
+            br#"{"data": [{"company_id": "co-1", "n": "\u12g4"}]}"#,
+            "column 44",
+        ),
+        (
+            b"{\"data\": [{\"company_id\": \"co-1\", \"n\": \"a\x01\"}]}",
+            "column 41",
+        ),
+        (
+            b"{\"data\": [{\"company_id\": \"co-1\", \"n\": \"abcdefghijkl\x1fmnopqrstuvwxyz\"}]}",
+            "column 52",
+        ),
+        (
+            br#"{"data": [{"company_id": "co-1", "n": [1}]}"#,
+            "column 41",
+        ),
+        (
+            b"{\"data\": [{\"company_id\": \"co-1\"},\n {\"n\": ]}]}",
+            "line 2, column 8",
+        ),
+    ];
+    for (body, at) in cases {
+        let text = std::str::from_utf8(body).unwrap();
+        assert!(
+            serde_json::from_str::<Value>(text).is_err(),
+            "{text}"
+        );
+        let reason = malformed(
+            list()
+                .apply(body, &only(&[("company", "co-1")]))
+                .unwrap_err(),
+        );
+        assert!(
+            reason.starts_with("the body is not JSON"),
+            "{text}: {reason}"
+        );
+        assert!(reason.contains(at), "{text}: {reason}");
+    }
+    for body in [
+        &br#"{"data": [{"company_id": "co-1"}"#[..],
+        br#"{"data": [{"company_id": "co-1", "n": "abc"#,
+        br#"{"data": [{"company_id": "co-1", "n": "\u12"#,
+        br#"{"data": [{"company_id": "co-1", "n": 1"#,
+    ] {
+        let reason = malformed(list().apply(body, &only(&[])).unwrap_err());
+        assert!(reason.starts_with("the body is truncated JSON"), "{reason}");
+    }
+}
+
 #[test]
 fn a_key_on_the_filtered_path_twice_is_malformed() {
     // Parsers disagree on which duplicate wins; the client's might not be
