@@ -20,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TARGETS=(request_target identity_strip cookies config endpoint_json answer_filters permissions partner_import)
+TARGETS=(request_target identity_strip cookies config endpoint_json answer_filters json_list permissions partner_import)
 # Its own target dir: the nightly, sanitizer-instrumented build shares
 # nothing with the stable one, and must not evict it.
 FUZZ_TARGET_DIR=${FUZZ_TARGET_DIR:-$PWD/fuzz/target}

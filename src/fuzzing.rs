@@ -557,6 +557,51 @@ pub fn check_answer_filters(data: &[u8]) {
     let _ = notice.write(data);
 }
 
+/// The JSON list filter alone: its reader is guise's own (see
+/// `filter::scan`), and without the HTML rewriter a fuzzer runs many more
+/// inputs through it. Each input is also tried as the items of a list
+/// (`{"data": [` input `], "total": 3}`), so mutations land inside items
+/// from the start.
+///
+/// Invariants: nothing panics; a body is filtered only when serde_json
+/// reads it as JSON, and refused as not JSON only when serde_json does
+/// not; a filtered body is JSON.
+pub fn check_json_list(data: &[u8]) {
+    use crate::filter::JsonList;
+
+    struct HasA;
+    impl crate::filter::KeepValues for HasA {
+        fn keep_values(&self, values: &[Option<&str>]) -> bool {
+            values.iter().flatten().any(|v| v.contains('A'))
+        }
+    }
+    let list = JsonList::new(
+        "/data",
+        [("company", "/id"), ("partner", "/owner/id")],
+        ["/total"],
+    )
+    .expect("the list rule builds");
+    let mut items = br#"{"data": ["#.to_vec();
+    items.extend_from_slice(data);
+    items.extend_from_slice(br#"], "total": 3}"#);
+    for body in [data, &items[..]] {
+        let valid = std::str::from_utf8(body)
+            .is_ok_and(|text| serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok());
+        match list.apply_values(body, &HasA) {
+            Ok(out) => {
+                assert!(valid, "a body that is not JSON was filtered");
+                serde_json::from_slice::<serde::de::IgnoredAny>(&out.body)
+                    .expect("a filtered list is JSON");
+            }
+            Err(e) => {
+                let syntax = e.to_string().contains("the body is not JSON (")
+                    || e.to_string().contains("truncated JSON");
+                assert!(!(valid && syntax), "valid JSON refused: {e}");
+            }
+        }
+    }
+}
+
 /// The partner import (`guise import partners`, `POST
 /// /_guise/admin/partners/import`): a CSV file from a CRM export.
 ///

@@ -15,13 +15,14 @@ use guise::fuzzing;
 
 type Check = fn(&[u8]);
 
-const TARGETS: [(&str, Check); 7] = [
+const TARGETS: [(&str, Check); 8] = [
     ("request_target", fuzzing::check_request_target),
     ("identity_strip", fuzzing::check_identity_strip),
     ("cookies", fuzzing::check_cookies),
     ("config", fuzzing::check_config),
     ("endpoint_json", fuzzing::check_endpoint_json),
     ("answer_filters", fuzzing::check_answer_filters),
+    ("json_list", fuzzing::check_json_list),
     ("partner_import", fuzzing::check_partner_import),
 ];
 

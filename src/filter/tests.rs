@@ -304,10 +304,7 @@ fn a_list_that_is_not_json_anywhere_is_malformed_and_says_where() {
     ];
     for (body, at) in cases {
         let text = std::str::from_utf8(body).unwrap();
-        assert!(
-            serde_json::from_str::<Value>(text).is_err(),
-            "{text}"
-        );
+        assert!(serde_json::from_str::<Value>(text).is_err(), "{text}");
         let reason = malformed(
             list()
                 .apply(body, &only(&[("company", "co-1")]))
