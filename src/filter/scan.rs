@@ -31,7 +31,9 @@ use smallvec::SmallVec;
 use super::pointer::{Failure, Trie};
 
 /// The list read while its document is checked: the items' trie, room for
-/// the values it names, and what to do with each item.
+/// the values it names, and what to do with each item. `each` sees items
+/// of a body that may still be refused further on, so it must only judge
+/// them (the list filter's decisions are pure), never act on them.
 pub(crate) struct List<'t, 'f, 'e, 'a> {
     pub(crate) trie: &'t Trie,
     pub(crate) found: &'f mut [Option<&'a str>],
