@@ -1037,10 +1037,10 @@ async fn redis_store_sends_nothing_beyond_the_commands_it_is_asked_for() {
     // or poll to show up, nothing more may arrive; the first extra
     // command fails the test at once.
     let asked = vec![("get".to_string(), 25)];
-    let watch_until = std::time::Instant::now() + Duration::from_millis(1500);
+    let watch_until = Instant::now() + Duration::from_millis(1500);
     loop {
         assert_eq!(sent_since(&server, &before), asked);
-        if std::time::Instant::now() >= watch_until {
+        if Instant::now() >= watch_until {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
