@@ -70,6 +70,11 @@
 # mean anything on these shared 2-core machines). Each guise target is its
 # own guise process (the idle ones cost nothing while another is measured).
 #
+# Beside req/s and latency, each target's row gives the proxy process's own
+# CPU per request (user space and kernel, from /proc/PID/stat around each
+# wrk run, its child processes included): it tells a proxy's own work from
+# the socket work the kernel does for every proxy alike.
+#
 # The report ends with the ratios the sessions work is judged by (median
 # req/s): guise-login/guise-anon (aim >= 0.95: a logged-in request costs at
 # most 5% more than one without sessions), guise-login/nginx-auth (aim > 1),
@@ -135,6 +140,7 @@ die() { log "ERROR: $*"; exit 1; }
 
 # ---------------------------------------------------------------- cleanup
 PIDS=()
+declare -A PID_OF=()   # process name (as given to start) -> pid
 STOPSIGS=()
 cleanup() {
     local rc=$?
@@ -173,6 +179,7 @@ start() {
     local name=$1 core=$2; shift 2
     taskset -c "$core" "$@" >"$TMP/$name.log" 2>&1 &
     PIDS+=($!)
+    PID_OF[$name]=$!
     STOPSIGS+=("${STOPSIG:-TERM}")
     log "started $name (pid $!, core $core): $*"
 }
@@ -597,6 +604,34 @@ parse_wrk() {
 }
 median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 
+# The proxy's own CPU per request, split into user space and kernel: the
+# req/s ratios say how far apart two proxies are, this says where (a
+# proxy's user-space work, or the kernel's socket work that every proxy
+# pays). Counted for the process the target measures and its children
+# (nginx's workers), from /proc/PID/stat around each wrk run; the auth
+# server of the nginx-auth targets and the upstream are not counted.
+CLK_TCK=$(getconf CLK_TCK)
+# target_pid INDEX -> pid of the process serving target INDEX (empty if none)
+target_pid() {
+    local i=$1 name=${T_NAMES[$1]} server=${T_SERVERS[$1]}
+    echo "${PID_OF[$name]:-${PID_OF[${server//_/-}]:-}}"
+}
+# cpu_ticks PID -> "utime stime": clock ticks of PID and its child processes
+cpu_ticks() {
+    local pid
+    [[ -n $1 ]] || { echo "0 0"; return; }
+    for pid in "$1" $(pgrep -P "$1" || true); do
+        # Fields after "pid (comm) ": utime and stime are the 12th and 13th.
+        [[ -r /proc/$pid/stat ]] && sed 's/^.*) //' "/proc/$pid/stat"
+    done | awk '{u += $12; s += $13} END {print u + 0, s + 0}'
+}
+# cpu_per_request BEFORE AFTER REQUESTS -> "user_us sys_us" per request
+cpu_per_request() {
+    local -a a=($1) b=($2)
+    awk -v u=$((b[0] - a[0])) -v s=$((b[1] - a[1])) -v n="$3" -v hz="$CLK_TCK" \
+        'BEGIN { if (n > 0) printf "%.2f %.2f", u * 1e6 / hz / n, s * 1e6 / hz / n; else print "0 0" }'
+}
+
 # ---------------------------------------------------------------- build
 define_targets
 [[ ${#T_NAMES[@]} -gt 0 ]] || die "no targets selected (--targets $ONLY)"
@@ -663,11 +698,16 @@ for ((r = 1; r <= ROUNDS; r++)); do
     for i in "${!T_NAMES[@]}"; do
         name=${T_NAMES[$i]}
         out=$TMP/wrk-$r-$name.txt
+        pid=$(target_pid "$i")
+        before=$(cpu_ticks "$pid")
         run_wrk "$i" "$DURATION" >"$out"
+        after=$(cpu_ticks "$pid")
         parsed=$(parse_wrk "$out")
         read -r rps p50 p99 non2xx errs <<<"$parsed"
-        echo "$r $name $rps $p50 $p99 $non2xx $errs" >>"$ROWS"
-        log "round $r/$ROUNDS  $(printf '%-17s %10s req/s  p50 %7s ms  p99 %7s ms' "$name" "$rps" "$p50" "$p99")$([[ $non2xx != 0 || $errs != 0 ]] && echo "  non-2xx/3xx $non2xx, socket errors $errs")"
+        requests=$(awk '$2 == "requests" && $3 == "in" {print $1; exit}' "$out")
+        read -r user_us sys_us <<<"$(cpu_per_request "$before" "$after" "${requests:-0}")"
+        echo "$r $name $rps $p50 $p99 $non2xx $errs $user_us $sys_us" >>"$ROWS"
+        log "round $r/$ROUNDS  $(printf '%-17s %10s req/s  p50 %7s ms  p99 %7s ms  cpu/req user %5s us sys %5s us' "$name" "$rps" "$p50" "$p99" "$user_us" "$sys_us")$([[ $non2xx != 0 || $errs != 0 ]] && echo "  non-2xx/3xx $non2xx, socket errors $errs")"
         { echo "===== round $r  $name  ${T_URLS[$i]}  ${T_ARGS[$i]}"; cat "$out"; } >>"$RAW"
     done
 done
@@ -698,17 +738,20 @@ done
 # ---------------------------------------------------------------- report
 declare -A MED_RPS=()
 table() {
-    printf '%-18s %12s %10s %10s %8s %10s\n' target "req/s" "p50 ms" "p99 ms" status "errors"
+    printf '%-18s %12s %10s %10s %8s %10s %10s %10s\n' target "req/s" "p50 ms" "p99 ms" status "errors" "user us" "sys us"
     local name
     for name in "${T_NAMES[@]}"; do
-        local rps p50 p99 errs
+        local rps p50 p99 errs user sys
         rps=$(awk -v n="$name" '$2 == n {print $3}' "$ROWS" | median)
         p50=$(awk -v n="$name" '$2 == n {print $4}' "$ROWS" | median)
         p99=$(awk -v n="$name" '$2 == n {print $5}' "$ROWS" | median)
         errs=$(awk -v n="$name" '$2 == n {s += $6 + $7} END {print s + 0}' "$ROWS")
+        user=$(awk -v n="$name" '$2 == n {print $8}' "$ROWS" | median)
+        sys=$(awk -v n="$name" '$2 == n {print $9}' "$ROWS" | median)
         MED_RPS[$name]=$rps
-        printf '%-18s %12.0f %10.2f %10.2f %8s %10s\n' "$name" "$rps" "$p50" "$p99" "${STATUS[$name]}" "$errs"
+        printf '%-18s %12.0f %10.2f %10.2f %8s %10s %10.2f %10.2f\n' "$name" "$rps" "$p50" "$p99" "${STATUS[$name]}" "$errs" "$user" "$sys"
     done
+    echo "(user us / sys us: the proxy process's own CPU per request, medians; not the auth server's or the upstream's)"
     echo
     echo "ratios of median req/s (higher is better for the first name):"
     # ratio A B AIM_OP AIM WHY: A/B, and whether it meets the aim (if any).
@@ -755,7 +798,7 @@ table() {
     echo "medians over $ROUNDS interleaved rounds (errors = non-2xx/3xx + socket errors, summed):"
     table
     echo
-    echo "per round: round target req/s p50_ms p99_ms non2xx socket_errors"
+    echo "per round: round target req/s p50_ms p99_ms non2xx socket_errors user_us_per_req sys_us_per_req"
     cat "$ROWS"
     echo
     echo "raw wrk output:"
