@@ -269,6 +269,45 @@ impl<'de, 't, 'f> DeserializeSeed<'de> for Walk<'t, 'f, 'de> {
     }
 }
 
+/// Which children of one trie node an object has named so far: a
+/// configured key given twice in one object is refused, as the app might
+/// read either copy. Both readers of a body (the serde walk here and the
+/// list scanner in `scan.rs`) keep one per object.
+pub(crate) struct SeenKeys {
+    /// Bit i: child i was seen. Pointers share a prefix per object, so a
+    /// node has a handful of children at most.
+    small: u64,
+    /// For a node with more than 64 children (empty otherwise).
+    big: Vec<bool>,
+}
+
+impl SeenKeys {
+    pub(crate) fn of(node: &Trie) -> SeenKeys {
+        let width = node.width();
+        SeenKeys {
+            small: 0,
+            big: if width > 64 {
+                vec![false; width]
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// Mark child `i` seen; whether it had been seen already.
+    pub(crate) fn again(&mut self, i: usize) -> bool {
+        if i < 64 && self.big.is_empty() {
+            let was = self.small & (1 << i) != 0;
+            self.small |= 1 << i;
+            was
+        } else {
+            self.big
+                .get_mut(i)
+                .is_some_and(|s| std::mem::replace(s, true))
+        }
+    }
+}
+
 impl<'de, 't, 'f> Visitor<'de> for Walk<'t, 'f, 'de> {
     type Value = ();
 
@@ -277,27 +316,11 @@ impl<'de, 't, 'f> Visitor<'de> for Walk<'t, 'f, 'de> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        // Bit i: child i's key was seen (the duplicate check). Pointers
-        // share a prefix per object, so a handful of children at most; a
-        // node with more than 64 falls back to a vector.
-        let mut seen_small: u64 = 0;
-        let mut seen_big: Vec<bool> = Vec::new();
-        if self.trie.children.len() > 64 {
-            seen_big = vec![false; self.trie.children.len()];
-        }
+        let mut seen = SeenKeys::of(self.trie);
         while let Some(key) = map.next_key::<Key<'de>>()? {
             match self.trie.child(&key.0) {
                 Some((i, child)) => {
-                    let dup = if i < 64 && seen_big.is_empty() {
-                        let was = seen_small & (1 << i) != 0;
-                        seen_small |= 1 << i;
-                        was
-                    } else {
-                        seen_big
-                            .get_mut(i)
-                            .is_some_and(|s| std::mem::replace(s, true))
-                    };
-                    if dup {
+                    if seen.again(i) {
                         return Err(self.found.fail(Failure::Duplicate));
                     }
                     map.next_value_seed(Walk {
@@ -362,4 +385,43 @@ fn array_index(token: &str) -> Option<usize> {
         return None;
     }
     token.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node of `n` children: one pointer per child key.
+    fn node(n: usize) -> Trie {
+        let pointers: Vec<Pointer> = (0..n)
+            .map(|i| Pointer::parse(&format!("/k{i}")).unwrap())
+            .collect();
+        Trie::new(&pointers)
+    }
+
+    #[test]
+    fn a_child_seen_again_is_told_under_and_over_64_children() {
+        for width in [1, 3, 64, 65, 200] {
+            let trie = node(width);
+            assert_eq!(trie.width(), width);
+            let mut seen = SeenKeys::of(&trie);
+            for i in 0..width {
+                assert!(!seen.again(i), "width {width}: child {i} is new");
+            }
+            for i in 0..width {
+                assert!(seen.again(i), "width {width}: child {i} was seen");
+            }
+        }
+    }
+
+    #[test]
+    fn children_are_told_apart() {
+        let trie = node(70);
+        let mut seen = SeenKeys::of(&trie);
+        assert!(!seen.again(3));
+        assert!(!seen.again(66));
+        assert!(!seen.again(4));
+        assert!(seen.again(3));
+        assert!(seen.again(66));
+    }
 }

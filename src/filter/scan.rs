@@ -28,7 +28,7 @@ use std::borrow::Cow;
 use serde_json::value::RawValue;
 use smallvec::SmallVec;
 
-use super::pointer::{Failure, Trie};
+use super::pointer::{Failure, SeenKeys, Trie};
 
 /// The list read while its document is checked: the items' trie, room for
 /// the values it names, and what to do with each item. `each` sees items
@@ -154,12 +154,7 @@ impl<'a, const CHECK: bool> Reader<'a, CHECK> {
         list: &mut Option<List<'_, '_, '_, 'a>>,
     ) -> Step {
         let bytes = self.bytes();
-        // Bit i: child i's key was seen, as in the serde walk.
-        let mut seen_small: u64 = 0;
-        let mut seen_big: Vec<bool> = Vec::new();
-        if trie.width() > 64 {
-            seen_big = vec![false; trie.width()];
-        }
+        let mut seen = SeenKeys::of(trie);
         let mut at = self.ws(start + 1);
         if bytes.get(at) == Some(&b'}') {
             return Ok(at + 1);
@@ -173,16 +168,7 @@ impl<'a, const CHECK: bool> Reader<'a, CHECK> {
             let value = self.colon(key_end)?;
             let end = match trie.child(&key) {
                 Some((i, child)) => {
-                    let dup = if i < 64 && seen_big.is_empty() {
-                        let was = seen_small & (1 << i) != 0;
-                        seen_small |= 1 << i;
-                        was
-                    } else {
-                        seen_big
-                            .get_mut(i)
-                            .is_some_and(|s| std::mem::replace(s, true))
-                    };
-                    if dup {
+                    if seen.again(i) {
                         return Err(Failure::Duplicate);
                     }
                     self.walk(child, value, found, list)?
