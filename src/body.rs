@@ -13,7 +13,7 @@ use crate::respond::Refuse;
 pub const LIMIT: usize = 64 * 1024;
 
 /// Why a body was refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum BodyError {
     #[error("the body is larger than {LIMIT} bytes")]
     TooLarge,

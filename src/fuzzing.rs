@@ -432,6 +432,78 @@ pub fn check_endpoint_json(data: &[u8]) {
     if let Err(e) = Patch::parse(data) {
         let _ = e.to_string();
     }
+    check_partner_body(data);
+}
+
+/// A partner user's write body on a route whose `body` names records
+/// ([`crate::partners::BodyCheck`]): a company at `/company_id` and a
+/// relationship at `/link/id`.
+///
+/// Invariants: nothing panics; a body is let through only if it is empty
+/// or serde_json reads it as JSON, and then every id at a ref is assigned
+/// to the partner; a refusal is a client error (4xx).
+fn check_partner_body(data: &[u8]) {
+    use crate::partners::{self, Access, Partner, PartnerKeep};
+    use crate::respond::Refuse;
+    use crate::routes::{AnswerAt, AnswerRef, Class, RouteSpec, RouteTable};
+
+    let partner: Partner = serde_json::from_value(serde_json::json!({
+        "id": "p-1", "name": "P", "companies": ["co-1"], "relationships": ["rel-1"]
+    }))
+    .expect("the partner builds");
+    let refs = vec![
+        AnswerRef {
+            resource: "company".into(),
+            at: AnswerAt::Field("/company_id".into()),
+        },
+        AnswerRef {
+            resource: "relationship".into(),
+            at: AnswerAt::Field("/link/id".into()),
+        },
+    ];
+    let route = RouteSpec {
+        name: "writes".into(),
+        path: "/api/writes".into(),
+        methods: Vec::new(),
+        area: None,
+        resource: None,
+        action: None,
+        export: false,
+        personal_data: false,
+        public: false,
+        feature: None,
+        records: Vec::new(),
+        answer: Default::default(),
+        body: refs,
+    };
+    let table = RouteTable::compile(&[route]).expect("the route compiles");
+    let access = Access::Partner(PartnerKeep {
+        partner: std::sync::Arc::new(partner),
+    });
+    let check = partners::body_check(&access, &table, Class::Route(0), false)
+        .expect("a write on this route is checked");
+    match check.decide(true, data) {
+        Ok(()) if data.is_empty() => {}
+        Ok(()) => {
+            let value: serde_json::Value =
+                serde_json::from_slice(data).expect("a body let through is JSON");
+            for (pointer, assigned) in [("/company_id", "co-1"), ("/link/id", "rel-1")] {
+                match value.pointer(pointer) {
+                    None | Some(serde_json::Value::Null) => {}
+                    Some(serde_json::Value::String(s)) => assert_eq!(s, assigned),
+                    Some(other) => panic!("{pointer} let through as {other}"),
+                }
+            }
+        }
+        Err(e) => {
+            assert!((400..500).contains(&e.status()), "{e}");
+            let _ = e.to_string();
+        }
+    }
+    assert!(
+        check.decide(false, data).is_ok() == data.is_empty(),
+        "a body not sent as JSON is refused, an empty one is not"
+    );
 }
 
 /// The response filters the partner, privacy and data-permission rules

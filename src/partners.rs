@@ -31,9 +31,11 @@ mod seats;
 
 use std::sync::Arc;
 
+use crate::body::BodyError;
+use crate::filter::{FilterError, JsonRecord};
 use crate::live::Live;
 use crate::respond::Refuse;
-use crate::routes::{Class, RecordSource, RouteSpec, RouteTable};
+use crate::routes::{AnswerAt, AnswerRef, Class, RecordSource, RouteSpec, RouteTable};
 use crate::subject::Subject;
 use crate::users::{Licence, User};
 
@@ -91,6 +93,17 @@ pub enum PartnerError {
     },
     #[error("roles: partners may give only {allowed}; `{role}` is not one of them (ask the client's admin)")]
     NotPartnerAssignable { role: String, allowed: String },
+    /// A checked write's body could not be read whole.
+    #[error("{0}")]
+    Body(BodyError),
+    #[error(
+        "writes here are checked for the records they name: send the body as application/json"
+    )]
+    BodyNotJson,
+    #[error("the body cannot be checked: {0}")]
+    BadBody(String),
+    #[error("{field} must be a record's id (a string or a number)")]
+    NotAnId { field: String },
 }
 
 impl Refuse for PartnerError {
@@ -99,7 +112,11 @@ impl Refuse for PartnerError {
             PartnerError::NoTenant(_) => 404,
             PartnerError::SeatsFull { .. } => 409,
             PartnerError::LookupFailed { .. } => 503,
-            PartnerError::BadTenantRoles(_) => 400,
+            PartnerError::BadTenantRoles(_)
+            | PartnerError::BadBody(_)
+            | PartnerError::NotAnId { .. } => 400,
+            PartnerError::Body(e) => e.status(),
+            PartnerError::BodyNotJson => 415,
             _ => 403,
         }
     }
@@ -123,6 +140,10 @@ impl Refuse for PartnerError {
             PartnerError::NotPrimaryUser(_) => "not_primary_user",
             PartnerError::NotYourPaired { .. } => "not_your_paired_user",
             PartnerError::NotPartnerAssignable { .. } => "role_not_partner_assignable",
+            PartnerError::Body(e) => e.code(),
+            PartnerError::BodyNotJson => "json_required",
+            PartnerError::BadBody(_) => "bad_json",
+            PartnerError::NotAnId { .. } => "bad_record_id",
         }
     }
     fn title(&self) -> &'static str {
@@ -565,6 +586,82 @@ pub fn check<'a>(
             req,
             records,
         })),
+    }
+}
+
+/// A partner user's write on a route whose `body` names records (see
+/// [`BodyCheck::decide`]).
+pub struct BodyCheck<'a> {
+    keep: &'a PartnerKeep,
+    refs: &'a [AnswerRef],
+    reader: &'a JsonRecord,
+}
+
+/// The body check a request needs, if any: a write (not GET or HEAD) by
+/// a partner user, on a route whose `body` names records. The path and
+/// query were checked before this; the body is where a create names the
+/// company it belongs to, and where an update can move a record.
+pub fn body_check<'a>(
+    access: &'a Access,
+    table: &'a RouteTable,
+    class: Class,
+    reading: bool,
+) -> Option<BodyCheck<'a>> {
+    let (Access::Partner(keep), Class::Route(i), false) = (access, class, reading) else {
+        return None;
+    };
+    Some(BodyCheck {
+        keep,
+        refs: &table.routes().get(i)?.body,
+        reader: table.body(i)?,
+    })
+}
+
+impl BodyCheck<'_> {
+    /// Whether `body` (`json`: sent as `application/json`) names only
+    /// records assigned to the partner. Every record it names must be, not
+    /// just one: a CTA put in an assigned company but another partner's
+    /// relationship would land in that partner's data. A field the body
+    /// leaves out or sets to null names nothing, and so does an empty
+    /// body. Refused: a key on a ref's path given twice (the app might
+    /// read either copy), and an object, array or boolean where an id
+    /// belongs.
+    pub fn decide(&self, json: bool, body: &[u8]) -> Result<(), PartnerError> {
+        if body.is_empty() {
+            return Ok(());
+        }
+        if !json {
+            return Err(PartnerError::BodyNotJson);
+        }
+        // The syntax, and duplicate keys on the refs' paths.
+        let any = |_: &str, _: &str| true;
+        self.reader.check(body, &any).map_err(|e| match e {
+            FilterError::Malformed { reason } => PartnerError::BadBody(reason),
+            other => PartnerError::BadBody(other.to_string()),
+        })?;
+        let value: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|_| PartnerError::BadBody("the body is not JSON".into()))?;
+        for r in self.refs {
+            let AnswerAt::Field(field) = &r.at else {
+                continue;
+            };
+            let id = match value.pointer(field) {
+                None | Some(serde_json::Value::Null) => continue,
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(serde_json::Value::Number(n)) => n.to_string(),
+                Some(_) => {
+                    return Err(PartnerError::NotAnId {
+                        field: field.clone(),
+                    })
+                }
+            };
+            if !self.keep.assigned(&r.resource, &id) {
+                return Err(PartnerError::NotAssigned {
+                    resource: r.resource.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 }
 

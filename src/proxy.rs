@@ -18,6 +18,7 @@ use pingora::ErrorType;
 
 use crate::auth::app_session::{self, Plan};
 use crate::auth::policy;
+use crate::body;
 use crate::call::Call;
 use crate::clock::Clock;
 use crate::drain::{Drain, InFlight};
@@ -419,6 +420,27 @@ impl ProxyHttp for GatewayProxy {
                 ctx.reading = method == http::Method::GET || method == http::Method::HEAD;
             }
             Err(e) => {
+                self.metrics
+                    .partner_refusals
+                    .with_label_values(&[e.code()])
+                    .inc();
+                return self.refuse(session, ctx, &e).await;
+            }
+        }
+
+        // 7a. A partner user's write names only its partner's records in
+        // its body as well. The body is read whole (bounded) and kept, so
+        // pingora sends the upstream what was read; rare next to reads,
+        // and its future is large: boxed, as stage 5's.
+        let check = partners::body_check(&ctx.access, &live.routes, ctx.class, ctx.reading);
+        if let Some(check) = check {
+            let json = body::is_json(session.req_header());
+            session.enable_retry_buffering();
+            let read = Box::pin(body::read(session)).await;
+            let decided = read
+                .map_err(partners::PartnerError::Body)
+                .and_then(|b| check.decide(json, &b));
+            if let Err(e) = decided {
                 self.metrics
                     .partner_refusals
                     .with_label_values(&[e.code()])

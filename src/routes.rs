@@ -37,6 +37,9 @@ pub struct RouteSpec {
     pub records: Vec<RecordRef>,
     /// How the answer shows records, for filtering it.
     pub answer: AnswerRecords,
+    /// Where a write's JSON body names records (JSON pointers within the
+    /// body): a partner user's write may name only its partner's.
+    pub body: Vec<AnswerRef>,
 }
 
 /// A record the request names: a resource and where its id is.
@@ -95,6 +98,8 @@ pub struct RouteTable {
     routes: Vec<RouteSpec>,
     /// Each route's answer shapes as filters, compiled once.
     answers: Vec<AnswerFilters>,
+    /// Each route's body refs as a reader of the whole body, compiled once.
+    bodies: Vec<Option<Arc<JsonRecord>>>,
 }
 
 /// The most memory one HTML answer's rewriter may hold (a tag split over
@@ -173,6 +178,22 @@ impl AnswerFilters {
     }
 }
 
+/// A route's body refs as a [`JsonRecord`] over the whole body (`None`
+/// when the route names none).
+fn body_reader(refs: &[AnswerRef]) -> Result<Option<Arc<JsonRecord>>, FilterError> {
+    let fields: Vec<(String, String)> = refs
+        .iter()
+        .filter_map(|r| match &r.at {
+            AnswerAt::Field(f) => Some((r.resource.clone(), f.clone())),
+            _ => None,
+        })
+        .collect();
+    if fields.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(JsonRecord::new("", fields)?)))
+}
+
 /// The route a request matched.
 #[derive(Debug, Clone, Copy)]
 pub struct Matched<'a> {
@@ -233,11 +254,23 @@ impl RouteTable {
             .enumerate()
             .map(|(i, r)| AnswerFilters::compile(&r.answer).map_err(|e| (i, e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
+        let bodies = routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| body_reader(&r.body).map_err(|e| (i, e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(RouteTable {
             router,
             routes: routes.to_vec(),
             answers,
+            bodies,
         })
+    }
+
+    /// The reader of route `index`'s write bodies, if its `body` names
+    /// records: the whole body is the record, its refs are where.
+    pub fn body(&self, index: usize) -> Option<&JsonRecord> {
+        self.bodies.get(index)?.as_deref()
     }
 
     /// What the request for `method` and `path` (normal form, without the
@@ -351,6 +384,7 @@ mod tests {
             feature: None,
             records: Vec::new(),
             answer: AnswerRecords::default(),
+            body: Vec::new(),
         }
     }
 

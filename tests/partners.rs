@@ -316,6 +316,44 @@ async fn partner_rules_hold(f: &Fixture) {
     assert_eq!(r.status(), 403);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["detail"], "no rule grants WRITE on this cta", "{v}");
+    // What the body names is checked too (the routes' `body` refs): her
+    // own CTA cannot be moved into Globex's company, nor a new one be
+    // put there, whatever the data-permission rules would say.
+    let send = |method: reqwest::Method, path: &str, body: Value| {
+        c.request(method, f.url(path))
+            .header("cookie", &anna.cookie)
+            .header("accept", "application/json")
+            .json(&body)
+            .send()
+    };
+    let r = send(
+        reqwest::Method::PATCH,
+        "/api/ctas/cta-8",
+        json!({"company_id": "co-101"}),
+    )
+    .await
+    .unwrap();
+    refused(
+        r,
+        403,
+        "record_not_assigned",
+        "this company is not assigned",
+    )
+    .await;
+    let r = send(
+        reqwest::Method::POST,
+        "/api/ctas",
+        json!({"name": "x", "company_id": "co-106", "relationship_id": "rel-1"}),
+    )
+    .await
+    .unwrap();
+    refused(
+        r,
+        403,
+        "record_not_assigned",
+        "this relationship is not assigned",
+    )
+    .await;
 
     let sam = login(&c, &base, "super@demo.test", DEMO_PW).await;
     let v: Value = get(&c, &base, &sam, "/api/ctas/cta-11")
@@ -1526,4 +1564,183 @@ async fn a_filtered_answer_keeps_the_client_connection_alive() {
         assert!(text.contains("co-106"), "round {round}: {text}");
         assert!(!text.contains("co-109"), "round {round}: {text}");
     }
+}
+
+/// The demo's configuration plus a route whose writes name a company and
+/// a relationship in their JSON body (`routes[].body`), on the demo app's
+/// echo endpoint, which answers with the body it received.
+fn body_checked_yaml() -> String {
+    let route = "  - name: echo-write\n    path: \"/api/echo/{*rest}\"\n    area: companies\n    body: { refs: [{ resource: company, field: /company_id }, { resource: relationship, field: /link/relationship_id }] }\n";
+    let yaml = demo_yaml(MEMORY, "");
+    assert!(yaml.contains("\nroutes:\n"), "demo.yaml changed shape");
+    yaml.replacen("\nroutes:\n", &format!("\nroutes:\n{route}"), 1)
+}
+
+/// A partner user's write names only its partner's records in its body,
+/// not only in its path: a create cannot put a record into another
+/// partner's company, an update cannot move one there. What passes
+/// reaches the app byte for byte; internal users and reads are not held.
+#[tokio::test]
+async fn a_partner_users_write_names_only_its_partners_records_in_its_body() {
+    let f = Fixture::start_with(&body_checked_yaml()).await;
+    let c = client();
+    let anna = login(&c, &f.url(""), "anna@acme.test", DEMO_PW).await;
+    let post = |body: String, content_type: &'static str| {
+        c.post(f.url("/api/echo/ctas"))
+            .header("cookie", &anna.cookie)
+            .header("accept", "application/json")
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    const JSON: &str = "application/json";
+
+    // Her partner's company, and a relationship of it: the app gets the
+    // body exactly as sent.
+    let sent = r#"{"name":"Renewal call","company_id":"co-106","link":{"relationship_id":"rel-7"},"n":1.50}"#;
+    let r = post(sent.into(), JSON).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let echo: Value = r.json().await.unwrap();
+    assert_eq!(echo["body"], sent, "{echo}");
+    assert_eq!(echo["body_length"], sent.len());
+    // Fields left out or null name nothing.
+    for sent in [r#"{"name":"x"}"#, r#"{"company_id":null}"#, "[]"] {
+        let r = post(sent.into(), JSON).await.unwrap();
+        assert_eq!(r.status(), 200, "{sent}");
+        let echo: Value = r.json().await.unwrap();
+        assert_eq!(echo["body"], sent);
+    }
+
+    // Another partner's company, or an assigned company with another
+    // partner's relationship: refused before the app sees anything.
+    for sent in [
+        r#"{"name":"x","company_id":"co-101"}"#,
+        r#"{"company_id":"co-106","link":{"relationship_id":"rel-1"}}"#,
+        r#"{"company_id":"co-999"}"#,
+        r#"{"company_id":101}"#,
+    ] {
+        let r = post(sent.into(), JSON).await.unwrap();
+        refused(
+            r,
+            403,
+            "record_not_assigned",
+            "is not assigned to your partner",
+        )
+        .await;
+    }
+    // Bodies the gateway cannot read as the app might: a named key twice
+    // (either copy may win), a list or object where an id belongs, not
+    // JSON, not sent as JSON, too large.
+    let r = post(
+        r#"{"company_id":"co-106","company_id":"co-101"}"#.into(),
+        JSON,
+    )
+    .await
+    .unwrap();
+    refused(r, 400, "bad_json", "appears twice").await;
+    let r = post(r#"{"company_id":"co-106","link":{"relationship_id":"rel-7"},"link":{"relationship_id":"rel-1"}}"#.into(), JSON)
+        .await
+        .unwrap();
+    refused(r, 400, "bad_json", "appears twice").await;
+    for sent in [
+        r#"{"company_id":["co-101"]}"#,
+        r#"{"company_id":{"id":"co-101"}}"#,
+        r#"{"company_id":true}"#,
+    ] {
+        let r = post(sent.into(), JSON).await.unwrap();
+        refused(r, 400, "bad_record_id", "/company_id must be a record's id").await;
+    }
+    let r = post(r#"{"company_id":"co-106""#.into(), JSON)
+        .await
+        .unwrap();
+    refused(r, 400, "bad_json", "truncated").await;
+    let r = post(
+        "company_id=co-101".into(),
+        "application/x-www-form-urlencoded",
+    )
+    .await
+    .unwrap();
+    refused(r, 415, "json_required", "send the body as application/json").await;
+    let big = format!(
+        r#"{{"company_id":"co-106","pad":"{}"}}"#,
+        "a".repeat(70 * 1024)
+    );
+    let r = post(big, JSON).await.unwrap();
+    assert_eq!(r.status(), 413);
+    assert!(
+        f.metric("guise_partner_refusals_total{reason=\"record_not_assigned\"}")
+            .await
+            >= 4.0
+    );
+
+    // Reads are not held for a body; internal users are not partner users.
+    let r = c
+        .get(f.url("/api/echo/ctas"))
+        .header("cookie", &anna.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let bea = login(&c, &f.url(""), "bu1@demo.test", DEMO_PW).await;
+    let sent = r#"{"company_id":"co-101"}"#;
+    let r = c
+        .post(f.url("/api/echo/ctas"))
+        .header("cookie", &bea.cookie)
+        .header("content-type", JSON)
+        .body(sent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let echo: Value = r.json().await.unwrap();
+    assert_eq!(echo["body"], sent);
+}
+
+/// A checked body sent in chunks reaches the app whole, and the client's
+/// connection carries on: the body was read once, by the gateway, and
+/// the app got exactly that.
+#[tokio::test]
+async fn a_checked_chunked_body_reaches_the_app_and_the_connection_goes_on() {
+    use tokio::io::AsyncWriteExt;
+    let f = Fixture::start_with(&body_checked_yaml()).await;
+    let c = client();
+    let anna = login(&c, &f.url(""), "anna@acme.test", DEMO_PW).await;
+    let addr = f.url("").trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = |framing: &str| {
+        format!(
+            "POST /api/echo/ctas HTTP/1.1\r\nHost: {addr}\r\nCookie: {}\r\nContent-Type: application/json\r\n{framing}\r\n",
+            anna.cookie
+        )
+    };
+    // Assigned, in three chunks.
+    let req = format!(
+        "{}b\r\n{{\"company_i\r\n9\r\nd\":\"co-10\r\n3\r\n7\"}}\r\n0\r\n\r\n",
+        head("Transfer-Encoding: chunked\r\n")
+    );
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let (head_in, body) = read_framed(&mut conn).await;
+    assert!(head_in.starts_with("http/1.1 200"), "{head_in}");
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains(r#"{\"company_id\":\"co-107\"}"#), "{text}");
+
+    // Not assigned, in chunks: refused, and the connection still serves.
+    let req = format!(
+        "{}a\r\n{{\"company_\r\nd\r\nid\":\"co-101\"}}\r\n0\r\n\r\n",
+        head("Transfer-Encoding: chunked\r\n")
+    );
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let (head_in, body) = read_framed(&mut conn).await;
+    assert!(head_in.starts_with("http/1.1 403"), "{head_in}");
+    assert!(String::from_utf8_lossy(&body).contains("record_not_assigned"));
+
+    let sent = r#"{"company_id":"co-108"}"#;
+    let req = format!(
+        "{}{sent}",
+        head(&format!("Content-Length: {}\r\n", sent.len()))
+    );
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let (head_in, body) = read_framed(&mut conn).await;
+    assert!(head_in.starts_with("http/1.1 200"), "{head_in}");
+    assert!(String::from_utf8_lossy(&body).contains("co-108"));
 }

@@ -142,6 +142,7 @@ mod tests {
             feature: None,
             records: Vec::new(),
             answer: Default::default(),
+            body: Vec::new(),
         }
     }
 

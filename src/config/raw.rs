@@ -342,6 +342,17 @@ pub struct RawRoute {
     /// The HTML answer holds records to filter, found by CSS selectors.
     #[serde(default, deserialize_with = "empty_is_default")]
     pub html: Vec<RawHtmlRule>,
+    /// A write's JSON body names records: partner users may name only
+    /// their partner's.
+    pub body: Option<RawBody>,
+}
+
+/// Where a write's JSON body names records.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBody {
+    /// Each a `resource` and a `field` (a JSON pointer within the body).
+    pub refs: Vec<RawRef>,
 }
 
 /// A record named by the request.
@@ -629,6 +640,7 @@ pub(super) fn expected_at(pattern: &str) -> Option<&'static str> {
         "routes[].json_list" => "a mapping with `pointer` and `refs`",
         "routes[].json_record" => "a mapping with `pointer` and `refs`",
         "routes[].html" => "a sequence of rules, each a mapping with `selector` and `refs`",
+        "routes[].body" => "a mapping with `refs`, each a mapping with `resource` and `field`",
         "tenants" => "a mapping of tenant settings such as `list` and `path_prefix`",
         "tenants.list" => "a sequence of tenants, each a mapping with `id` and `name`",
         "tenants.list[]" => "a tenant: a mapping with `id` and `name`",

@@ -1,6 +1,7 @@
 use std::path::Path;
 
 use super::*;
+use crate::routes::{AnswerAt, AnswerRef};
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";
 
@@ -870,4 +871,62 @@ fn an_smtp_ca_file_that_cannot_be_used_is_refused_with_its_path_line_and_file() 
             "{file}: {err}"
         );
     }
+}
+
+#[test]
+fn body_refs_are_json_pointers_checked_with_their_lines() {
+    let src = "\
+listeners:
+  http: 127.0.0.1:8080
+upstream:
+  address: 127.0.0.1:8081
+routes:
+  - path: /api/ctas
+    body: { refs: [] }
+  - path: /api/tasks
+    body:
+      refs:
+        - { resource: company, field: company_id }
+        - { resource: company, attribute: data-company }
+";
+    let err = parse(src).unwrap_err();
+    names_each_at(
+        &err,
+        &[
+            ("routes[0].body.refs", 7),
+            ("routes[1].body.refs[0].field", 11),
+            ("routes[1].body.refs[1]", 12),
+        ],
+    );
+    // The body is the record: there is no pointer to give.
+    let err = parse(&format!(
+        "{GOOD}  - path: /api/notes
+    body: {{ refs: [{{ resource: company, field: /company_id }}], pointer: /data }}
+"
+    ))
+    .unwrap_err();
+    names_each_at(&err, &[("routes[1].body.pointer", 9)]);
+
+    let good = format!(
+        "{GOOD}  - path: /api/ctas
+    body: {{ refs: [{{ resource: company, field: /company_id }}, {{ resource: relationship, field: /link/id }}] }}
+"
+    );
+    let config = parse(&good).unwrap();
+    let route = &config.routes[1];
+    assert_eq!(
+        route.body,
+        vec![
+            AnswerRef {
+                resource: "company".into(),
+                at: AnswerAt::Field("/company_id".into()),
+            },
+            AnswerRef {
+                resource: "relationship".into(),
+                at: AnswerAt::Field("/link/id".into()),
+            },
+        ]
+    );
+    let table = crate::routes::RouteTable::compile(&config.routes).unwrap();
+    assert!(table.body(0).is_none() && table.body(1).is_some());
 }

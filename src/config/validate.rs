@@ -405,6 +405,7 @@ impl Checker<'_> {
             }
             let records = self.record_refs(i, r);
             let answer = self.answer_records(i, r);
+            let body = self.body_refs(i, r);
             out.push(RouteSpec {
                 name: r.name.clone().unwrap_or_else(|| r.path.clone()),
                 path: r.path.clone(),
@@ -418,6 +419,7 @@ impl Checker<'_> {
                 feature: r.feature.clone(),
                 records,
                 answer,
+                body,
             });
         }
         if let Err((i, e)) = crate::routes::RouteTable::compile(&out) {
@@ -453,6 +455,35 @@ impl Checker<'_> {
                 resource: rec.resource.clone(),
                 from,
             });
+        }
+        out
+    }
+
+    /// The records a write's JSON body names (`routes[].body`).
+    fn body_refs(&mut self, i: usize, r: &RawRoute) -> Vec<AnswerRef> {
+        let Some(body) = &r.body else {
+            return Vec::new();
+        };
+        let at = format!("routes[{i}].body.refs");
+        if body.refs.is_empty() {
+            self.issue(&at, "name at least one ref");
+        }
+        let mut out = Vec::new();
+        for (j, rf) in body.refs.iter().enumerate() {
+            let here = format!("{at}[{j}]");
+            match (&rf.field, &rf.attribute, &rf.href) {
+                (Some(f), None, None) if f.starts_with('/') => out.push(AnswerRef {
+                    resource: rf.resource.clone(),
+                    at: AnswerAt::Field(f.clone()),
+                }),
+                (Some(_), None, None) => {
+                    self.issue(&format!("{here}.field"), "a JSON pointer starts with `/`")
+                }
+                _ => self.issue(
+                    &here,
+                    "a body ref gives `field` (a JSON pointer within the body) and nothing else",
+                ),
+            }
         }
         out
     }

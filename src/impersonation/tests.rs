@@ -221,6 +221,7 @@ fn route(personal: bool, export: bool, answer: AnswerRecords) -> RouteSpec {
         feature: None,
         records: vec![],
         answer,
+        body: Vec::new(),
     }
 }
 

@@ -84,6 +84,7 @@ fn route(area: Option<&str>) -> RouteSpec {
             from: RecordSource::Param("id".into()),
         }],
         answer: AnswerRecords::default(),
+        body: Vec::new(),
     }
 }
 
