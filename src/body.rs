@@ -44,7 +44,18 @@ impl Refuse for BodyError {
 }
 
 /// The whole request body, up to [`LIMIT`].
+///
+/// A client that sent `Expect: 100-continue` waits for the go-ahead
+/// before it sends the body (curl for a second, others longer): it gets
+/// `100 Continue` first. The expectation is then met, so it is taken off
+/// the request, which may still go upstream with the body read here.
 pub async fn read(s: &mut Session) -> Result<Bytes, BodyError> {
+    if expects_continue(s.req_header()) {
+        s.write_continue_response()
+            .await
+            .map_err(|e| BodyError::Unreadable(e.etype().as_str()))?;
+        s.req_header_mut().remove_header(&http::header::EXPECT);
+    }
     let mut buf = BytesMut::new();
     loop {
         match s.read_request_body().await {
@@ -58,6 +69,13 @@ pub async fn read(s: &mut Session) -> Result<Bytes, BodyError> {
             Err(e) => return Err(BodyError::Unreadable(e.etype().as_str())),
         }
     }
+}
+
+/// Whether the client waits for `100 Continue` before sending its body.
+fn expects_continue(req: &RequestHeader) -> bool {
+    req.headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 /// Whether the request says its body is JSON. A cross-site form cannot send

@@ -1743,4 +1743,35 @@ async fn a_checked_chunked_body_reaches_the_app_and_the_connection_goes_on() {
     let (head_in, body) = read_framed(&mut conn).await;
     assert!(head_in.starts_with("http/1.1 200"), "{head_in}");
     assert!(String::from_utf8_lossy(&body).contains("co-108"));
+
+    // A client that waits for `100 Continue` gets it before sending the
+    // body (the gateway reads the body itself), and the app is not asked
+    // to expect anything more.
+    let req = head(&format!(
+        "Content-Length: {}\r\nExpect: 100-continue\r\n",
+        sent.len()
+    ));
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let continued = read_exactly(&mut conn, b"HTTP/1.1 100 Continue\r\n\r\n".len()).await;
+    assert_eq!(continued, b"HTTP/1.1 100 Continue\r\n\r\n");
+    conn.write_all(sent.as_bytes()).await.unwrap();
+    let (head_in, body) = read_framed(&mut conn).await;
+    assert!(head_in.starts_with("http/1.1 200"), "{head_in}");
+    let echo: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(echo["body"], sent);
+    assert!(echo["headers"].get("expect").is_none(), "{echo}");
+}
+
+/// Exactly `n` bytes from `conn`, within a deadline.
+async fn read_exactly(conn: &mut tokio::net::TcpStream, n: usize) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; n];
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        conn.read_exact(&mut buf),
+    )
+    .await
+    .expect("an answer within the deadline")
+    .unwrap();
+    buf
 }
