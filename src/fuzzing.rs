@@ -464,17 +464,8 @@ fn check_partner_body(data: &[u8]) {
     let route = RouteSpec {
         name: "writes".into(),
         path: "/api/writes".into(),
-        methods: Vec::new(),
-        area: None,
-        resource: None,
-        action: None,
-        export: false,
-        personal_data: false,
-        public: false,
-        feature: None,
-        records: Vec::new(),
-        answer: Default::default(),
         body: refs,
+        ..RouteSpec::default()
     };
     let table = RouteTable::compile(&[route]).expect("the route compiles");
     let access = Access::Partner(PartnerKeep {

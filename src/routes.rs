@@ -18,7 +18,7 @@ pub enum Action {
 }
 
 /// One entry of the route table, as configured.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RouteSpec {
     pub name: String,
     pub path: String,
