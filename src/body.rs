@@ -85,6 +85,21 @@ pub fn is_json(req: &RequestHeader) -> bool {
     media_type(req).is_some_and(|m| m.eq_ignore_ascii_case("application/json"))
 }
 
+/// Whether the body is JSON in any of its media types: `application/json`
+/// and the `+json` ones (`application/merge-patch+json` for a PATCH,
+/// `application/vnd.api+json`). For reading a body, not for CSRF: see
+/// [`is_json`].
+pub fn is_any_json(req: &RequestHeader) -> bool {
+    media_type(req).is_some_and(|m| {
+        m.eq_ignore_ascii_case("application/json")
+            || (m.len() > 5
+                && m.get(m.len() - 5..)
+                    .is_some_and(|s| s.eq_ignore_ascii_case("+json"))
+                && m.get(..12)
+                    .is_some_and(|s| s.eq_ignore_ascii_case("application/")))
+    })
+}
+
 /// Whether the body is an HTML form.
 pub fn is_form(req: &RequestHeader) -> bool {
     media_type(req).is_some_and(|m| m.eq_ignore_ascii_case("application/x-www-form-urlencoded"))
@@ -130,6 +145,18 @@ mod tests {
         assert!(!is_json(&req("text/plain")));
         assert!(!is_json(&req("application/json-seq")));
         assert!(is_form(&req("application/x-www-form-urlencoded")));
+    }
+
+    #[test]
+    fn any_json_takes_the_plus_json_types_too() {
+        assert!(is_any_json(&req("application/json")));
+        assert!(is_any_json(&req("application/merge-patch+json")));
+        assert!(is_any_json(&req("Application/VND.API+JSON; charset=utf-8")));
+        assert!(!is_any_json(&req("text/plain")));
+        assert!(!is_any_json(&req("text/x+json")));
+        assert!(!is_any_json(&req("application/json-seq")));
+        assert!(!is_any_json(&req("+json")));
+        assert!(!is_json(&req("application/merge-patch+json")));
     }
 
     #[test]

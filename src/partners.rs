@@ -618,7 +618,8 @@ pub fn body_check<'a>(
 }
 
 impl BodyCheck<'_> {
-    /// Whether `body` (`json`: sent as `application/json`) names only
+    /// Whether `body` (`json`: sent as JSON, `application/json` or a
+    /// `+json` type) names only
     /// records assigned to the partner. Every record it names must be, not
     /// just one: a CTA put in an assigned company but another partner's
     /// relationship would land in that partner's data. A field the body

@@ -434,7 +434,7 @@ impl ProxyHttp for GatewayProxy {
         // and its future is large: boxed, as stage 5's.
         let check = partners::body_check(&ctx.access, &live.routes, ctx.class, ctx.reading);
         if let Some(check) = check {
-            let json = body::is_json(session.req_header());
+            let json = body::is_any_json(session.req_header());
             session.enable_retry_buffering();
             let read = Box::pin(body::read(session)).await;
             let decided = read

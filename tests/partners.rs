@@ -1603,6 +1603,24 @@ async fn a_partner_users_write_names_only_its_partners_records_in_its_body() {
     let echo: Value = r.json().await.unwrap();
     assert_eq!(echo["body"], sent, "{echo}");
     assert_eq!(echo["body_length"], sent.len());
+    // Any JSON media type is read (a merge patch is JSON too).
+    let r = post(sent.into(), "application/merge-patch+json")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = post(
+        r#"{"company_id":"co-101"}"#.into(),
+        "application/merge-patch+json",
+    )
+    .await
+    .unwrap();
+    refused(
+        r,
+        403,
+        "record_not_assigned",
+        "is not assigned to your partner",
+    )
+    .await;
     // Fields left out or null name nothing.
     for sent in [r#"{"name":"x"}"#, r#"{"company_id":null}"#, "[]"] {
         let r = post(sent.into(), JSON).await.unwrap();
