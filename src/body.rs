@@ -85,6 +85,28 @@ pub fn is_json(req: &RequestHeader) -> bool {
     media_type(req).is_some_and(|m| m.eq_ignore_ascii_case("application/json"))
 }
 
+/// How a body is encoded, as far as the gateway reads bodies it checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Media {
+    /// `application/json` or a `+json` type (see [`is_any_json`]).
+    Json,
+    /// `application/x-www-form-urlencoded`: what an HTML form posts.
+    Form,
+    /// Anything else (multipart, text, none given).
+    Other,
+}
+
+/// The encoding a request gives for its body.
+pub fn media(req: &RequestHeader) -> Media {
+    if is_any_json(req) {
+        Media::Json
+    } else if is_form(req) {
+        Media::Form
+    } else {
+        Media::Other
+    }
+}
+
 /// Whether the body is JSON in any of its media types: `application/json`
 /// and the `+json` ones (`application/merge-patch+json` for a PATCH,
 /// `application/vnd.api+json`). For reading a body, not for CSRF: see

@@ -439,10 +439,13 @@ pub fn check_endpoint_json(data: &[u8]) {
 /// ([`crate::partners::BodyCheck`]): a company at `/company_id` and a
 /// relationship at `/link/id`.
 ///
-/// Invariants: nothing panics; a body is let through only if it is empty
-/// or serde_json reads it as JSON, and then every id at a ref is assigned
-/// to the partner; a refusal is a client error (4xx).
+/// Invariants: nothing panics; a JSON body is let through only if it is
+/// empty or serde_json reads it as JSON, and then every id at a ref is
+/// assigned to the partner; the same bytes as a form are let through only
+/// if every non-empty `company_id` field is assigned; a refusal is a
+/// client error (4xx); other encodings are refused unless empty.
 fn check_partner_body(data: &[u8]) {
+    use crate::body::Media;
     use crate::partners::{self, Access, Partner, PartnerKeep};
     use crate::respond::Refuse;
     use crate::routes::{AnswerAt, AnswerRef, Class, RouteSpec, RouteTable};
@@ -473,7 +476,7 @@ fn check_partner_body(data: &[u8]) {
     });
     let check = partners::body_check(&access, &table, Class::Route(0), false)
         .expect("a write on this route is checked");
-    match check.decide(true, data) {
+    match check.decide(Media::Json, data) {
         Ok(()) if data.is_empty() => {}
         Ok(()) => {
             let value: serde_json::Value =
@@ -491,9 +494,19 @@ fn check_partner_body(data: &[u8]) {
             let _ = e.to_string();
         }
     }
+    match check.decide(Media::Form, data) {
+        Ok(()) => {
+            for (key, value) in url::form_urlencoded::parse(data) {
+                if key == "company_id" && !value.is_empty() {
+                    assert_eq!(value, "co-1", "a form named another company");
+                }
+            }
+        }
+        Err(e) => assert!((400..500).contains(&e.status()), "{e}"),
+    }
     assert!(
-        check.decide(false, data).is_ok() == data.is_empty(),
-        "a body not sent as JSON is refused, an empty one is not"
+        check.decide(Media::Other, data).is_ok() == data.is_empty(),
+        "a body neither JSON nor a form is refused, an empty one is not"
     );
 }
 

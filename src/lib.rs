@@ -21,7 +21,7 @@
 //! 6. [`auth::policy`] requires a login where a page needs one;
 //! 7. [`partners`]: a partner user's licence, bundle and assigned records
 //!    (a record reached by its own id is placed by a [`lookup`] of its
-//!    parents; a write's JSON body is read by [`body`] and names only
+//!    parents; a write's body is read by [`body`] and names only
 //!    assigned ones), and a paired user's tenant;
 //!    then [`impersonation::privacy`]: what an impersonator may not see;
 //! 8. [`permissions`]: the data-permission decision on the records the

@@ -31,7 +31,7 @@ mod seats;
 
 use std::sync::Arc;
 
-use crate::body::BodyError;
+use crate::body::{BodyError, Media};
 use crate::filter::{FilterError, JsonRecord};
 use crate::live::Live;
 use crate::respond::Refuse;
@@ -97,7 +97,7 @@ pub enum PartnerError {
     #[error("{0}")]
     Body(BodyError),
     #[error(
-        "writes here are checked for the records they name: send the body as application/json"
+        "writes here are checked for the records they name: send the body as JSON or as a form (application/x-www-form-urlencoded)"
     )]
     BodyNotJson,
     #[error("the body cannot be checked: {0}")]
@@ -618,22 +618,33 @@ pub fn body_check<'a>(
 }
 
 impl BodyCheck<'_> {
-    /// Whether `body` (`json`: sent as JSON, `application/json` or a
-    /// `+json` type) names only
-    /// records assigned to the partner. Every record it names must be, not
-    /// just one: a CTA put in an assigned company but another partner's
+    /// Whether `body`, encoded as `media` says, names only records
+    /// assigned to the partner. Every record it names must be, not just
+    /// one: a CTA put in an assigned company but another partner's
     /// relationship would land in that partner's data. A field the body
-    /// leaves out or sets to null names nothing, and so does an empty
-    /// body. Refused: a key on a ref's path given twice (the app might
-    /// read either copy), and an object, array or boolean where an id
-    /// belongs.
-    pub fn decide(&self, json: bool, body: &[u8]) -> Result<(), PartnerError> {
+    /// leaves out (or sets to null, or to an empty form value) names
+    /// nothing, and so does an empty body.
+    ///
+    /// JSON is read at the refs' pointers; refused are a key on a ref's
+    /// path given twice (the app might read either copy) and an object,
+    /// array or boolean where an id belongs. A form (what an HTML form
+    /// posts) is read at the refs whose pointer is one key (`/company_id`
+    /// is the form field `company_id`), and every value of a field given
+    /// more than once must be assigned, as the app may read any of them.
+    /// Other encodings (multipart, text) are refused: the gateway cannot
+    /// see what they name.
+    pub fn decide(&self, media: Media, body: &[u8]) -> Result<(), PartnerError> {
         if body.is_empty() {
             return Ok(());
         }
-        if !json {
-            return Err(PartnerError::BodyNotJson);
+        match media {
+            Media::Json => self.decide_json(body),
+            Media::Form => self.decide_form(body),
+            Media::Other => Err(PartnerError::BodyNotJson),
         }
+    }
+
+    fn decide_json(&self, body: &[u8]) -> Result<(), PartnerError> {
         // The syntax, and duplicate keys on the refs' paths.
         let any = |_: &str, _: &str| true;
         self.reader.check(body, &any).map_err(|e| match e {
@@ -656,14 +667,47 @@ impl BodyCheck<'_> {
                     })
                 }
             };
-            if !self.keep.assigned(&r.resource, &id) {
-                return Err(PartnerError::NotAssigned {
-                    resource: r.resource.clone(),
-                });
+            self.assigned(r, &id)?;
+        }
+        Ok(())
+    }
+
+    fn decide_form(&self, body: &[u8]) -> Result<(), PartnerError> {
+        for r in self.refs {
+            let Some(name) = form_field(&r.at) else {
+                continue;
+            };
+            for (key, value) in url::form_urlencoded::parse(body) {
+                if key == name && !value.is_empty() {
+                    self.assigned(r, &value)?;
+                }
             }
         }
         Ok(())
     }
+
+    fn assigned(&self, r: &AnswerRef, id: &str) -> Result<(), PartnerError> {
+        if self.keep.assigned(&r.resource, id) {
+            Ok(())
+        } else {
+            Err(PartnerError::NotAssigned {
+                resource: r.resource.clone(),
+            })
+        }
+    }
+}
+
+/// The form field a body ref names: its pointer's one key, unescaped
+/// (`/company_id` is `company_id`). A deeper pointer has no form field.
+fn form_field(at: &AnswerAt) -> Option<String> {
+    let AnswerAt::Field(pointer) = at else {
+        return None;
+    };
+    let key = pointer.strip_prefix('/')?;
+    if key.contains('/') {
+        return None;
+    }
+    Some(key.replace("~1", "/").replace("~0", "~"))
 }
 
 /// Stage 7: may this subject make this request, and what may its answer

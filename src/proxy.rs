@@ -434,12 +434,12 @@ impl ProxyHttp for GatewayProxy {
         // and its future is large: boxed, as stage 5's.
         let check = partners::body_check(&ctx.access, &live.routes, ctx.class, ctx.reading);
         if let Some(check) = check {
-            let json = body::is_any_json(session.req_header());
+            let media = body::media(session.req_header());
             session.enable_retry_buffering();
             let read = Box::pin(body::read(session)).await;
             let decided = read
                 .map_err(partners::PartnerError::Body)
-                .and_then(|b| check.decide(json, &b));
+                .and_then(|b| check.decide(media, &b));
             if let Err(e) = decided {
                 self.metrics
                     .partner_refusals

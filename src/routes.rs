@@ -37,8 +37,9 @@ pub struct RouteSpec {
     pub records: Vec<RecordRef>,
     /// How the answer shows records, for filtering it.
     pub answer: AnswerRecords,
-    /// Where a write's JSON body names records (JSON pointers within the
-    /// body): a partner user's write may name only its partner's.
+    /// Where a write's body names records (JSON pointers within the body;
+    /// in a form, a pointer of one key is that field): a partner user's
+    /// write may name only its partner's.
     pub body: Vec<AnswerRef>,
 }
 

@@ -1672,13 +1672,46 @@ async fn a_partner_users_write_names_only_its_partners_records_in_its_body() {
         .await
         .unwrap();
     refused(r, 400, "bad_json", "truncated").await;
-    let r = post(
-        "company_id=co-101".into(),
-        "application/x-www-form-urlencoded",
-    )
-    .await
-    .unwrap();
-    refused(r, 415, "json_required", "send the body as application/json").await;
+    // What an HTML form posts is read too: its `company_id` field is the
+    // ref `/company_id`, and every value of a field given twice counts.
+    const FORM: &str = "application/x-www-form-urlencoded";
+    for sent in [
+        "name=Renewal+call&company_id=co-106",
+        "company_id=&name=x",
+        "name=x",
+    ] {
+        let r = post(sent.into(), FORM).await.unwrap();
+        assert_eq!(r.status(), 200, "{sent}");
+        let echo: Value = r.json().await.unwrap();
+        assert_eq!(echo["body"], sent);
+    }
+    for sent in [
+        "company_id=co-101",
+        "company_id=co-106&company_id=co-101",
+        "company%5Fid=co-101",
+    ] {
+        let r = post(sent.into(), FORM).await.unwrap();
+        refused(
+            r,
+            403,
+            "record_not_assigned",
+            "is not assigned to your partner",
+        )
+        .await;
+    }
+    // Nothing else is read: multipart, text.
+    for media in ["multipart/form-data; boundary=x", "text/plain"] {
+        let r = post(r#"{"company_id":"co-101"}"#.into(), media)
+            .await
+            .unwrap();
+        refused(
+            r,
+            415,
+            "json_required",
+            "send the body as JSON or as a form",
+        )
+        .await;
+    }
     let big = format!(
         r#"{{"company_id":"co-106","pad":"{}"}}"#,
         "a".repeat(70 * 1024)
