@@ -118,25 +118,17 @@ pub struct AnswerFilters {
 impl AnswerFilters {
     /// Compile `a`; a bad pointer or selector says which.
     pub fn compile(a: &AnswerRecords) -> Result<AnswerFilters, FilterError> {
-        let fields = |refs: &[AnswerRef]| -> Vec<(String, String)> {
-            refs.iter()
-                .filter_map(|r| match &r.at {
-                    AnswerAt::Field(f) => Some((r.resource.clone(), f.clone())),
-                    _ => None,
-                })
-                .collect()
-        };
         let json_list = match &a.json_list {
             // No refs: the list is there for the data-permission rules only.
             Some((_, refs, _)) if refs.is_empty() => None,
             Some((pointer, refs, counts)) => {
-                Some(Arc::new(JsonList::new(pointer, fields(refs), counts)?))
+                Some(Arc::new(JsonList::new(pointer, json_fields(refs), counts)?))
             }
             None => None,
         };
         let json_record = match &a.json_record {
             Some((_, refs)) if refs.is_empty() => None,
-            Some((pointer, refs)) => Some(Arc::new(JsonRecord::new(pointer, fields(refs))?)),
+            Some((pointer, refs)) => Some(Arc::new(JsonRecord::new(pointer, json_fields(refs))?)),
             None => None,
         };
         let html = if a.html.is_empty() {
@@ -179,16 +171,21 @@ impl AnswerFilters {
     }
 }
 
-/// A route's body refs as a [`JsonRecord`] over the whole body (`None`
-/// when the route names none).
-fn body_reader(refs: &[AnswerRef]) -> Result<Option<Arc<JsonRecord>>, FilterError> {
-    let fields: Vec<(String, String)> = refs
-        .iter()
+/// The JSON refs among `refs`, as the filters take them: `(resource,
+/// pointer)` pairs, in order.
+fn json_fields(refs: &[AnswerRef]) -> Vec<(String, String)> {
+    refs.iter()
         .filter_map(|r| match &r.at {
             AnswerAt::Field(f) => Some((r.resource.clone(), f.clone())),
             _ => None,
         })
-        .collect();
+        .collect()
+}
+
+/// A route's body refs as a [`JsonRecord`] over the whole body (`None`
+/// when the route names none).
+fn body_reader(refs: &[AnswerRef]) -> Result<Option<Arc<JsonRecord>>, FilterError> {
+    let fields = json_fields(refs);
     if fields.is_empty() {
         return Ok(None);
     }

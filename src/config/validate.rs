@@ -459,7 +459,8 @@ impl Checker<'_> {
         out
     }
 
-    /// The records a write's JSON body names (`routes[].body`).
+    /// The records a write's body names (`routes[].body`): JSON refs, at
+    /// least one.
     fn body_refs(&mut self, i: usize, r: &RawRoute) -> Vec<AnswerRef> {
         let Some(body) = &r.body else {
             return Vec::new();
@@ -468,86 +469,23 @@ impl Checker<'_> {
         if body.refs.is_empty() {
             self.issue(&at, "name at least one ref");
         }
-        let mut out = Vec::new();
-        for (j, rf) in body.refs.iter().enumerate() {
-            let here = format!("{at}[{j}]");
-            match (&rf.field, &rf.attribute, &rf.href) {
-                (Some(f), None, None) if f.starts_with('/') => out.push(AnswerRef {
-                    resource: rf.resource.clone(),
-                    at: AnswerAt::Field(f.clone()),
-                }),
-                (Some(_), None, None) => {
-                    self.issue(&format!("{here}.field"), "a JSON pointer starts with `/`")
-                }
-                _ => self.issue(
-                    &here,
-                    "a body ref gives `field` (a JSON pointer within the body) and nothing else",
-                ),
-            }
-        }
-        out
+        self.refs(&at, &body.refs, Shape::Json("the body"))
     }
 
     /// How a route's answer shows records.
     fn answer_records(&mut self, i: usize, r: &RawRoute) -> AnswerRecords {
         let mut answer = AnswerRecords::default();
-        let refs = |this: &mut Self, at: &str, raw: &[RawRef], html: bool| {
-            // A JSON shape without refs is read by the data-permission
-            // rules only (which judge items by their attributes); an HTML
-            // one has no other use.
-            if raw.is_empty() && html {
-                this.issue(at, "name at least one ref");
-            }
-            let mut out = Vec::new();
-            for (k, rf) in raw.iter().enumerate() {
-                let here = format!("{at}[{k}]");
-                let place = match (html, &rf.field, &rf.attribute, &rf.href) {
-                    (false, Some(f), None, None) => {
-                        if !f.starts_with('/') {
-                            this.issue(&format!("{here}.field"), "a JSON pointer starts with `/`");
-                        }
-                        AnswerAt::Field(f.clone())
-                    }
-                    (true, None, Some(a), None) => AnswerAt::Attribute(a.clone()),
-                    (true, None, None, Some(h)) => {
-                        if !h.contains("{id}") {
-                            this.issue(&format!("{here}.href"), "the pattern needs `{id}`");
-                        }
-                        AnswerAt::Href(h.clone())
-                    }
-                    (false, ..) => {
-                        this.issue(
-                            &here,
-                            "a JSON ref gives `field` (a JSON pointer within the item)",
-                        );
-                        continue;
-                    }
-                    (true, ..) => {
-                        this.issue(
-                            &here,
-                            "an HTML ref gives exactly one of `attribute` or `href`",
-                        );
-                        continue;
-                    }
-                };
-                out.push(AnswerRef {
-                    resource: rf.resource.clone(),
-                    at: place,
-                });
-            }
-            out
-        };
         if let Some(l) = &r.json_list {
             let at = format!("routes[{i}].json_list");
             if !l.pointer.is_empty() && !l.pointer.starts_with('/') {
                 self.issue(&format!("{at}.pointer"), "a JSON pointer starts with `/`");
             }
-            let rs = refs(self, &format!("{at}.refs"), &l.refs, false);
+            let rs = self.refs(&format!("{at}.refs"), &l.refs, Shape::Json("the item"));
             answer.json_list = Some((l.pointer.clone(), rs, l.counts.clone()));
         }
         if let Some(l) = &r.json_record {
             let at = format!("routes[{i}].json_record");
-            let rs = refs(self, &format!("{at}.refs"), &l.refs, false);
+            let rs = self.refs(&format!("{at}.refs"), &l.refs, Shape::Json("the item"));
             answer.json_record = Some((l.pointer.clone(), rs));
         }
         for (k, h) in r.html.iter().enumerate() {
@@ -566,10 +504,60 @@ impl Checker<'_> {
                 answer.html.push((h.selector.clone(), Vec::new()));
                 continue;
             }
-            let rs = refs(self, &format!("{at}.refs"), &h.refs, true);
+            let rs = self.refs(&format!("{at}.refs"), &h.refs, Shape::Html);
             answer.html.push((h.selector.clone(), rs));
         }
         answer
+    }
+
+    /// Where records are named, checked: a JSON ref gives `field` (a
+    /// pointer within the item or body), an HTML ref its `attribute` or
+    /// `href`.
+    fn refs(&mut self, at: &str, raw: &[RawRef], shape: Shape) -> Vec<AnswerRef> {
+        // A JSON shape without refs is read by the data-permission rules
+        // only (which judge items by their attributes); an HTML one has no
+        // other use.
+        if raw.is_empty() && shape == Shape::Html {
+            self.issue(at, "name at least one ref");
+        }
+        let mut out = Vec::new();
+        for (k, rf) in raw.iter().enumerate() {
+            let here = format!("{at}[{k}]");
+            let place = match (shape, &rf.field, &rf.attribute, &rf.href) {
+                (Shape::Json(_), Some(f), None, None) => {
+                    if !f.starts_with('/') {
+                        self.issue(&format!("{here}.field"), "a JSON pointer starts with `/`");
+                    }
+                    AnswerAt::Field(f.clone())
+                }
+                (Shape::Html, None, Some(a), None) => AnswerAt::Attribute(a.clone()),
+                (Shape::Html, None, None, Some(h)) => {
+                    if !h.contains("{id}") {
+                        self.issue(&format!("{here}.href"), "the pattern needs `{id}`");
+                    }
+                    AnswerAt::Href(h.clone())
+                }
+                (Shape::Json(within), ..) => {
+                    self.issue(
+                        &here,
+                        format!("a JSON ref gives `field` (a JSON pointer within {within})"),
+                    );
+                    continue;
+                }
+                (Shape::Html, ..) => {
+                    self.issue(
+                        &here,
+                        "an HTML ref gives exactly one of `attribute` or `href`",
+                    );
+                    continue;
+                }
+            };
+            out.push(AnswerRef {
+                resource: rf.resource.clone(),
+                at: place,
+            });
+        }
+        out
     }
 
     /// `partners.parents` and `partners.lookup_seconds`.
@@ -1269,4 +1257,12 @@ fn check_redis_url(url: &str) -> Result<(), String> {
         )),
         Err(e) => Err(format!("`{url}` is not a URL: {e}")),
     }
+}
+
+/// What a ref points into: a JSON item or body (named in messages), or an
+/// HTML element.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Json(&'static str),
+    Html,
 }
