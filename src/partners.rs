@@ -645,7 +645,11 @@ impl BodyCheck<'_> {
     }
 
     fn decide_json(&self, body: &[u8]) -> Result<(), PartnerError> {
-        // The syntax, and duplicate keys on the refs' paths.
+        // Two reads, on purpose: guise's reader refuses a key on a ref's
+        // path given twice, which serde_json's `Value` silently resolves;
+        // `Value` then reads the ids and is the stricter parser (nesting
+        // depth, number range), as the app's own may be. A body is at
+        // most 64 KiB and only partner users' writes come here.
         let any = |_: &str, _: &str| true;
         self.reader.check(body, &any).map_err(|e| match e {
             FilterError::Malformed { reason } => PartnerError::BadBody(reason),
